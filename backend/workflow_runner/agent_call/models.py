@@ -1,0 +1,47 @@
+"""The contract between the DSL engine and the agent-call activity: plain dataclasses.
+
+The engine evaluates a `call: agent` task's `with:` block inside the workflow and hands the result
+to the activity as a `CallAgentInput`; the activity's result (completed later, by the Stigmer
+service, through the task token) is a `CallAgentOutput`-shaped JSON object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+# `$secrets.NAME` evaluates to this placeholder inside workflows, so that secret values never
+# enter workflow history; the activity and the service resolve it where the value is needed.
+SECRET_PLACEHOLDER = "{{secret:%s}}"
+SECRET_PLACEHOLDER_PATTERN = re.compile(r"\{\{secret:([A-Za-z_][A-Za-z0-9_.-]*)\}\}")
+
+
+def secret_placeholder(name: str) -> str:
+    return SECRET_PLACEHOLDER % name
+
+
+@dataclasses.dataclass
+class CallAgentInput:
+    """One agent call, with every expression already evaluated (secrets still as placeholders)."""
+
+    agent: str  # The agent's slug.
+    message: str
+    org: str = ""
+    scope: str = "organization"  # platform | organization | identity_account
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    model: str = ""  # Overrides the agent's model when set.
+    timeout_seconds: float | None = None  # The execution's own timeout.
+    temperature: float | None = None
+    session_id: str = ""
+    task_path: str = ""  # Where the call sits in the workflow document, for logs and errors.
+
+
+@dataclasses.dataclass
+class CallAgentOutput:
+    """What a completed agent call returns to the workflow (the task's raw output)."""
+
+    execution_id: str
+    output: str
+    agent: str = ""
+    agent_id: str = ""
+    session_id: str = ""

