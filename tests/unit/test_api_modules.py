@@ -12,6 +12,7 @@ from ai.stigmer.agentic.agentexecution.v1 import api_pb2, spec_pb2, status_pb2
 from ai.stigmer.agentic.workflow.v1.tasks import agent_call_pb2
 from ai.stigmer.commons.apiresource import metadata_pb2, reference_pb2
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 
 from tools.stubs import stubs
 
@@ -76,16 +77,34 @@ def test_agent_execution_round_trips_binary_and_json() -> None:
     assert from_json == execution
 
 
-def test_agent_execution_spec_keeps_the_original_field_numbers() -> None:
-    fields = spec_pb2.AgentExecutionSpec.DESCRIPTOR.fields_by_name
-    numbers = {name: fields[name].number for name in fields}
-    assert numbers["session_id"] == 1
-    assert numbers["agent_id"] == 2
-    assert numbers["message"] == 3
-    assert numbers["execution_config"] == 4
-    assert numbers["runtime_env"] == 5
-    assert numbers["callback_token"] == 6
-    assert fields["callback_token"].type == fields["callback_token"].TYPE_BYTES
+def test_agent_execution_spec_keeps_the_original_wire_contract() -> None:
+    # Go and Java clients of the original system send these numbers and types; changing any of
+    # them breaks them on the wire (see CONTRIBUTING.md: API changes).
+    descriptor = spec_pb2.AgentExecutionSpec.DESCRIPTOR
+    field = descriptor.fields_by_name
+    expected = {
+        "session_id": (1, FieldDescriptor.TYPE_STRING, None),
+        "agent_id": (2, FieldDescriptor.TYPE_STRING, None),
+        "message": (3, FieldDescriptor.TYPE_STRING, None),
+        "execution_config": (4, FieldDescriptor.TYPE_MESSAGE, "ExecutionConfig"),
+        "runtime_env": (5, FieldDescriptor.TYPE_MESSAGE, "RuntimeEnvEntry"),
+        "callback_token": (6, FieldDescriptor.TYPE_BYTES, None),
+    }
+    for name, (number, kind, message_name) in expected.items():
+        assert field[name].number == number, name
+        assert field[name].type == kind, name
+        if message_name:
+            assert field[name].message_type.name == message_name, name
+    # runtime_env is map<string, ExecutionValue>.
+    entry = field["runtime_env"].message_type
+    assert entry.GetOptions().map_entry
+    assert entry.fields_by_name["key"].type == FieldDescriptor.TYPE_STRING
+    assert entry.fields_by_name["value"].message_type.full_name == (
+        "ai.stigmer.agentic.agentexecution.v1.ExecutionValue"
+    )
+    assert descriptor.full_name == "ai.stigmer.agentic.agentexecution.v1.AgentExecutionSpec"
+    # Fields 1-6 are all the original had; ours may only add.
+    assert {f.number for f in descriptor.fields} >= set(range(1, 7))
 
 
 def test_agent_and_agent_call_config_round_trip() -> None:

@@ -16,6 +16,30 @@ SECRET_PLACEHOLDER = "{{secret:%s}}"
 SECRET_PLACEHOLDER_PATTERN = re.compile(r"\{\{secret:([A-Za-z_][A-Za-z0-9_.-]*)\}\}")
 
 
+# Activity names: the workflow side schedules them by name, so that it never imports gRPC code.
+CALL_AGENT_ACTIVITY = "call_agent"
+CANCEL_AGENT_CALL_ACTIVITY = "cancel_agent_call"
+
+# Failures an agent call never retries: bad calls (unknown agent or secret, refused requests,
+# by gRPC status name) and the agent's own failures, which the Stigmer service also sends
+# non-retryable. Listed in the retry policy so that a mislabelled one still stops.
+NON_RETRYABLE_ERROR_TYPES = [
+    "AgentNotFound",
+    "SecretNotFound",
+    "InvalidAgentCall",
+    "ExecutionTimeout",
+    "ModelError",
+    "INVALID_ARGUMENT",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "FAILED_PRECONDITION",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+    "UNIMPLEMENTED",
+    "OUT_OF_RANGE",
+]
+
+
 def secret_placeholder(name: str) -> str:
     return SECRET_PLACEHOLDER % name
 
@@ -45,3 +69,11 @@ class CallAgentOutput:
     agent: str = ""
     agent_id: str = ""
     session_id: str = ""
+
+
+@dataclasses.dataclass
+class CancelAgentCallInput:
+    """Cancels the agent execution of a cancelled agent call (ids only, never the token)."""
+
+    execution_id: str
+    reason: str = "the calling workflow was cancelled"

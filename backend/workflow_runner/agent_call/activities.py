@@ -1,0 +1,163 @@
+"""`CallAgentActivity`: starts an agent execution that completes this activity later, by its task token."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import grpc
+import structlog
+from ai.stigmer.agentic.agentexecution.v1 import spec_pb2
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from backend.workflow_runner.agent_call import convert, errors, secrets
+from backend.workflow_runner.agent_call.client import StigmerClient
+from backend.workflow_runner.agent_call.models import (
+    CALL_AGENT_ACTIVITY,
+    CANCEL_AGENT_CALL_ACTIVITY,
+    CallAgentInput,
+    CallAgentOutput,
+    CancelAgentCallInput,
+)
+
+API_TOKEN_ENV_VAR = "STIGMER_API_TOKEN"
+
+logger = structlog.get_logger(__name__)
+
+
+def token_hash(token: bytes) -> str:
+    """Correlates log lines with the service's without revealing the token, a bearer capability."""
+    return hashlib.sha256(token).hexdigest()[:12]
+
+
+class CallAgentActivity:
+    """The activities of `call: agent`, bound to one Stigmer service."""
+
+    def __init__(
+        self,
+        stigmer_endpoint: str,
+        api_token: str | None = None,
+        secret_resolver: secrets.SecretResolver = secrets.env_secret_resolver,
+    ) -> None:
+        self._client = StigmerClient(stigmer_endpoint, api_token)
+        self._resolve_secret = secret_resolver
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    @activity.defn(name=CALL_AGENT_ACTIVITY)
+    async def call_agent(self, call: CallAgentInput) -> CallAgentOutput:
+        """Creates the execution with this activity's token, then leaves the activity open.
+
+        The Stigmer service completes it (`CallAgentOutput` as a JSON object), fails it with the
+        agent's error, or reports its cancellation; so this function never returns normally.
+        """
+        info = activity.info()
+        token = info.task_token
+        log = logger.bind(
+            workflow_id=info.workflow_id,
+            run_id=info.workflow_run_id,
+            activity_id=info.activity_id,
+            attempt=info.attempt,
+            token_hash=token_hash(token),
+            agent=call.agent,
+            task_path=call.task_path,
+        )
+        # Secrets first: a missing one fails the call before anything is created.
+        names = secrets.referenced_secrets([call.message, *call.env.values()])
+        values = secrets.resolve_secrets(names, self._resolve_secret)
+        runtime_env = _runtime_env(call.env, values)
+
+        reference = convert.agent_reference(call)
+        try:
+            agent = await self._client.get_agent_by_reference(reference)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                log.warning("agent not found", scope=call.scope, org=call.org)
+                raise ApplicationError(
+                    f"agent {call.agent!r} not found (scope {call.scope or 'organization'}, "
+                    f"org {call.org!r})",
+                    {"agent": call.agent, "scope": call.scope, "org": call.org},
+                    type=errors.AGENT_NOT_FOUND,
+                    non_retryable=True,
+                ) from None
+            _raise_grpc(log, error, "resolving the agent")
+
+        key = convert.idempotency_key(info)
+        execution = convert.agent_execution(
+            call,
+            agent_id=agent.metadata.id,
+            callback_token=token,
+            key=key,
+            caller=convert.caller_info(info),
+            runtime_env=runtime_env,
+        )
+        try:
+            created = await self._client.create_execution(execution)
+        except grpc.aio.AioRpcError as error:
+            _raise_grpc(log, error, "creating the agent execution")
+
+        execution_id = created.metadata.id
+        log.info(
+            "agent execution created; waiting for its callback",
+            execution_id=execution_id,
+            agent_id=agent.metadata.id,
+            secrets=len(values),
+        )
+        # Recorded with the activity, so that a caller whose activity timed out (service lost)
+        # still knows which execution to cancel.
+        activity.heartbeat({"execution_id": execution_id})
+        activity.raise_complete_async()
+
+    @activity.defn(name=CANCEL_AGENT_CALL_ACTIVITY)
+    async def cancel_agent_call(self, request: CancelAgentCallInput) -> bool:
+        """Cancels an execution whose caller went away; False when it had already ended."""
+        log = logger.bind(execution_id=request.execution_id)
+        try:
+            await self._client.cancel_execution(request.execution_id, request.reason)
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                log.info("agent execution already ended", grpc_status=error.code().name)
+                return False
+            _raise_grpc(log, error, "cancelling the agent execution")
+        log.info("agent execution cancelled")
+        return True
+
+
+def _runtime_env(
+    env: dict[str, str], values: dict[str, str]
+) -> dict[str, spec_pb2.ExecutionValue]:
+    """Env entries (secret when they hold a placeholder) plus every referenced secret by name."""
+    runtime_env = {
+        name: spec_pb2.ExecutionValue(
+            value=secrets.substitute(value, values),
+            is_secret=bool(secrets.referenced_secrets([value])),
+        )
+        for name, value in env.items()
+    }
+    # The service substitutes the message's placeholders from these entries.
+    for name, value in values.items():
+        runtime_env[name] = spec_pb2.ExecutionValue(value=value, is_secret=True)
+    return runtime_env
+
+
+def _raise_grpc(log: Any, error: grpc.aio.AioRpcError, action: str) -> NoReturn:
+    failure = errors.from_grpc_error(error, action)
+    log.warning(
+        f"{action} failed",
+        grpc_status=error.code().name,
+        retryable=not failure.non_retryable,
+    )
+    raise failure from None
+
+
+def agent_call_activities(
+    stigmer_endpoint: str, api_token: str | None = None
+) -> list[Callable[..., Any]]:
+    """The bound activity methods to register on a worker (token from STIGMER_API_TOKEN by default)."""
+    token = api_token if api_token is not None else os.environ.get(API_TOKEN_ENV_VAR) or None
+    activities = CallAgentActivity(stigmer_endpoint, token)
+    return [activities.call_agent, activities.cancel_agent_call]

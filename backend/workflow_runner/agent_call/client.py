@@ -1,0 +1,70 @@
+"""The Stigmer service's gRPC client as the agent-call activity needs it: one channel, bearer auth, deadlines."""
+
+from __future__ import annotations
+
+import grpc
+from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
+from ai.stigmer.agentic.agent.v1 import query_pb2 as agent_query_pb2
+from ai.stigmer.agentic.agent.v1 import query_pb2_grpc as agent_query_pb2_grpc
+from ai.stigmer.agentic.agentexecution.v1 import api_pb2, command_pb2, command_pb2_grpc
+from ai.stigmer.commons.apiresource import reference_pb2
+
+# Every call is bounded: a hung service must fail the call (and retry it), never hang a slot.
+DEFAULT_DEADLINE_SECONDS = 15.0
+
+
+class StigmerClient:
+    """The agent query and agent-execution command calls, on one lazily opened channel.
+
+    The channel is opened on first use so that it belongs to the event loop of the worker that
+    runs the activity, not to whatever loop (if any) constructed the client.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        api_token: str | None = None,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
+    ) -> None:
+        self._endpoint = endpoint
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {api_token}"),) if api_token else ()
+        )
+        self._deadline = deadline_seconds
+        self._channel: grpc.aio.Channel | None = None
+
+    def _open(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self._endpoint)
+        return self._channel
+
+    async def get_agent_by_reference(
+        self, reference: reference_pb2.ApiResourceReference
+    ) -> agent_api_pb2.Agent:
+        stub = agent_query_pb2_grpc.AgentQueryServiceStub(self._open())
+        return await stub.GetAgentByReference(
+            agent_query_pb2.GetAgentByReferenceRequest(ref=reference),
+            timeout=self._deadline,
+            metadata=self._metadata,
+        )
+
+    async def create_execution(self, execution: api_pb2.AgentExecution) -> api_pb2.AgentExecution:
+        stub = command_pb2_grpc.AgentExecutionCommandServiceStub(self._open())
+        return await stub.CreateAgentExecution(
+            command_pb2.CreateAgentExecutionRequest(execution=execution),
+            timeout=self._deadline,
+            metadata=self._metadata,
+        )
+
+    async def cancel_execution(self, execution_id: str, reason: str) -> api_pb2.AgentExecution:
+        stub = command_pb2_grpc.AgentExecutionCommandServiceStub(self._open())
+        return await stub.CancelAgentExecution(
+            command_pb2.CancelAgentExecutionRequest(id=execution_id, reason=reason),
+            timeout=self._deadline,
+            metadata=self._metadata,
+        )
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
