@@ -1,0 +1,1 @@
+"""The Serverless Workflow DSL (1.0) subset we support: loading, validation, expressions, errors."""

@@ -1,0 +1,342 @@
+"""Loads a workflow document from YAML or JSON and reports every problem with its path."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Iterable
+from typing import Any
+
+import jsonschema
+import yaml
+
+from backend.workflow_runner.dsl import durations, expressions, model, schema
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a document: where (a JSON pointer, `` for the root) and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '/'}: {self.message}"
+
+
+class InvalidDocumentError(Exception):
+    """The document has problems; nothing may run."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(problem) for problem in problems))
+        self.problems = problems
+
+
+def parse(text: str) -> Any:
+    """YAML (of which JSON is a subset) to plain data."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise InvalidDocumentError([Problem("", f"not valid YAML or JSON: {error}")]) from error
+
+
+def load_file(path: pathlib.Path) -> dict[str, Any]:
+    """Reads, parses and validates a document; raises InvalidDocumentError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InvalidDocumentError([Problem("", f"cannot read {path}: {error}")]) from error
+    return load_text(text)
+
+
+def load_text(text: str) -> dict[str, Any]:
+    document = parse(text)
+    problems = validate(document)
+    if problems:
+        raise InvalidDocumentError(problems)
+    assert isinstance(document, dict)
+    return document
+
+
+def validate(document: Any) -> list[Problem]:
+    """Every structural, expression and reference problem of `document`, in document order."""
+    return _Validator(document).run()
+
+
+def validate_input(document: dict[str, Any], value: Any) -> list[Problem]:
+    """Checks a workflow input against the document's `input.schema`, if any."""
+    definition = document.get("input", {}).get("schema")
+    if definition is None:
+        return []
+    validator = jsonschema.Draft202012Validator(definition["document"])
+    return [
+        Problem(
+            "/input" + "".join(f"/{model.escape_pointer(str(p))}" for p in error.absolute_path),
+            f"workflow input does not match input.schema: {error.message}",
+        )
+        for error in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.path)))
+    ]
+
+
+class _Validator:
+    def __init__(self, document: Any) -> None:
+        self.document = document
+        self.problems: list[Problem] = []
+
+    def run(self) -> list[Problem]:
+        if not isinstance(self.document, dict):
+            return [Problem("", "a workflow document must be a mapping")]
+        self._schema(self.document, schema.DOCUMENT, "", skip_task_lists=True)
+        variables = expressions.STANDARD_VARIABLES
+        workflow_input = self.document.get("input")
+        if isinstance(workflow_input, dict):
+            self._input_schema(workflow_input.get("schema"), "/input/schema")
+            self._value_expressions(workflow_input.get("from"), "/input/from", variables)
+        output = self.document.get("output")
+        if isinstance(output, dict):
+            self._value_expressions(output.get("as"), "/output/as", variables)
+        self._duration_at(self.document.get("timeout"), "after", "/timeout", required=False)
+        uses = self.document.get("use")
+        if isinstance(uses, dict) and isinstance(uses.get("retries"), dict):
+            for name, policy in uses["retries"].items():
+                self._retry_policy(policy, f"/use/retries/{model.escape_pointer(name)}", variables)
+        tasks = self.document.get("do")
+        if isinstance(tasks, list):
+            self._task_list(tasks, "/do", variables)
+        return self.problems
+
+    def _add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def _schema(
+        self, value: Any, definition: dict[str, Any], path: str, skip_task_lists: bool = False
+    ) -> None:
+        validator = jsonschema.Draft202012Validator(definition)
+        for error in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.path))):
+            where = path + "".join(f"/{model.escape_pointer(str(p))}" for p in error.absolute_path)
+            # The walk reports the inside of each task itself, with a sharper message.
+            if skip_task_lists and len(error.absolute_path) > 2 and error.absolute_path[0] == "do":
+                continue
+            self._add(where, error.message)
+
+    def _input_schema(self, definition: Any, path: str) -> None:
+        if not isinstance(definition, dict) or not isinstance(definition.get("document"), dict):
+            return
+        try:
+            jsonschema.Draft202012Validator.check_schema(definition["document"])
+        except jsonschema.SchemaError as error:
+            self._add(path + "/document", f"not a valid JSON Schema: {error.message}")
+
+    def _task_list(self, tasks: list[Any], path: str, variables: Iterable[str]) -> None:
+        names: list[str] = []
+        entries: list[tuple[str, dict[str, Any], str]] = []
+        for index, entry in enumerate(tasks):
+            if not isinstance(entry, dict) or len(entry) != 1:
+                self._add(f"{path}/{index}", "a task must be a single-key map `name: {...}`")
+                continue
+            ((name, definition),) = entry.items()
+            task_path = f"{path}/{index}/{model.escape_pointer(str(name))}"
+            if not isinstance(definition, dict):
+                self._add(task_path, "a task definition must be a mapping")
+                continue
+            if name in names:
+                self._add(task_path, f"duplicate task name {name!r} in this list")
+            names.append(str(name))
+            entries.append((str(name), definition, task_path))
+        for _name, definition, task_path in entries:
+            self._task(definition, task_path, list(variables), names)
+
+    def _then(self, target: Any, path: str, siblings: list[str]) -> None:
+        if isinstance(target, str) and target not in model.FLOW_DIRECTIVES + tuple(siblings):
+            self._add(
+                path,
+                f"then: {target!r} is neither continue, exit, end nor a task of the same list "
+                f"({', '.join(siblings)})",
+            )
+
+    def _task(
+        self, task: dict[str, Any], path: str, variables: list[str], siblings: list[str]
+    ) -> None:
+        kind = model.task_type(task)
+        if kind is None:
+            unsupported = [key for key in model.UNSUPPORTED_TASK_TYPES if key in task]
+            if unsupported:
+                self._add(path, f"task type {unsupported[0]!r} is not supported")
+            else:
+                self._add(
+                    path,
+                    f"unknown task type (keys: {', '.join(map(str, task)) or 'none'}); expected "
+                    f"one of {', '.join(model.SUPPORTED_TASK_TYPES)}",
+                )
+            return
+        before = len(self.problems)
+        self._schema(task, schema.TASK_SCHEMAS[kind], path)
+        if len(self.problems) > before:
+            return
+        # Common fields.
+        if "if" in task:
+            self._condition(task["if"], path + "/if", variables)
+        for field, key in (("input", "from"), ("output", "as"), ("export", "as")):
+            if key in task.get(field, {}):
+                self._value_expressions(task[field][key], f"{path}/{field}/{key}", variables)
+        for field in ("input", "output"):
+            self._input_schema(task.get(field, {}).get("schema"), f"{path}/{field}/schema")
+        self._then(task.get("then"), path + "/then", siblings)
+        self._duration_at(task.get("timeout"), "after", path + "/timeout", required=False)
+        getattr(self, f"_task_{kind}")(task, path, variables, siblings)
+
+    def _task_set(
+        self, task: dict[str, Any], path: str, variables: list[str], _: list[str]
+    ) -> None:
+        self._value_expressions(task["set"], path + "/set", variables)
+
+    def _task_call(
+        self, task: dict[str, Any], path: str, variables: list[str], _: list[str]
+    ) -> None:
+        function = task["call"]
+        with_schema = schema.CALL_WITH_SCHEMAS.get(function)
+        if with_schema is None:
+            self._add(
+                path + "/call",
+                f"call {function!r} is not supported; expected one of "
+                f"{', '.join(schema.CALL_WITH_SCHEMAS)}",
+            )
+            return
+        arguments = task.get("with")
+        if arguments is None:
+            self._add(path, "call requires `with`")
+            return
+        before = len(self.problems)
+        self._schema(arguments, with_schema, path + "/with")
+        if len(self.problems) > before:
+            return
+        self._value_expressions(arguments, path + "/with", variables)
+        if function == "agent":
+            config = arguments.get("config", {})
+            if "timeout" in config and not expressions.is_expression(config["timeout"]):
+                self._duration(config["timeout"], path + "/with/config/timeout")
+
+    def _task_switch(
+        self, task: dict[str, Any], path: str, variables: list[str], siblings: list[str]
+    ) -> None:
+        defaults = 0
+        for index, entry in enumerate(task["switch"]):
+            ((name, case),) = entry.items()
+            case_path = f"{path}/switch/{index}/{model.escape_pointer(name)}"
+            if "when" in case:
+                self._condition(case["when"], case_path + "/when", variables)
+            else:
+                defaults += 1
+                if defaults > 1:
+                    self._add(case_path, "a switch may have only one default case (without when)")
+            self._then(case["then"], case_path + "/then", siblings)
+
+    def _task_for(
+        self, task: dict[str, Any], path: str, variables: list[str], _: list[str]
+    ) -> None:
+        loop = task["for"]
+        self._condition(loop["in"], path + "/for/in", variables)
+        inner = [
+            *variables,
+            loop.get("each", model.DEFAULT_EACH),
+            loop.get("at", model.DEFAULT_AT),
+        ]
+        if "while" in task:
+            self._condition(task["while"], path + "/while", inner)
+        self._task_list(task["do"], path + "/do", inner)
+
+    def _task_fork(
+        self, task: dict[str, Any], path: str, variables: list[str], _: list[str]
+    ) -> None:
+        self._task_list(task["fork"]["branches"], path + "/fork/branches", variables)
+
+    def _task_try(
+        self, task: dict[str, Any], path: str, variables: list[str], _: list[str]
+    ) -> None:
+        self._task_list(task["try"], path + "/try", variables)
+        catch = task["catch"]
+        inner = [*variables, catch.get("as", model.DEFAULT_ERROR_VARIABLE)]
+        for key in ("when", "exceptWhen"):
+            if key in catch:
+                self._condition(catch[key], f"{path}/catch/{key}", inner)
+        retry = catch.get("retry")
+        if isinstance(retry, str):
+            known = self.document.get("use", {}).get("retries", {})
+            if retry not in known:
+                self._add(
+                    path + "/catch/retry", f"unknown retry policy {retry!r} (see use.retries)"
+                )
+        elif isinstance(retry, dict):
+            before = len(self.problems)
+            self._schema(retry, schema.RETRY_POLICY, path + "/catch/retry")
+            if len(self.problems) == before:
+                self._retry_policy(retry, path + "/catch/retry", inner)
+        if "do" in catch:
+            self._task_list(catch["do"], path + "/catch/do", inner)
+
+    def _task_raise(
+        self, task: dict[str, Any], path: str, variables: list[str], _: list[str]
+    ) -> None:
+        error = task["raise"]["error"]
+        if isinstance(error, str):
+            if error not in self.document.get("use", {}).get("errors", {}):
+                self._add(path + "/raise/error", f"unknown error {error!r} (see use.errors)")
+            return
+        before = len(self.problems)
+        self._schema(error, schema.ERROR_DEFINITION, path + "/raise/error")
+        if len(self.problems) == before:
+            self._value_expressions(error, path + "/raise/error", variables)
+
+    def _task_wait(
+        self, task: dict[str, Any], path: str, variables: list[str], _: list[str]
+    ) -> None:
+        self._duration(task["wait"], path + "/wait")
+
+    def _task_do(self, task: dict[str, Any], path: str, variables: list[str], _: list[str]) -> None:
+        self._task_list(task["do"], path + "/do", variables)
+
+    def _retry_policy(self, policy: Any, path: str, variables: Iterable[str]) -> None:
+        if not isinstance(policy, dict):
+            return
+        if "delay" in policy:
+            self._duration(policy["delay"], path + "/delay")
+        for key in ("when", "exceptWhen"):
+            if key in policy:
+                self._condition(policy[key], f"{path}/{key}", variables)
+        limit = policy.get("limit", {})
+        self._duration_at(limit, "duration", path + "/limit", required=False)
+        self._duration_at(limit.get("attempt"), "duration", path + "/limit/attempt", required=False)
+
+    def _duration_at(self, parent: Any, key: str, path: str, required: bool) -> None:
+        if isinstance(parent, dict) and key in parent:
+            self._duration(parent[key], f"{path}/{key}")
+
+    def _duration(self, value: Any, path: str) -> None:
+        try:
+            durations.to_seconds(value)
+        except durations.DurationError as error:
+            self._add(path, str(error))
+
+    def _condition(self, value: Any, path: str, variables: Iterable[str]) -> None:
+        if isinstance(value, bool):
+            return
+        self._expression(expressions.program_of(str(value)), path, variables)
+
+    def _value_expressions(self, value: Any, path: str, variables: Iterable[str]) -> None:
+        if isinstance(value, str):
+            if expressions.is_expression(value):
+                self._expression(expressions.program_of(value), path, variables)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self._value_expressions(item, f"{path}/{model.escape_pointer(str(key))}", variables)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self._value_expressions(item, f"{path}/{index}", variables)
+
+    def _expression(self, program: str, path: str, variables: Iterable[str]) -> None:
+        if not program:
+            self._add(path, "empty expression")
+            return
+        error = expressions.check(program, variables)
+        if error:
+            self._add(path, f"invalid expression: {error}")

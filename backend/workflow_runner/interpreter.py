@@ -1,0 +1,472 @@
+"""The deterministic DSL interpreter: walks the document; side effects go through TaskRunners.
+
+It runs inside the Temporal workflow, so it does no I/O, reads no clock and draws no random
+numbers itself: time, sleeping, HTTP and agent calls are the runners' job. Tests drive it with
+fake runners, without Temporal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+import jsonschema
+
+from backend.workflow_runner.agent_call.models import CallAgentInput, secret_placeholder
+from backend.workflow_runner.dsl import durations, errors, expressions, model
+from backend.workflow_runner.dsl.errors import DslError, DslException
+from backend.workflow_runner.models import HttpCallInput, ProgressEntry
+
+RUNTIME_NAME = "stigmer-workflow-runner"
+RUNTIME_VERSION = "0.1.0"
+
+
+class TaskRunners(Protocol):
+    """The side effects the interpreter needs; they raise DslException on failure."""
+
+    async def call_http(self, call: HttpCallInput) -> Any: ...
+
+    async def call_agent(self, call: CallAgentInput) -> dict[str, Any]: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def now(self) -> datetime: ...
+
+
+class _EndWorkflow(Exception):
+    """`then: end`: stops every task list up to the workflow, which returns `output`."""
+
+    def __init__(self, output: Any) -> None:
+        super().__init__("end")
+        self.output = output
+
+
+def _date_time(moment: datetime) -> dict[str, Any]:
+    milliseconds = int(moment.timestamp() * 1000)
+    return {
+        "iso8601": moment.isoformat(),
+        "epoch": {"seconds": milliseconds // 1000, "milliseconds": milliseconds},
+    }
+
+
+@dataclasses.dataclass
+class _Scope:
+    """Expression arguments added by enclosing tasks (`$item`, `$index`, `$error`, ...)."""
+
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def with_values(self, **values: Any) -> _Scope:
+        return _Scope({**self.extras, **values})
+
+
+class Interpreter:
+    """Runs one workflow document once; `progress` lists the tasks that finished, in order."""
+
+    def __init__(self, document: dict[str, Any], runners: TaskRunners, workflow_id: str) -> None:
+        self.document = document
+        self.runners = runners
+        self.workflow_id = workflow_id
+        self.context: Any = {}
+        self.progress: list[ProgressEntry] = []
+        self.secrets = {name: secret_placeholder(name) for name in model.secret_names(document)}
+        self.workflow_descriptor: dict[str, Any] = {}
+
+    async def run(self, workflow_input: Any) -> Any:
+        """The workflow's output, or DslException with the error that ended it."""
+        self.workflow_descriptor = {
+            "id": self.workflow_id,
+            "definition": self.document,
+            "input": workflow_input,
+            "startedAt": _date_time(self.runners.now()),
+        }
+        timeout = self.document.get("timeout", {}).get("after")
+        if timeout is None:
+            return await self._run(workflow_input)
+        seconds = durations.to_seconds(timeout)
+        try:
+            return await asyncio.wait_for(self._run(workflow_input), seconds)
+        except TimeoutError:
+            raise DslException(
+                DslError(errors.TIMEOUT, 408, "Workflow timed out", f"after {seconds:g}s", "/")
+            ) from None
+
+    async def _run(self, workflow_input: Any) -> Any:
+        spec = self.document.get("input", {})
+        self._check_schema(spec.get("schema"), workflow_input, "/input", "workflow input")
+        variables = self._variables(_Scope(), workflow_input, None, None)
+        data = self._transform(spec.get("from"), workflow_input, variables, "/input/from")
+        try:
+            output = await self._run_list(self.document["do"], "/do", data, _Scope())
+        except _EndWorkflow as end:
+            output = end.output
+        result_spec = self.document.get("output", {})
+        variables = self._variables(_Scope(), data, output, None)
+        output = self._transform(result_spec.get("as"), output, variables, "/output/as")
+        self._check_schema(result_spec.get("schema"), output, "/output", "workflow output")
+        return output
+
+    # Task lists and flow directives.
+
+    async def _run_list(self, tasks: list[Any], path: str, data: Any, scope: _Scope) -> Any:
+        items = model.task_items(tasks, path)
+        index = 0
+        while index < len(items):
+            item = items[index]
+            data, directive = await self._run_task(item, data, scope)
+            if directive in (None, "continue"):
+                index += 1
+            elif directive == "exit":
+                break
+            elif directive == "end":
+                raise _EndWorkflow(data)
+            else:
+                index = next(i for i, other in enumerate(items) if other.name == directive)
+        return data
+
+    async def _run_task(
+        self, item: model.TaskItem, raw_input: Any, scope: _Scope
+    ) -> tuple[Any, Any]:
+        task = item.definition
+        descriptor: dict[str, Any] = {
+            "name": item.name,
+            "reference": item.path,
+            "definition": task,
+            "input": raw_input,
+            "startedAt": _date_time(self.runners.now()),
+        }
+        variables = self._variables(scope, raw_input, None, descriptor)
+        if "if" in task and not self._condition(task["if"], raw_input, variables, item.path):
+            self.progress.append(ProgressEntry(item.path, "skipped"))
+            return raw_input, None
+        try:
+            self._check_schema(task.get("input", {}).get("schema"), raw_input, item.path, "input")
+            data = self._transform(
+                task.get("input", {}).get("from"), raw_input, variables, item.path
+            )
+            descriptor["input"] = data
+            variables = self._variables(scope, data, None, descriptor)
+            timeout = task.get("timeout", {}).get("after")
+            execution = self._execute(item, data, variables, scope)
+            if timeout is None:
+                raw_output, directive = await execution
+            else:
+                seconds = durations.to_seconds(timeout)
+                try:
+                    raw_output, directive = await asyncio.wait_for(execution, seconds)
+                except TimeoutError:
+                    raise DslException(
+                        DslError(
+                            errors.TIMEOUT, 408, "Task timed out", f"after {seconds:g}s", item.path
+                        )
+                    ) from None
+            descriptor["output"] = raw_output
+            variables = self._variables(scope, data, raw_output, descriptor)
+            output = self._transform(
+                task.get("output", {}).get("as"), raw_output, variables, item.path
+            )
+            self._check_schema(task.get("output", {}).get("schema"), output, item.path, "output")
+            if "as" in task.get("export", {}):
+                variables = self._variables(scope, data, output, descriptor)
+                self.context = self._transform(task["export"]["as"], output, variables, item.path)
+        except DslException as failure:
+            self.progress.append(ProgressEntry(item.path, "failed", failure.error.type))
+            raise
+        self.progress.append(ProgressEntry(item.path, "completed"))
+        return output, directive if directive is not None else task.get("then")
+
+    async def _execute(
+        self, item: model.TaskItem, data: Any, variables: dict[str, Any], scope: _Scope
+    ) -> tuple[Any, str | None]:
+        task, path = item.definition, item.path
+        kind = model.task_type(task)
+        if kind == "set":
+            return self._evaluate(task["set"], data, variables, path), None
+        if kind == "call":
+            return await self._call(task, data, variables, path), None
+        if kind == "switch":
+            return data, self._switch(task, data, variables, path)
+        if kind == "for":
+            return await self._for(task, data, variables, scope, path), None
+        if kind == "fork":
+            return await self._fork(task, data, scope, path), None
+        if kind == "try":
+            return await self._try(task, data, variables, scope, path), None
+        if kind == "raise":
+            raise DslException(self._raised_error(task, data, variables, path))
+        if kind == "wait":
+            await self.runners.sleep(durations.to_seconds(task["wait"]))
+            return data, None
+        if kind == "do":
+            return await self._run_list(task["do"], path + "/do", data, scope), None
+        raise DslException(DslError(errors.CONFIGURATION, 400, "Unsupported task", str(kind), path))
+
+    # Task kinds.
+
+    async def _call(
+        self, task: dict[str, Any], data: Any, variables: dict[str, Any], path: str
+    ) -> Any:
+        arguments = self._evaluate(task.get("with", {}), data, variables, path)
+        if task["call"] == "http":
+            endpoint = arguments["endpoint"]
+            uri = endpoint["uri"] if isinstance(endpoint, dict) else endpoint
+            call = HttpCallInput(
+                method=str(arguments["method"]).upper(),
+                uri=str(uri),
+                headers={str(k): str(v) for k, v in (arguments.get("headers") or {}).items()},
+                query={str(k): str(v) for k, v in (arguments.get("query") or {}).items()},
+                body=arguments.get("body"),
+                output=str(arguments.get("output", "content")),
+                redirect=bool(arguments.get("redirect", False)),
+                task_path=path,
+            )
+            return await self.runners.call_http(call)
+        config = arguments.get("config") or {}
+        timeout = config.get("timeout")
+        temperature = config.get("temperature")
+        call_agent = CallAgentInput(
+            agent=str(arguments["agent"]),
+            message=_text(arguments["message"]),
+            org=str(arguments.get("org") or ""),
+            scope=str(arguments.get("scope") or "organization"),
+            env={str(k): _text(v) for k, v in (arguments.get("env") or {}).items()},
+            model=str(config.get("model") or ""),
+            timeout_seconds=durations.to_seconds(timeout) if timeout is not None else None,
+            temperature=float(temperature) if temperature is not None else None,
+            session_id=str(arguments.get("session") or ""),
+            task_path=path,
+        )
+        return await self.runners.call_agent(call_agent)
+
+    def _switch(self, task: dict[str, Any], data: Any, variables: dict[str, Any], path: str) -> Any:
+        default = None
+        for index, entry in enumerate(task["switch"]):
+            ((name, case),) = entry.items()
+            if "when" not in case:
+                default = case["then"]
+                continue
+            case_path = f"{path}/switch/{index}/{model.escape_pointer(name)}/when"
+            if self._condition(case["when"], data, variables, case_path):
+                return case["then"]
+        return default
+
+    async def _for(
+        self, task: dict[str, Any], data: Any, variables: dict[str, Any], scope: _Scope, path: str
+    ) -> Any:
+        loop = task["for"]
+        collection = self._expression(loop["in"], data, variables, path + "/for/in")
+        if collection is None:
+            collection = []
+        if isinstance(collection, dict):
+            collection = list(collection.values())
+        if not isinstance(collection, list):
+            raise DslException(
+                DslError(
+                    errors.VALIDATION,
+                    400,
+                    "for.in is not a list",
+                    f"for.in evaluated to {type(collection).__name__}",
+                    path,
+                )
+            )
+        each = loop.get("each", model.DEFAULT_EACH)
+        at = loop.get("at", model.DEFAULT_AT)
+        current = data
+        for index, element in enumerate(collection):
+            inner = scope.with_values(**{each: element, at: index})
+            if "while" in task:
+                check = self._variables(inner, current, None, variables["task"])
+                if not self._condition(task["while"], current, check, path + "/while"):
+                    break
+            current = await self._run_list(task["do"], path + "/do", current, inner)
+        return current
+
+    async def _fork(self, task: dict[str, Any], data: Any, scope: _Scope, path: str) -> Any:
+        items = model.task_items(task["fork"]["branches"], path + "/fork/branches")
+        branches = [asyncio.create_task(self._run_task(item, data, scope)) for item in items]
+        compete = bool(task["fork"].get("compete", False))
+        try:
+            pending: set[asyncio.Task[tuple[Any, Any]]] = set(branches)
+            while pending:
+                _done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                # Branch order, not set order, decides: a set's order differs between replays.
+                for branch in branches:
+                    if not branch.done():
+                        continue
+                    failure = branch.exception()
+                    if failure is None and compete:
+                        return branch.result()[0]
+                    if failure is not None and not compete:
+                        raise failure
+            if compete:
+                # Every branch failed: the first one's error stands for all.
+                raise next(b.exception() for b in branches if b.exception() is not None)  # type: ignore[misc]
+            return [branch.result()[0] for branch in branches]
+        finally:
+            for branch in branches:
+                if not branch.done():
+                    branch.cancel()
+            await asyncio.gather(*branches, return_exceptions=True)
+
+    async def _try(
+        self, task: dict[str, Any], data: Any, variables: dict[str, Any], scope: _Scope, path: str
+    ) -> Any:
+        catch = task["catch"]
+        retry = catch.get("retry")
+        if isinstance(retry, str):
+            retry = self.document["use"]["retries"][retry]
+        error_name = catch.get("as", model.DEFAULT_ERROR_VARIABLE)
+        retries = 0
+        while True:
+            try:
+                return await self._run_list(task["try"], path + "/try", data, scope)
+            except DslException as failure:
+                error = failure.error.to_dict()
+                inner = scope.with_values(**{error_name: error})
+                checks = self._variables(inner, data, None, variables["task"])
+                if not self._catches(catch, error, data, checks, path):
+                    raise
+                if retry is not None and self._should_retry(
+                    retry, retries, error, data, checks, path
+                ):
+                    retries += 1
+                    await self.runners.sleep(_retry_delay(retry, retries))
+                    continue
+                if "do" not in catch:
+                    return data
+                return await self._run_list(catch["do"], path + "/catch/do", data, inner)
+
+    def _catches(
+        self,
+        catch: dict[str, Any],
+        error: dict[str, Any],
+        data: Any,
+        variables: dict[str, Any],
+        path: str,
+    ) -> bool:
+        wanted = catch.get("errors", {}).get("with", {})
+        for key, value in wanted.items():
+            if key == "status":
+                if str(error.get("status")) != str(value):
+                    return False
+            elif error.get(key) != value:
+                return False
+        if "when" in catch and not self._condition(
+            catch["when"], data, variables, path + "/catch/when"
+        ):
+            return False
+        return not (
+            "exceptWhen" in catch
+            and self._condition(catch["exceptWhen"], data, variables, path + "/catch/exceptWhen")
+        )
+
+    def _should_retry(
+        self,
+        retry: dict[str, Any],
+        retries: int,
+        error: dict[str, Any],
+        data: Any,
+        variables: dict[str, Any],
+        path: str,
+    ) -> bool:
+        limit = retry.get("limit", {}).get("attempt", {}).get("count")
+        if limit is not None and retries >= int(limit):
+            return False
+        if "when" in retry and not self._condition(retry["when"], data, variables, path):
+            return False
+        return not (
+            "exceptWhen" in retry and self._condition(retry["exceptWhen"], data, variables, path)
+        )
+
+    def _raised_error(
+        self, task: dict[str, Any], data: Any, variables: dict[str, Any], path: str
+    ) -> DslError:
+        definition = task["raise"]["error"]
+        if isinstance(definition, str):
+            definition = self.document["use"]["errors"][definition]
+        value = self._evaluate(definition, data, variables, path)
+        try:
+            status = int(value["status"])
+        except (TypeError, ValueError):
+            raise DslException(
+                DslError(
+                    errors.VALIDATION, 400, "Invalid error status", repr(value["status"]), path
+                )
+            ) from None
+        return DslError(
+            type=str(value["type"]),
+            status=status,
+            title=_text(value.get("title", "")),
+            detail=_text(value.get("detail", "")),
+            instance=str(value.get("instance") or path),
+        )
+
+    # Expressions and data.
+
+    def _variables(
+        self, scope: _Scope, data: Any, output: Any, task: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        return {
+            "context": self.context,
+            "input": data,
+            "output": output,
+            "secrets": self.secrets,
+            "task": task,
+            "workflow": self.workflow_descriptor,
+            "runtime": {"name": RUNTIME_NAME, "version": RUNTIME_VERSION},
+            **scope.extras,
+        }
+
+    def _evaluate(self, value: Any, data: Any, variables: Mapping[str, Any], path: str) -> Any:
+        try:
+            return expressions.evaluate_value(value, data, variables)
+        except expressions.ExpressionError as error:
+            raise errors.expression_error(str(error), path) from None
+
+    def _condition(self, value: Any, data: Any, variables: Mapping[str, Any], path: str) -> bool:
+        try:
+            return expressions.evaluate_condition(value, data, variables)
+        except expressions.ExpressionError as error:
+            raise errors.expression_error(str(error), path) from None
+
+    def _expression(self, value: Any, data: Any, variables: Mapping[str, Any], path: str) -> Any:
+        """A field that is always an expression, with or without `${ }`."""
+        try:
+            return expressions.evaluate(expressions.program_of(str(value)), data, variables)
+        except expressions.ExpressionError as error:
+            raise errors.expression_error(str(error), path) from None
+
+    def _transform(self, spec: Any, data: Any, variables: Mapping[str, Any], path: str) -> Any:
+        if spec is None:
+            return data
+        return self._evaluate(spec, data, variables, path)
+
+    def _check_schema(self, spec: Any, value: Any, path: str, what: str) -> None:
+        if spec is None:
+            return
+        validator = jsonschema.Draft202012Validator(spec["document"])
+        problem = next(iter(validator.iter_errors(value)), None)
+        if problem is not None:
+            raise errors.validation_error(
+                f"{what} does not match its schema: {problem.message}", path
+            )
+
+
+def _retry_delay(retry: dict[str, Any], attempt: int) -> float:
+    delay = durations.to_seconds(retry["delay"]) if "delay" in retry else 0.0
+    backoff = retry.get("backoff", {"constant": {}})
+    if "linear" in backoff:
+        return delay * attempt
+    if "exponential" in backoff:
+        factor = float(backoff["exponential"].get("factor", 2))
+        return float(delay * factor ** (attempt - 1))
+    return delay
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,44 @@
+"""Dataclasses that cross the Temporal boundary: the workflow's input, and the HTTP activity's."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass
+class DslRunInput:
+    """One run: the whole (validated) document travels with it, so workers never need a restart."""
+
+    document: dict[str, Any]
+    input: Any = None
+
+
+@dataclasses.dataclass
+class ProgressEntry:
+    """A task that finished (completed, skipped or failed), as the `progress` query reports it."""
+
+    path: str
+    status: str
+    error_type: str = ""
+
+
+@dataclasses.dataclass
+class HttpCallInput:
+    """A `call: http` task with every expression evaluated."""
+
+    method: str
+    uri: str
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    query: dict[str, str] = dataclasses.field(default_factory=dict)
+    body: Any = None
+    output: str = "content"  # raw | content | response
+    redirect: bool = False
+    task_path: str = ""
+
+
+@dataclasses.dataclass
+class HttpCallOutput:
+    """The task's raw output, already shaped by the `output` mode."""
+
+    value: Any
