@@ -1,4 +1,4 @@
-"""`CallAgentActivity`: starts an agent execution that completes this activity later, by its task token."""
+"""`CallAgentActivity`: starts an agent execution that completes the activity later, by token."""
 
 from __future__ import annotations
 
@@ -127,9 +127,7 @@ class CallAgentActivity:
         return True
 
 
-def _runtime_env(
-    env: dict[str, str], values: dict[str, str]
-) -> dict[str, spec_pb2.ExecutionValue]:
+def _runtime_env(env: dict[str, str], values: dict[str, str]) -> dict[str, spec_pb2.ExecutionValue]:
     """Env entries (secret when they hold a placeholder) plus every referenced secret by name."""
     runtime_env = {
         name: spec_pb2.ExecutionValue(
@@ -157,7 +155,7 @@ def _raise_grpc(log: Any, error: grpc.aio.AioRpcError, action: str) -> NoReturn:
 def agent_call_activities(
     stigmer_endpoint: str, api_token: str | None = None
 ) -> list[Callable[..., Any]]:
-    """The bound activity methods to register on a worker (token from STIGMER_API_TOKEN by default)."""
+    """The bound activity methods to register on a worker (API token from STIGMER_API_TOKEN)."""
     token = api_token if api_token is not None else os.environ.get(API_TOKEN_ENV_VAR) or None
     activities = CallAgentActivity(stigmer_endpoint, token)
     return [activities.call_agent, activities.cancel_agent_call]

@@ -1,4 +1,4 @@
-"""The Stigmer service's gRPC client as the agent-call activity needs it: one channel, bearer auth, deadlines."""
+"""The Stigmer service client the agent-call activity needs: one channel, bearer auth, deadlines."""
 
 from __future__ import annotations
 

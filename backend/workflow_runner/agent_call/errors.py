@@ -1,4 +1,4 @@
-"""Error types of agent calls, and how a gRPC error of the Stigmer service becomes a Temporal failure."""
+"""Agent-call error types; how a gRPC error of the Stigmer service becomes a Temporal failure."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ NON_RETRYABLE_CODES = frozenset(
         grpc.StatusCode.OUT_OF_RANGE,
     }
 )
+
 
 def from_grpc_error(error: grpc.aio.AioRpcError, action: str) -> ApplicationError:
     """A Temporal failure for a failed call to the Stigmer service, retryable only if transient."""

@@ -1,4 +1,4 @@
-"""Resolves `{{secret:NAME}}` placeholders of an agent call inside the activity, never in the workflow."""
+"""Resolves an agent call's `{{secret:NAME}}` placeholders in the activity, never the workflow."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def referenced_secrets(texts: Iterable[str]) -> list[str]:
 
 
 def resolve_secrets(names: Iterable[str], resolver: SecretResolver) -> dict[str, str]:
-    """Every named secret's value; a missing one is a non-retryable failure naming it (not a value)."""
+    """Every named secret's value; a missing one is a non-retryable failure naming it."""
     values: dict[str, str] = {}
     for name in names:
         value = resolver(name)

@@ -1,4 +1,4 @@
-"""Runs a `call: agent` from inside a workflow: the activity, its timeouts, retries and cancellation."""
+"""Runs a `call: agent` inside a workflow: the activity, its timeouts, retries and cancellation."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ async def run_agent_call(call: CallAgentInput) -> dict[str, Any]:
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=RETRY_POLICY,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            summary=f"call agent {call.agent}" + (f" at {call.task_path}" if call.task_path else ""),
+            summary=f"call agent {call.agent}"
+            + (f" at {call.task_path}" if call.task_path else ""),
         )
     except ActivityError as error:
         execution_id = _known_execution_id(error)

@@ -1,4 +1,4 @@
-"""A recording fake of the two Stigmer services the agent-call activity talks to, on a real gRPC server."""
+"""A recording fake of the Stigmer services the agent-call activity calls, on a real gRPC server."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
@@ -15,6 +16,8 @@ from ai.stigmer.agentic.agent.v1 import query_pb2_grpc as agent_query_pb2_grpc
 from ai.stigmer.agentic.agentexecution.v1 import api_pb2, command_pb2, command_pb2_grpc
 from ai.stigmer.commons.apiresource import metadata_pb2, reference_pb2
 from google.protobuf import empty_pb2
+
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 @dataclasses.dataclass
@@ -49,7 +52,10 @@ class FakeStigmer(
         self.ended: set[str] = set()
 
     def add_agent(
-        self, slug: str, org: str = "acme", scope: int = reference_pb2.API_RESOURCE_OWNER_SCOPE_ORGANIZATION
+        self,
+        slug: str,
+        org: str = "acme",
+        scope: int = reference_pb2.API_RESOURCE_OWNER_SCOPE_ORGANIZATION,
     ) -> agent_api_pb2.Agent:
         agent = agent_api_pb2.Agent(
             metadata=metadata_pb2.ApiResourceMetadata(id=f"agt-{slug}", slug=slug, org=org)
@@ -57,8 +63,8 @@ class FakeStigmer(
         self.agents[(scope, org, slug)] = agent
         return agent
 
-    async def GetAgentByReference(  # noqa: N802 (gRPC method name)
-        self, request: agent_query_pb2.GetAgentByReferenceRequest, context: grpc.aio.ServicerContext
+    async def GetAgentByReference(
+        self, request: agent_query_pb2.GetAgentByReferenceRequest, context: Context
     ) -> agent_api_pb2.Agent:
         self.agent_requests.append(request)
         ref = request.ref
@@ -68,27 +74,29 @@ class FakeStigmer(
         assert agent is not None
         return agent
 
-    async def GetAgent(  # noqa: N802
-        self, request: agent_query_pb2.GetAgentRequest, context: grpc.aio.ServicerContext
+    async def GetAgent(
+        self, request: agent_query_pb2.GetAgentRequest, context: Context
     ) -> agent_api_pb2.Agent:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
         raise AssertionError
 
-    async def ListAgents(  # noqa: N802
-        self, request: agent_query_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext
+    async def ListAgents(
+        self, request: agent_query_pb2.ListAgentsRequest, context: Context
     ) -> agent_query_pb2.ListAgentsResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
         raise AssertionError
 
-    async def CreateAgentExecution(  # noqa: N802
-        self, request: command_pb2.CreateAgentExecutionRequest, context: grpc.aio.ServicerContext
+    async def CreateAgentExecution(
+        self, request: command_pb2.CreateAgentExecutionRequest, context: Context
     ) -> api_pb2.AgentExecution:
         if self.create_failures:
             code = self.create_failures.pop(0)
             await context.abort(code, f"injected {code.name}")
         spec = request.execution.spec
-        execution_id = self.ids_by_key.setdefault(spec.idempotency_key, f"exe-{uuid.uuid4().hex[:8]}")
-        metadata = {item.key: str(item.value) for item in context.invocation_metadata() or ()}
+        execution_id = self.ids_by_key.setdefault(
+            spec.idempotency_key, f"exe-{uuid.uuid4().hex[:8]}"
+        )
+        metadata = {key: str(value) for key, value in context.invocation_metadata() or ()}
         created = Created(request, execution_id, metadata)
         self.creates.append(created)
         await self.created.put(created)
@@ -99,8 +107,8 @@ class FakeStigmer(
         execution.spec.callback_token = b""
         return execution
 
-    async def CancelAgentExecution(  # noqa: N802
-        self, request: command_pb2.CancelAgentExecutionRequest, context: grpc.aio.ServicerContext
+    async def CancelAgentExecution(
+        self, request: command_pb2.CancelAgentExecutionRequest, context: Context
     ) -> api_pb2.AgentExecution:
         self.cancels.append(request)
         await self.cancelled.put(request.id)
@@ -109,14 +117,14 @@ class FakeStigmer(
         self.ended.add(request.id)
         return api_pb2.AgentExecution(metadata=metadata_pb2.ApiResourceMetadata(id=request.id))
 
-    async def UpdateAgentExecutionStatus(  # noqa: N802
-        self, request: command_pb2.UpdateAgentExecutionStatusRequest, context: grpc.aio.ServicerContext
+    async def UpdateAgentExecutionStatus(
+        self, request: command_pb2.UpdateAgentExecutionStatusRequest, context: Context
     ) -> api_pb2.AgentExecution:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
         raise AssertionError
 
-    async def DeleteAgentExecution(  # noqa: N802
-        self, request: command_pb2.DeleteAgentExecutionRequest, context: grpc.aio.ServicerContext
+    async def DeleteAgentExecution(
+        self, request: command_pb2.DeleteAgentExecutionRequest, context: Context
     ) -> empty_pb2.Empty:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
         raise AssertionError

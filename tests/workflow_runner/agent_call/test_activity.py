@@ -1,4 +1,4 @@
-"""`CallAgentActivity` in an `ActivityEnvironment`, against a recording fake Stigmer service on loopback."""
+"""`CallAgentActivity` in an `ActivityEnvironment`, against a recording fake Stigmer service."""
 
 from __future__ import annotations
 
@@ -135,7 +135,10 @@ async def test_a_retried_attempt_sends_its_new_token_with_the_same_key(
     await activities.close()
     first, second = service.creates
     assert (first.token, second.token) == (b"first-token", b"second-token")
-    assert first.request.execution.spec.idempotency_key == second.request.execution.spec.idempotency_key
+    assert (
+        first.request.execution.spec.idempotency_key
+        == second.request.execution.spec.idempotency_key
+    )
     assert first.execution_id == second.execution_id
 
 
@@ -300,7 +303,7 @@ async def test_logs_carry_ids_and_token_hash_but_never_the_token_or_a_secret(
     assert len(logs) >= 3  # created, agent not found, unavailable
 
     rendered = "\n".join(repr(entry) for entry in logs) + "\n" + caplog.text
-    for leak in forbidden(TOKEN) + [SECRET_VALUE]:
+    for leak in [*forbidden(TOKEN), SECRET_VALUE]:
         assert leak not in rendered
 
 

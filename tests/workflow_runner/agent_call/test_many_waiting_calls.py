@@ -1,4 +1,4 @@
-"""Acceptance: 100 agent calls wait at once on a worker with only 2 activity slots, then all complete."""
+"""Acceptance: 100 agent calls wait at once on a worker with 2 activity slots, then all complete."""
 
 from __future__ import annotations
 

@@ -101,9 +101,7 @@ async def test_an_agent_failure_fails_the_call_once_without_retry(
     created = await asyncio.wait_for(service.created.get(), WAIT)
     # Sent as the service does; even a retryable-labelled agent error type stops by policy.
     await temporal_client.get_async_activity_handle(task_token=created.token).fail(
-        ApplicationError(
-            "model said no", {"execution_id": created.execution_id}, type="ModelError"
-        )
+        ApplicationError("model said no", {"execution_id": created.execution_id}, type="ModelError")
     )
     with pytest.raises(WorkflowFailureError) as raised:
         await asyncio.wait_for(handle.result(), WAIT)
