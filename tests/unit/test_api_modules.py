@@ -94,14 +94,15 @@ def test_agent_execution_spec_keeps_the_original_wire_contract() -> None:
         assert field[name].number == number, name
         assert field[name].type == kind, name
         if message_name:
-            assert field[name].message_type.name == message_name, name
+            message_type = field[name].message_type
+            assert message_type is not None and message_type.name == message_name, name
     # runtime_env is map<string, ExecutionValue>.
     entry = field["runtime_env"].message_type
-    assert entry.GetOptions().map_entry
+    assert entry is not None and entry.GetOptions().map_entry
     assert entry.fields_by_name["key"].type == FieldDescriptor.TYPE_STRING
-    assert entry.fields_by_name["value"].message_type.full_name == (
-        "ai.stigmer.agentic.agentexecution.v1.ExecutionValue"
-    )
+    value_type = entry.fields_by_name["value"].message_type
+    assert value_type is not None
+    assert value_type.full_name == "ai.stigmer.agentic.agentexecution.v1.ExecutionValue"
     assert descriptor.full_name == "ai.stigmer.agentic.agentexecution.v1.AgentExecutionSpec"
     # Fields 1-6 are all the original had; ours may only add.
     assert {f.number for f in descriptor.fields} >= set(range(1, 7))
