@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import pathlib
+import sys
+import uuid
+from typing import Annotated, Any
+
 import typer
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+
+from backend.workflow_runner import worker as worker_module
+from backend.workflow_runner.dsl import loader
+from backend.workflow_runner.dsl.errors import DslError
+from backend.workflow_runner.models import DslRunInput, ProgressEntry
+from backend.workflow_runner.workflows import PROGRESS_QUERY, WORKFLOW_NAME
+
+PROGRESS_POLL_SECONDS = 0.5
 
 app = typer.Typer(
     name="workflow-runner",
@@ -11,10 +29,18 @@ app = typer.Typer(
     add_completion=False,
 )
 
+TaskQueueOption = Annotated[
+    str, typer.Option("--task-queue", help="The Temporal task queue of the DSL worker.")
+]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
 
 @app.callback()
 def _root() -> None:
-    # A callback keeps typer in multi-command mode while there is only one command.
+    # A callback keeps typer in multi-command mode whatever the number of commands.
     pass
 
 
@@ -22,3 +48,155 @@ def _root() -> None:
 def version() -> None:
     """Print the version of this build."""
     typer.echo("workflow-runner 0.1.0")
+
+
+@app.command()
+def worker(
+    task_queue: TaskQueueOption = worker_module.TASK_QUEUE,
+    max_concurrent_activities: Annotated[
+        int, typer.Option(help="Activity slots; waiting agent calls do not hold one.")
+    ] = worker_module.DEFAULT_MAX_CONCURRENT_ACTIVITIES,
+) -> None:
+    """Run the DSL engine's worker until SIGTERM or SIGINT.
+
+    Env: TEMPORAL_ADDRESS (127.0.0.1:7233), TEMPORAL_NAMESPACE (default),
+    STIGMER_ENDPOINT (127.0.0.1:50051).
+    """
+    asyncio.run(
+        worker_module.run_worker(
+            _env("TEMPORAL_ADDRESS", worker_module.DEFAULT_TEMPORAL_ADDRESS),
+            _env("TEMPORAL_NAMESPACE", worker_module.DEFAULT_TEMPORAL_NAMESPACE),
+            task_queue,
+            max_concurrent_activities,
+            _env("STIGMER_ENDPOINT", worker_module.DEFAULT_STIGMER_ENDPOINT),
+        )
+    )
+
+
+@app.command()
+def validate(
+    file: Annotated[pathlib.Path, typer.Argument(help="A workflow document, YAML or JSON.")],
+) -> None:
+    """Check a workflow document; print every problem with its path (exit 1 when any)."""
+    try:
+        loader.load_file(file)
+    except loader.InvalidDocumentError as invalid:
+        for problem in invalid.problems:
+            typer.echo(f"{file}: {problem}", err=True)
+        typer.echo(f"{len(invalid.problems)} problem(s) found", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{file}: valid")
+
+
+@app.command()
+def run(
+    file: Annotated[pathlib.Path, typer.Argument(help="A workflow document, YAML or JSON.")],
+    input_: Annotated[
+        str | None,
+        typer.Option("--input", help="The workflow input: JSON, or @FILE to read it from a file."),
+    ] = None,
+    workflow_id: Annotated[
+        str | None, typer.Option("--id", help="The workflow id (default: NAME-<uuid>).")
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Start the workflow and print its ids only.")
+    ] = False,
+    task_queue: TaskQueueOption = worker_module.TASK_QUEUE,
+) -> None:
+    """Validate FILE, run it, show progress on stderr and print the output as JSON on stdout.
+
+    Exits 1 with the DSL error when the document is invalid or the workflow fails.
+    Env: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE.
+    """
+    try:
+        document = loader.load_file(file)
+    except loader.InvalidDocumentError as invalid:
+        for problem in invalid.problems:
+            typer.echo(f"{file}: {problem}", err=True)
+        raise typer.Exit(1) from None
+    workflow_input = _read_input(input_)
+    problems = loader.validate_input(document, workflow_input)
+    if problems:
+        for problem in problems:
+            typer.echo(f"input: {problem}", err=True)
+        raise typer.Exit(1)
+    workflow_id = workflow_id or f"{document['document']['name']}-{uuid.uuid4()}"
+    exit_code = asyncio.run(
+        _run(DslRunInput(document, workflow_input), workflow_id, task_queue, wait=not no_wait)
+    )
+    raise typer.Exit(exit_code)
+
+
+def _read_input(value: str | None) -> Any:
+    if value is None:
+        return {}
+    text = value
+    if value.startswith("@"):
+        try:
+            text = pathlib.Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as error:
+            typer.echo(f"--input: cannot read {value[1:]}: {error}", err=True)
+            raise typer.Exit(1) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        typer.echo(f"--input: not valid JSON: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+async def _run(run_input: DslRunInput, workflow_id: str, task_queue: str, wait: bool) -> int:
+    client = await Client.connect(
+        _env("TEMPORAL_ADDRESS", worker_module.DEFAULT_TEMPORAL_ADDRESS),
+        namespace=_env("TEMPORAL_NAMESPACE", worker_module.DEFAULT_TEMPORAL_NAMESPACE),
+    )
+    handle: WorkflowHandle[Any, Any] = await client.start_workflow(
+        WORKFLOW_NAME, run_input, id=workflow_id, task_queue=task_queue
+    )
+    if not wait:
+        typer.echo(json.dumps({"workflow_id": handle.id, "run_id": handle.result_run_id}))
+        return 0
+    typer.echo(f"started {handle.id}", err=True)
+    result = asyncio.create_task(handle.result())
+    shown = 0
+    while True:
+        done, _ = await asyncio.wait({result}, timeout=PROGRESS_POLL_SECONDS)
+        shown = await _show_progress(handle, shown)
+        if done:
+            break
+    try:
+        output = result.result()
+    except WorkflowFailureError as failure:
+        error = _dsl_error(failure)
+        typer.echo(f"workflow {handle.id} failed: {error.describe()}", err=True)
+        typer.echo(json.dumps({"error": error.to_dict()}), err=True)
+        return 1
+    typer.echo(json.dumps(output))
+    return 0
+
+
+async def _show_progress(handle: WorkflowHandle[Any, Any], shown: int) -> int:
+    try:
+        entries = await handle.query(PROGRESS_QUERY, result_type=list[ProgressEntry])
+    except Exception:  # A missed poll only delays the progress lines.
+        return shown
+    for entry in entries[shown:]:
+        suffix = f" ({entry.error_type})" if entry.error_type else ""
+        typer.echo(f"  {entry.status:<9} {entry.path}{suffix}", err=True)
+    return max(shown, len(entries))
+
+
+def _dsl_error(failure: WorkflowFailureError) -> DslError:
+    cause = failure.cause
+    if isinstance(cause, ApplicationError) and cause.details and isinstance(cause.details[0], dict):
+        return DslError.from_dict(cause.details[0])
+    return DslError(
+        "https://serverlessworkflow.io/spec/1.0.0/errors/runtime",
+        500,
+        "Workflow failed",
+        str(cause or failure),
+        "/",
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,109 @@
+"""The `call: http` activity: one HTTP request with httpx; Temporal's retry policy does the retrying."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from temporalio import activity
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+from backend.workflow_runner.dsl import errors
+from backend.workflow_runner.dsl.errors import DslError
+from backend.workflow_runner.models import HttpCallInput, HttpCallOutput
+
+CALL_HTTP_ACTIVITY = "call_http"
+HTTP_ERROR_TYPE = "HttpError"
+HTTP_TRANSPORT_ERROR_TYPE = "HttpTransportError"
+DEFAULT_HTTP_TIMEOUT = timedelta(seconds=60)
+HTTP_RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)
+# Worth another try: the server said so (429), or it or its proxy had trouble (408, 5xx).
+_RETRYABLE_STATUS = frozenset({408, 429})
+_DETAIL_LIMIT = 500
+
+
+@activity.defn(name=CALL_HTTP_ACTIVITY)
+async def call_http(call: HttpCallInput) -> HttpCallOutput:
+    """Sends the request; 408/429/5xx and transport errors retry, other 4xx fail for good."""
+    request_body: dict[str, Any] = {}
+    if isinstance(call.body, str | bytes):
+        request_body["content"] = call.body
+    elif call.body is not None:
+        request_body["json"] = call.body
+    async with httpx.AsyncClient(follow_redirects=call.redirect) as client:
+        try:
+            response = await client.request(
+                call.method,
+                call.uri,
+                headers=call.headers,
+                params=call.query or None,
+                timeout=httpx.Timeout(30.0),
+                **request_body,
+            )
+        except httpx.HTTPError as error:
+            failure = DslError(
+                errors.COMMUNICATION,
+                503,
+                "HTTP call failed",
+                f"{call.method} {call.uri}: {type(error).__name__}: {error}",
+                call.task_path,
+            )
+            raise ApplicationError(
+                failure.describe(), failure.to_dict(), type=HTTP_TRANSPORT_ERROR_TYPE
+            ) from error
+    status = response.status_code
+    if status >= 400 or (300 <= status < 400 and not call.redirect):
+        failure = DslError(
+            errors.COMMUNICATION,
+            status,
+            "HTTP call failed",
+            f"{call.method} {call.uri} returned {status} {response.reason_phrase}: "
+            f"{response.text[:_DETAIL_LIMIT]}",
+            call.task_path,
+        )
+        retryable = status in _RETRYABLE_STATUS or status >= 500
+        activity.logger.warning(
+            "http call failed", extra={"status": status, "retryable": retryable, "uri": call.uri}
+        )
+        raise ApplicationError(
+            failure.describe(), failure.to_dict(), type=HTTP_ERROR_TYPE, non_retryable=not retryable
+        )
+    return HttpCallOutput(_shape(call, response))
+
+
+def _shape(call: HttpCallInput, response: httpx.Response) -> Any:
+    if call.output == "raw":
+        return base64.b64encode(response.content).decode("ascii")
+    content = _content(response)
+    if call.output == "response":
+        return {
+            "request": {
+                "method": call.method,
+                "uri": str(response.request.url),
+                "headers": call.headers,
+            },
+            "statusCode": response.status_code,
+            "headers": dict(response.headers),
+            "content": content,
+        }
+    return content
+
+
+def _content(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    if "json" in response.headers.get("content-type", ""):
+        try:
+            return response.json()
+        except json.JSONDecodeError:
+            pass
+    return response.text

@@ -1,0 +1,75 @@
+"""Builds and runs the worker of the DSL engine: DslWorkflow, the HTTP and the agent-call activities."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from backend.workflow_runner.activities import call_http
+from backend.workflow_runner.agent_call.activities import agent_call_activities
+from backend.workflow_runner.workflows import DslWorkflow
+
+TASK_QUEUE = "stigmer-workflows"
+DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
+DEFAULT_TEMPORAL_NAMESPACE = "default"
+DEFAULT_STIGMER_ENDPOINT = "127.0.0.1:50051"
+DEFAULT_MAX_CONCURRENT_ACTIVITIES = 100
+
+log = structlog.get_logger(__name__)
+
+
+def build_worker(
+    client: Client,
+    task_queue: str = TASK_QUEUE,
+    max_concurrent_activities: int = DEFAULT_MAX_CONCURRENT_ACTIVITIES,
+    stigmer_endpoint: str = DEFAULT_STIGMER_ENDPOINT,
+    agent_activities: Sequence[Callable[..., Any]] | None = None,
+) -> Worker:
+    """The worker; tests pass `agent_activities` to stand in for the Stigmer service."""
+    if agent_activities is None:
+        agent_activities = agent_call_activities(stigmer_endpoint)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[DslWorkflow],
+        activities=[call_http, *agent_activities],
+        max_concurrent_activities=max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_worker(
+    address: str,
+    namespace: str,
+    task_queue: str,
+    max_concurrent_activities: int,
+    stigmer_endpoint: str,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Runs until SIGTERM/SIGINT (or `stop`), then shuts down gracefully."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    client = await Client.connect(address, namespace=namespace)
+    worker = build_worker(client, task_queue, max_concurrent_activities, stigmer_endpoint)
+    async with worker:
+        log.info(
+            "worker started",
+            temporal_address=address,
+            namespace=namespace,
+            task_queue=task_queue,
+            max_concurrent_activities=max_concurrent_activities,
+            stigmer_endpoint=stigmer_endpoint,
+        )
+        await stop.wait()
+        log.info("worker stopping", task_queue=task_queue)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(signum)

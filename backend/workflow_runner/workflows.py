@@ -1,0 +1,129 @@
+"""DslWorkflow: runs one Serverless Workflow document, carried in its input, deterministically."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from backend.workflow_runner.activities import (
+        CALL_HTTP_ACTIVITY,
+        DEFAULT_HTTP_TIMEOUT,
+        HTTP_RETRY_POLICY,
+    )
+    from backend.workflow_runner.agent_call.models import CallAgentInput
+    from backend.workflow_runner.agent_call.workflow_api import run_agent_call
+    from backend.workflow_runner.dsl import errors, loader
+    from backend.workflow_runner.dsl.errors import DslError, DslException
+    from backend.workflow_runner.interpreter import Interpreter
+    from backend.workflow_runner.models import (
+        DslRunInput,
+        HttpCallInput,
+        HttpCallOutput,
+        ProgressEntry,
+    )
+
+WORKFLOW_NAME = "DslWorkflow"
+PROGRESS_QUERY = "progress"
+
+
+def activity_failure(error: ActivityError, path: str, title: str) -> DslError:
+    """The DSL error of a failed activity: the one it reported, or one made from its cause."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError):
+        details = cause.details
+        if details and isinstance(details[0], dict) and {"type", "status"} <= details[0].keys():
+            reported = DslError.from_dict(details[0])
+            reported.instance = reported.instance or path
+            return reported
+        # An agent's own failure keeps its type (ModelError, ...) so `catch` can filter on it.
+        return DslError(cause.type or errors.RUNTIME, 500, title, cause.message, path)
+    if isinstance(cause, TimeoutError):
+        return DslError(errors.TIMEOUT, 408, title, f"activity timed out ({cause.type})", path)
+    return DslError(errors.RUNTIME, 500, title, str(cause or error), path)
+
+
+def _is_cancellation(error: ActivityError) -> bool:
+    return isinstance(error.cause, CancelledError)
+
+
+class _WorkflowRunners:
+    """The interpreter's side effects as activities and timers of this workflow."""
+
+    async def call_http(self, call: HttpCallInput) -> Any:
+        try:
+            result = await workflow.execute_activity(
+                CALL_HTTP_ACTIVITY,
+                call,
+                result_type=HttpCallOutput,
+                start_to_close_timeout=DEFAULT_HTTP_TIMEOUT,
+                retry_policy=HTTP_RETRY_POLICY,
+                summary=f"{call.method} {call.uri}",
+            )
+        except ActivityError as error:
+            if _is_cancellation(error):
+                raise
+            raise DslException(
+                activity_failure(error, call.task_path, "HTTP call failed")
+            ) from None
+        return result.value
+
+    async def call_agent(self, call: CallAgentInput) -> dict[str, Any]:
+        try:
+            return await run_agent_call(call)
+        except ActivityError as error:
+            if _is_cancellation(error):
+                raise
+            raise DslException(
+                activity_failure(error, call.task_path, "Agent call failed")
+            ) from None
+
+    async def sleep(self, seconds: float) -> None:
+        # A durable timer: asyncio.sleep inside a workflow is turned into one by the SDK.
+        await asyncio.sleep(seconds)
+
+    def now(self) -> datetime:
+        return workflow.now()
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class DslWorkflow:
+    """Validates the document again (it may come from any client), then interprets it."""
+
+    def __init__(self) -> None:
+        self._progress: list[ProgressEntry] = []
+
+    @workflow.run
+    async def run(self, run_input: DslRunInput) -> Any:
+        problems = loader.validate(run_input.document)
+        if problems:
+            failure = DslError(
+                errors.CONFIGURATION,
+                400,
+                "Invalid workflow document",
+                "; ".join(str(problem) for problem in problems),
+                "/",
+            )
+            raise ApplicationError(
+                failure.describe(), failure.to_dict(), type=failure.type, non_retryable=True
+            )
+        interpreter = Interpreter(
+            run_input.document, _WorkflowRunners(), workflow.info().workflow_id
+        )
+        self._progress = interpreter.progress
+        try:
+            return await interpreter.run(run_input.input)
+        except DslException as failure:
+            error = failure.error
+            raise ApplicationError(
+                error.describe(), error.to_dict(), type=error.type, non_retryable=True
+            ) from None
+
+    @workflow.query(name=PROGRESS_QUERY)
+    def progress(self) -> list[ProgressEntry]:
+        """The tasks that finished so far, in order."""
+        return list(self._progress)
