@@ -21,6 +21,7 @@ from backend.workflow_runner.agent_call.models import (
     CallAgentInput,
     CallAgentOutput,
     CancelAgentCallInput,
+    CancelAgentCallOutput,
 )
 
 API_TOKEN_ENV_VAR = "STIGMER_API_TOKEN"
@@ -113,18 +114,18 @@ class CallAgentActivity:
         activity.raise_complete_async()
 
     @activity.defn(name=CANCEL_AGENT_CALL_ACTIVITY)
-    async def cancel_agent_call(self, request: CancelAgentCallInput) -> bool:
-        """Cancels an execution whose caller went away; False when it had already ended."""
+    async def cancel_agent_call(self, request: CancelAgentCallInput) -> CancelAgentCallOutput:
+        """Cancels an execution whose caller went away; tolerates one that has already ended."""
         log = logger.bind(execution_id=request.execution_id)
         try:
             await self._client.cancel_execution(request.execution_id, request.reason)
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
                 log.info("agent execution already ended", grpc_status=error.code().name)
-                return False
+                return CancelAgentCallOutput(cancelled=False)
             _raise_grpc(log, error, "cancelling the agent execution")
         log.info("agent execution cancelled")
-        return True
+        return CancelAgentCallOutput(cancelled=True)
 
 
 def _runtime_env(env: dict[str, str], values: dict[str, str]) -> dict[str, spec_pb2.ExecutionValue]:

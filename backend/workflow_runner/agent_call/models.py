@@ -77,3 +77,8 @@ class CancelAgentCallInput:
 
     execution_id: str
     reason: str = "the calling workflow was cancelled"
+
+
+@dataclasses.dataclass
+class CancelAgentCallOutput:
+    cancelled: bool  # False when the execution had already ended (or is unknown).

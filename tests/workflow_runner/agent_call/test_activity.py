@@ -328,8 +328,9 @@ async def test_cancel_agent_call_cancels_and_tolerates_an_ended_execution(
 ) -> None:
     service, endpoint = fake
     activities = CallAgentActivity(endpoint)
-    assert await environment().run(activities.cancel_agent_call, CancelAgentCallInput("exe-1"))
-    assert not await environment().run(activities.cancel_agent_call, CancelAgentCallInput("exe-1"))
+    first = await environment().run(activities.cancel_agent_call, CancelAgentCallInput("exe-1"))
+    again = await environment().run(activities.cancel_agent_call, CancelAgentCallInput("exe-1"))
+    assert (first.cancelled, again.cancelled) == (True, False)
     await activities.close()
     assert [request.id for request in service.cancels] == ["exe-1", "exe-1"]
     assert service.cancels[0].reason

@@ -1,0 +1,89 @@
+"""The pure parts of the agent-call contract: timeouts, retry classification, scopes, secret names."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import grpc
+import pytest
+from ai.stigmer.commons.apiresource import reference_pb2
+
+from backend.workflow_runner.agent_call import convert, errors, secrets
+from backend.workflow_runner.agent_call.models import (
+    NON_RETRYABLE_ERROR_TYPES,
+    CallAgentInput,
+    CallAgentOutput,
+    secret_placeholder,
+)
+from backend.workflow_runner.agent_call.workflow_api import (
+    HEARTBEAT_TIMEOUT,
+    RETRY_POLICY,
+    start_to_close_timeout,
+)
+
+
+@pytest.mark.parametrize(
+    ("timeout_seconds", "expected"),
+    [
+        (None, timedelta(minutes=11)),  # default 10 min + 10 %
+        (60.0, timedelta(seconds=90)),  # the 30 s floor
+        (3600.0, timedelta(seconds=3960)),
+    ],
+)
+def test_start_to_close_is_the_execution_timeout_plus_a_margin(
+    timeout_seconds: float | None, expected: timedelta
+) -> None:
+    call = CallAgentInput(agent="a", message="m", timeout_seconds=timeout_seconds)
+    assert start_to_close_timeout(call) == expected
+    assert start_to_close_timeout(call) > timedelta(seconds=convert.timeout_seconds(call))
+
+
+def test_the_heartbeat_timeout_leaves_room_for_the_services_10s_heartbeats() -> None:
+    assert HEARTBEAT_TIMEOUT.total_seconds() >= 30
+
+
+def test_every_non_retryable_grpc_status_and_agent_error_stops_the_retry_policy() -> None:
+    stopping = set(RETRY_POLICY.non_retryable_error_types or [])
+    assert {code.name for code in errors.NON_RETRYABLE_CODES} <= stopping
+    assert {"AgentNotFound", "SecretNotFound", "ExecutionTimeout", "ModelError"} <= stopping
+    assert not {code.name for code in errors.RETRYABLE_CODES} & stopping
+    assert set(NON_RETRYABLE_ERROR_TYPES) == stopping
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        ("", reference_pb2.API_RESOURCE_OWNER_SCOPE_ORGANIZATION),
+        ("organization", reference_pb2.API_RESOURCE_OWNER_SCOPE_ORGANIZATION),
+        ("platform", reference_pb2.API_RESOURCE_OWNER_SCOPE_PLATFORM),
+        ("identity-account", reference_pb2.API_RESOURCE_OWNER_SCOPE_IDENTITY_ACCOUNT),
+        ("API_RESOURCE_OWNER_SCOPE_PLATFORM", reference_pb2.API_RESOURCE_OWNER_SCOPE_PLATFORM),
+    ],
+)
+def test_scopes(scope: str, expected: int) -> None:
+    assert convert.owner_scope(scope) == expected
+
+
+def test_secret_names_map_to_env_vars() -> None:
+    assert secrets.secret_env_var("openai-key") == "STIGMER_SECRET_OPENAI_KEY"
+    assert secrets.secret_env_var("db.pass") == "STIGMER_SECRET_DB_PASS"
+    text = f"{secret_placeholder('b')} {secret_placeholder('a')} {secret_placeholder('b')}"
+    assert secrets.referenced_secrets([text]) == ["b", "a"]
+    assert secrets.substitute(text, {"a": "1", "b": "2"}) == "2 1 2"
+
+
+def test_the_completion_payload_maps_to_the_output_dataclass() -> None:
+    payload = {"execution_id": "exe-1", "output": "hi", "agent": "w", "agent_id": "agt-w"}
+    assert convert.call_output(payload) == CallAgentOutput("exe-1", "hi", "w", "agt-w", "")
+
+
+def test_grpc_errors_keep_their_status_name_as_type() -> None:
+    class Rpc(grpc.aio.AioRpcError):
+        def __init__(self, code: grpc.StatusCode) -> None:
+            super().__init__(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details="boom")
+
+    failure = errors.from_grpc_error(Rpc(grpc.StatusCode.INTERNAL), "creating")
+    assert (failure.type, failure.non_retryable) == ("INTERNAL", False)
+    failure = errors.from_grpc_error(Rpc(grpc.StatusCode.NOT_FOUND), "creating")
+    assert (failure.type, failure.non_retryable) == ("NOT_FOUND", True)
+    assert "boom" in str(failure)
