@@ -367,7 +367,9 @@ async def test_retry_with_exponential_backoff_until_success() -> None:
     def agent(call: CallAgentInput) -> dict[str, Any]:
         attempts.append(call)
         if len(attempts) < 3:
-            raise DslException(DslError("ModelError", 500, "Agent call failed", "flaky", call.task_path))
+            raise DslException(
+                DslError("ModelError", 500, "Agent call failed", "flaky", call.task_path)
+            )
         return {"output": "ok", "execution_id": "ex-3"}
 
     text = """

@@ -155,7 +155,10 @@ do:
     found_input = [(p.path, p.message) for p in loader.validate_input(document, {"age": "old"})]
     assert found_input == [
         ("/input", "workflow input does not match input.schema: 'name' is a required property"),
-        ("/input/age", "workflow input does not match input.schema: 'old' is not of type 'integer'"),
+        (
+            "/input/age",
+            "workflow input does not match input.schema: 'old' is not of type 'integer'",
+        ),
     ]
 
 
