@@ -1,0 +1,120 @@
+"""Agent command and query servicers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ai.stigmer.agentic.agent.v1 import (
+    api_pb2,
+    command_pb2,
+    command_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+)
+from ai.stigmer.commons.apiresource import reference_pb2
+from google.protobuf import empty_pb2, field_mask_pb2
+
+from backend.stigmer_service import convert, ids
+from backend.stigmer_service.api import validation
+from backend.stigmer_service.errors import InvalidArgument, NotFound
+from backend.stigmer_service.store.repository import Store
+
+_UPDATABLE = ("metadata.name", "metadata.labels", "metadata.annotations", "spec")
+
+
+def _writable(agent: api_pb2.Agent, field: str) -> dict[str, Any]:
+    """The writable fields of an agent in a create/apply request, checked."""
+    if not agent.HasField("metadata"):
+        raise InvalidArgument(f"{field}.metadata", "is required")
+    slug = agent.metadata.slug or ids.slugify(agent.metadata.name)
+    if not slug:
+        raise InvalidArgument(f"{field}.metadata.name", "must not be empty (or set metadata.slug)")
+    validation.slug(slug, f"{field}.metadata.slug")
+    validation.model(agent.spec.model, f"{field}.spec.model")
+    return {
+        "org": agent.metadata.org,
+        "slug": slug,
+        "name": agent.metadata.name or slug,
+        "labels": dict(agent.metadata.labels),
+        "annotations": dict(agent.metadata.annotations),
+        "spec": convert.to_json(agent.spec),
+    }
+
+
+class AgentCommandService(command_pb2_grpc.AgentCommandServiceServicer):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def CreateAgent(self, request: command_pb2.CreateAgentRequest, context: Any) -> api_pb2.Agent:
+        fields = _writable(request.agent, "agent")
+        return convert.agent_to_proto(await self.store.create_agent(**fields))
+
+    async def ApplyAgent(self, request: command_pb2.ApplyAgentRequest, context: Any) -> api_pb2.Agent:
+        fields = _writable(request.agent, "agent")
+        return convert.agent_to_proto(await self.store.apply_agent(**fields))
+
+    async def UpdateAgent(self, request: command_pb2.UpdateAgentRequest, context: Any) -> api_pb2.Agent:
+        agent_id = validation.required(request.agent.metadata.id, "agent.metadata.id")
+        current = convert.agent_to_proto(await self.store.get_agent(agent_id))
+        paths = list(request.update_mask.paths) or list(_UPDATABLE)
+        for path in paths:
+            if not any(path == p or path.startswith(p + ".") for p in _UPDATABLE):
+                raise InvalidArgument("update_mask", f"{path!r} is not an updatable field")
+        field_mask_pb2.FieldMask(paths=paths).MergeMessage(
+            request.agent, current, replace_message_field=True, replace_repeated_field=True
+        )
+        validation.model(current.spec.model, "agent.spec.model")
+        fields = {
+            "name": current.metadata.name,
+            "labels": dict(current.metadata.labels),
+            "annotations": dict(current.metadata.annotations),
+            "spec": convert.to_json(current.spec),
+        }
+        record = await self.store.update_agent(
+            agent_id, fields, expected_version=request.agent.metadata.version
+        )
+        return convert.agent_to_proto(record)
+
+    async def DeleteAgent(self, request: command_pb2.DeleteAgentRequest, context: Any) -> empty_pb2.Empty:
+        await self.store.delete_agent(validation.required(request.id, "id"))
+        return empty_pb2.Empty()
+
+
+class AgentQueryService(query_pb2_grpc.AgentQueryServiceServicer):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def GetAgent(self, request: query_pb2.GetAgentRequest, context: Any) -> api_pb2.Agent:
+        return convert.agent_to_proto(
+            await self.store.get_agent(validation.required(request.id, "id"))
+        )
+
+    async def GetAgentByReference(
+        self, request: query_pb2.GetAgentByReferenceRequest, context: Any
+    ) -> api_pb2.Agent:
+        ref = request.ref
+        if ref.kind not in (
+            reference_pb2.API_RESOURCE_KIND_UNSPECIFIED,
+            reference_pb2.API_RESOURCE_KIND_AGENT,
+        ):
+            raise InvalidArgument("ref.kind", "must be API_RESOURCE_KIND_AGENT")
+        validation.required(ref.slug, "ref.slug")
+        if ref.scope == reference_pb2.API_RESOURCE_OWNER_SCOPE_ORGANIZATION:
+            validation.required(ref.org, "ref.org")
+        org = "" if ref.scope == reference_pb2.API_RESOURCE_OWNER_SCOPE_PLATFORM else ref.org
+        record = await self.store.find_agent(org, ref.slug)
+        if record is None:
+            raise NotFound(f"agent {org or '(platform)'}/{ref.slug} not found")
+        return convert.agent_to_proto(record)
+
+    async def ListAgents(
+        self, request: query_pb2.ListAgentsRequest, context: Any
+    ) -> query_pb2.ListAgentsResponse:
+        offset, limit = validation.page(request.page_size, request.page_token)
+        records, more = await self.store.list_agents(
+            org=request.org, labels=dict(request.label_selector), offset=offset, limit=limit
+        )
+        return query_pb2.ListAgentsResponse(
+            agents=[convert.agent_to_proto(r) for r in records],
+            next_page_token=str(offset + limit) if more else "",
+        )

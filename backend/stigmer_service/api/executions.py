@@ -1,0 +1,282 @@
+"""Agent-execution command and query servicers; create starts the execution's workflow."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ai.stigmer.agentic.agentexecution.v1 import (
+    api_pb2,
+    command_pb2,
+    command_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+)
+from google.protobuf import empty_pb2
+from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from backend.stigmer_service import convert, ids, logs, states
+from backend.stigmer_service.api import validation
+from backend.stigmer_service.config import Settings
+from backend.stigmer_service.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from backend.stigmer_service.execution import worker
+from backend.stigmer_service.execution.models import CallbackWorkflowInput, ExecutionWorkflowInput
+from backend.stigmer_service.execution.workflows import (
+    AgentExecutionWorkflow,
+    CallbackWorkflow,
+    callback_workflow_id,
+    workflow_id,
+)
+from backend.stigmer_service.store.records import ExecutionRecord, NewExecution
+from backend.stigmer_service.store.repository import Store
+
+log = logs.get(__name__)
+
+
+def _fields(record: ExecutionRecord) -> dict[str, str]:
+    return {
+        "execution_id": record.id,
+        "workflow_id": str(record.caller.get("workflowId", "")),
+        "activity_id": str(record.caller.get("activityId", "")),
+        "token_hash": record.token_hash,
+    }
+
+
+class Executions:
+    """The operations both servicers share: the store, the Temporal client, the settings."""
+
+    def __init__(self, store: Store, client: Client, settings: Settings) -> None:
+        self.store = store
+        self.client = client
+        self.settings = settings
+
+    @property
+    def _rpc_timeout(self) -> datetime.timedelta:
+        return datetime.timedelta(seconds=self.settings.start_rpc_timeout)
+
+    async def _new_execution(self, execution: api_pb2.AgentExecution) -> NewExecution:
+        if not execution.HasField("spec"):
+            raise InvalidArgument("spec", "is required")
+        spec = execution.spec
+        validation.required(spec.message, "spec.message")
+        agent_id, session_id = spec.agent_id, spec.session_id
+        if not agent_id:
+            if not session_id:
+                raise InvalidArgument(
+                    "spec.agent_id", "must not be empty (or name an existing spec.session_id)"
+                )
+            found = await self.store.session_agent(session_id)
+            if found is None:
+                raise NotFound(f"session {session_id} has no executions to take the agent from")
+            agent_id = found
+        await self.store.get_agent(agent_id)  # NotFound when there is no such agent.
+        config = spec.execution_config
+        if config.HasField("timeout") and config.timeout.ToTimedelta() <= datetime.timedelta(0):
+            raise InvalidArgument("spec.execution_config.timeout", "must be positive")
+        validation.model(config.model_name, "spec.execution_config.model_name")
+        for name in spec.runtime_env:
+            if not name:
+                raise InvalidArgument("spec.runtime_env", "keys must not be empty")
+        return NewExecution(
+            org=execution.metadata.org,
+            name=execution.metadata.name,
+            labels=dict(execution.metadata.labels),
+            agent_id=agent_id,
+            session_id=session_id or ids.new_session_id(),
+            message=spec.message,
+            config=convert.to_json(config),
+            caller=convert.to_json(spec.caller),
+            runtime_env={k: (v.value, v.is_secret) for k, v in spec.runtime_env.items()},
+            token=spec.callback_token,
+            idempotency_key=spec.idempotency_key,
+        )
+
+    async def create(self, request: command_pb2.CreateAgentExecutionRequest) -> ExecutionRecord:
+        if not request.HasField("execution"):
+            raise InvalidArgument("execution", "is required")
+        new = await self._new_execution(request.execution)
+        result = await self.store.create_execution(new)
+        record = result.execution
+        if result.created:
+            await self._start(record, request.execution)
+            log.info("execution created", **_fields(record))
+            return record
+        log.info("execution exists for idempotency key", replaced_token=result.token_replaced, **_fields(record))
+        pending_callback = record.callback_state in (
+            states.CALLBACK_WAITING,
+            states.CALLBACK_FAILED,
+        )
+        if new.token and record.phase in states.TERMINAL_PHASES and pending_callback:
+            await self._redeliver(record)
+        return record
+
+    async def _start(self, record: ExecutionRecord, execution: api_pb2.AgentExecution) -> None:
+        config = execution.spec.execution_config
+        timeout = config.timeout.ToTimedelta().total_seconds() if config.HasField("timeout") else None
+        try:
+            await self.client.start_workflow(
+                AgentExecutionWorkflow.run,
+                ExecutionWorkflowInput(record.id, worker.policy(self.settings, timeout)),
+                id=workflow_id(record.id),
+                task_queue=self.settings.task_queue,
+                rpc_timeout=self._rpc_timeout,
+            )
+        except Exception as error:
+            # Nothing may stay PENDING without a workflow to run it.
+            await self.store.delete_execution(record.id)
+            log.warning("execution workflow did not start", error=type(error).__name__, **_fields(record))
+            raise Unavailable(f"could not start the execution: {type(error).__name__}") from error
+
+    async def _redeliver(self, record: ExecutionRecord) -> None:
+        try:
+            await self.client.start_workflow(
+                CallbackWorkflow.run,
+                CallbackWorkflowInput(record.id, worker.policy(self.settings)),
+                id=callback_workflow_id(record.id, record.token_hash),
+                task_queue=self.settings.task_queue,
+                rpc_timeout=self._rpc_timeout,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # The same token's delivery is already under way.
+        except Exception as error:
+            raise Unavailable(f"could not schedule the callback: {type(error).__name__}") from error
+        log.info("callback redelivery scheduled", **_fields(record))
+
+    async def _signal_stop(self, record: ExecutionRecord, reason: str) -> None:
+        try:
+            await self.client.get_workflow_handle(workflow_id(record.id)).signal(
+                AgentExecutionWorkflow.cancel, reason, rpc_timeout=self._rpc_timeout
+            )
+        except Exception as error:
+            # The phase is already written; the workflow finds it when the agent returns.
+            log.warning("could not signal the execution workflow", error=type(error).__name__, **_fields(record))
+
+    async def cancel(self, request: command_pb2.CancelAgentExecutionRequest) -> ExecutionRecord:
+        execution_id = validation.required(request.id, "id")
+        record = await self.store.get_execution(execution_id)
+        if record.phase in states.TERMINAL_PHASES or not await self.store.finish(
+            execution_id, phase=states.PHASE_CANCELLED, error_message=request.reason
+        ):
+            raise FailedPrecondition(f"execution {execution_id} has already ended")
+        await self._signal_stop(record, request.reason or "cancelled through the API")
+        log.info("execution cancelled", **_fields(record))
+        return await self.store.get_execution(execution_id)
+
+    async def update_status(
+        self, request: command_pb2.UpdateAgentExecutionStatusRequest
+    ) -> ExecutionRecord:
+        execution_id = validation.required(request.id, "id")
+        record = await self.store.get_execution(execution_id)
+        if record.phase in states.TERMINAL_PHASES:
+            raise FailedPrecondition(f"execution {execution_id} has already ended")
+        for message in request.append_messages:
+            validation.required(message.content, "append_messages.content")
+            if not await self.store.append_message(execution_id, message.role, message.content):
+                raise FailedPrecondition(f"execution {execution_id} has already ended")
+        phase = int(request.phase)
+        if phase == states.PHASE_RUNNING:
+            await self.store.mark_running(execution_id)
+        elif phase in states.TERMINAL_PHASES:
+            if phase == states.PHASE_FAILED and not request.error.type:
+                raise InvalidArgument("error.type", "must not be empty with EXECUTION_PHASE_FAILED")
+            if not await self.store.finish(
+                execution_id,
+                phase=phase,
+                output=request.output,
+                error_type=request.error.type,
+                error_message=request.error.message,
+                error_retryable=request.error.retryable,
+            ):
+                raise FailedPrecondition(f"execution {execution_id} has already ended")
+            # The workflow stops its agent and delivers the recorded outcome.
+            await self._signal_stop(record, "status set through the API")
+        elif phase == states.PHASE_PENDING:
+            raise InvalidArgument("phase", "an execution cannot go back to PENDING")
+        return await self.store.get_execution(execution_id)
+
+    async def delete(self, request: command_pb2.DeleteAgentExecutionRequest) -> None:
+        execution_id = validation.required(request.id, "id")
+        record = await self.store.get_execution(execution_id)
+        if record.phase not in states.TERMINAL_PHASES:
+            raise FailedPrecondition(f"execution {execution_id} is still running: cancel it first")
+        await self.store.delete_execution(execution_id)
+
+
+class AgentExecutionCommandService(command_pb2_grpc.AgentExecutionCommandServiceServicer):
+    def __init__(self, executions: Executions) -> None:
+        self.executions = executions
+
+    async def CreateAgentExecution(
+        self, request: command_pb2.CreateAgentExecutionRequest, context: Any
+    ) -> api_pb2.AgentExecution:
+        return convert.execution_to_proto(await self.executions.create(request))
+
+    async def UpdateAgentExecutionStatus(
+        self, request: command_pb2.UpdateAgentExecutionStatusRequest, context: Any
+    ) -> api_pb2.AgentExecution:
+        return convert.execution_to_proto(await self.executions.update_status(request))
+
+    async def CancelAgentExecution(
+        self, request: command_pb2.CancelAgentExecutionRequest, context: Any
+    ) -> api_pb2.AgentExecution:
+        return convert.execution_to_proto(await self.executions.cancel(request))
+
+    async def DeleteAgentExecution(
+        self, request: command_pb2.DeleteAgentExecutionRequest, context: Any
+    ) -> empty_pb2.Empty:
+        await self.executions.delete(request)
+        return empty_pb2.Empty()
+
+
+class AgentExecutionQueryService(query_pb2_grpc.AgentExecutionQueryServiceServicer):
+    def __init__(self, executions: Executions) -> None:
+        self.store = executions.store
+        self.poll = executions.settings.watch_poll_interval
+
+    async def GetAgentExecution(
+        self, request: query_pb2.GetAgentExecutionRequest, context: Any
+    ) -> api_pb2.AgentExecution:
+        record = await self.store.get_execution(validation.required(request.id, "id"))
+        return convert.execution_to_proto(record)
+
+    async def ListAgentExecutions(
+        self, request: query_pb2.ListAgentExecutionsRequest, context: Any
+    ) -> query_pb2.ListAgentExecutionsResponse:
+        offset, limit = validation.page(request.page_size, request.page_token)
+        records, more = await self.store.list_executions(
+            phases=[int(p) for p in request.phases if p],
+            agent_id=request.agent_id,
+            session_id=request.session_id,
+            offset=offset,
+            limit=limit,
+        )
+        return query_pb2.ListAgentExecutionsResponse(
+            executions=[convert.execution_to_proto(r) for r in records],
+            next_page_token=str(offset + limit) if more else "",
+        )
+
+    async def WatchAgentExecution(
+        self, request: query_pb2.WatchAgentExecutionRequest, context: Any
+    ) -> AsyncIterator[api_pb2.AgentExecution]:
+        execution_id = validation.required(request.id, "id")
+        record = await self.store.get_execution(execution_id)
+        yield convert.execution_to_proto(record)
+        version = record.version
+        # Polling the database works the same with one replica or several behind a balancer.
+        while record.phase not in states.TERMINAL_PHASES:
+            await asyncio.sleep(self.poll)
+            current = await self.store.execution_version(execution_id)
+            if current is None:
+                return  # Deleted while watched.
+            if current != version:
+                record = await self.store.get_execution(execution_id)
+                version = record.version
+                yield convert.execution_to_proto(record)

@@ -1,0 +1,88 @@
+"""Wires the service together: database, key, Temporal client, gRPC server and worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import signal
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+from grpc_health.v1 import health
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from backend.stigmer_service import crypto, logs, server
+from backend.stigmer_service.config import Settings
+from backend.stigmer_service.execution.worker import create_worker
+from backend.stigmer_service.store import db
+from backend.stigmer_service.store.repository import Store
+
+log = logs.get(__name__)
+
+
+async def open_store(settings: Settings) -> Store:
+    """Connects to the database, migrates it, and loads (or creates) the secrets key."""
+    engine = db.create_engine(settings.db_url)
+    await db.migrate(engine)
+    key = crypto.load_or_create_key(settings.secrets_key, settings.state_dir())
+    return Store(engine, crypto.Cipher(key))
+
+
+@dataclasses.dataclass
+class Service:
+    settings: Settings
+    store: Store
+    client: Client
+    server: grpc.aio.Server
+    port: int
+    health: health.HealthServicer
+    worker: Worker | None
+
+    @property
+    def address(self) -> str:
+        host = self.settings.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, *, run_worker: bool = True, client: Client | None = None
+) -> AsyncIterator[Service]:
+    """The started service; on exit: NOT_SERVING, drain the server, then stop the worker."""
+    store = await open_store(settings)
+    if client is None:
+        client = await Client.connect(
+            settings.temporal_address, namespace=settings.temporal_namespace
+        )
+    grpc_server, port, health_servicer = server.create_server(
+        settings.listen, store=store, client=client, settings=settings
+    )
+    worker = create_worker(client, store, settings) if run_worker else None
+    worker_task = asyncio.ensure_future(worker.run()) if worker else None
+    await grpc_server.start()
+    service = Service(settings, store, client, grpc_server, port, health_servicer, worker)
+    try:
+        yield service
+    finally:
+        server.set_not_serving(health_servicer)
+        await grpc_server.stop(settings.grace_period)
+        if worker is not None and worker_task is not None:
+            await worker.shutdown()
+            with contextlib.suppress(BaseException):
+                await worker_task
+        await store.engine.dispose()
+
+
+async def serve(settings: Settings, *, run_worker: bool, on_ready: Callable[[str], None]) -> None:
+    """Runs until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(settings, run_worker=run_worker) as service:
+        log.info("serving", address=service.address, worker=run_worker)
+        on_ready(service.address)
+        await stop.wait()
+        log.info("shutting down")

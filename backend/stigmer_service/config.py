@@ -1,0 +1,80 @@
+"""Settings of the Stigmer service, read from the environment (and overridden by CLI flags)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+EXECUTION_TASK_QUEUE = "stigmer-agent-executions"
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
+DEFAULT_STATE_DIR = pathlib.Path("~/.local/state/stigmer")
+
+
+def default_db_url() -> str:
+    path = (DEFAULT_STATE_DIR / "stigmer.db").expanduser()
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    return float(raw) if raw else default
+
+
+@dataclasses.dataclass
+class Settings:
+    """Everything the server, the worker and the activities need to know."""
+
+    listen: str = DEFAULT_LISTEN
+    db_url: str = dataclasses.field(default_factory=default_db_url)
+    temporal_address: str = DEFAULT_TEMPORAL_ADDRESS
+    temporal_namespace: str = "default"
+    task_queue: str = EXECUTION_TASK_QUEUE
+    api_token: str = ""
+    secrets_key: str = ""  # A Fernet key; empty means the key file next to the database.
+    # The execution's own timeout when its config sets none.
+    default_execution_timeout: float = 600.0
+    # How often the service heartbeats the caller's activity (the caller's heartbeat timeout is 60 s).
+    caller_heartbeat_interval: float = 10.0
+    # How often the agent activity heartbeats, and the timeout Temporal enforces on it.
+    activity_heartbeat_interval: float = 2.0
+    activity_heartbeat_timeout: float = 30.0
+    # Attempts of the agent activity on transient provider errors, and their first backoff.
+    model_max_attempts: int = 3
+    model_retry_initial_interval: float = 1.0
+    # Attempts and first backoff of callback delivery; RPC timeout of each completion call.
+    callback_max_attempts: int = 5
+    callback_retry_initial_interval: float = 1.0
+    callback_rpc_timeout: float = 10.0
+    # RPC timeout of starting an execution's workflow, so an unreachable Temporal fails fast.
+    start_rpc_timeout: float = 5.0
+    # How often `watch` looks for changes in the database.
+    watch_poll_interval: float = 0.2
+    grace_period: float = 10.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        defaults = cls()
+        return cls(
+            listen=os.environ.get("STIGMER_LISTEN") or defaults.listen,
+            db_url=os.environ.get("STIGMER_DB_URL") or defaults.db_url,
+            temporal_address=os.environ.get("TEMPORAL_ADDRESS") or defaults.temporal_address,
+            temporal_namespace=os.environ.get("TEMPORAL_NAMESPACE") or defaults.temporal_namespace,
+            task_queue=os.environ.get("STIGMER_TASK_QUEUE") or defaults.task_queue,
+            api_token=os.environ.get("STIGMER_API_TOKEN", ""),
+            secrets_key=os.environ.get("STIGMER_SECRETS_KEY", ""),
+            default_execution_timeout=_float(
+                "STIGMER_EXECUTION_TIMEOUT", defaults.default_execution_timeout
+            ),
+            caller_heartbeat_interval=_float(
+                "STIGMER_CALLER_HEARTBEAT_INTERVAL", defaults.caller_heartbeat_interval
+            ),
+        )
+
+    def state_dir(self) -> pathlib.Path:
+        """Where the key file lives: next to a SQLite database, else the user's state dir."""
+        prefix = "sqlite+aiosqlite:///"
+        if self.db_url.startswith(prefix) and ":memory:" not in self.db_url:
+            return pathlib.Path(self.db_url[len(prefix) :]).expanduser().parent
+        return DEFAULT_STATE_DIR.expanduser()

@@ -1,0 +1,68 @@
+"""Delivers an execution's outcome to the caller's activity through its task token."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from backend.stigmer_service import states
+from backend.stigmer_service.errors import NotFound
+from backend.stigmer_service.store.records import ExecutionRecord
+from backend.stigmer_service.store.repository import Store
+
+
+async def result_payload(store: Store, execution: ExecutionRecord) -> dict[str, Any]:
+    """The success payload, shaped like the runner's CallAgentOutput."""
+    try:
+        slug = (await store.get_agent(execution.agent_id)).slug
+    except NotFound:
+        slug = ""
+    return {
+        "execution_id": execution.id,
+        "output": execution.output,
+        "agent": slug,
+        "agent_id": execution.agent_id,
+        "session_id": execution.session_id,
+    }
+
+
+async def send(
+    client: Client, store: Store, token: bytes, execution: ExecutionRecord, rpc_timeout: float
+) -> None:
+    """One delivery attempt; raises the Temporal RPCError when it fails."""
+    handle = client.get_async_activity_handle(task_token=token)
+    timeout = datetime.timedelta(seconds=rpc_timeout)
+    if execution.phase == states.PHASE_COMPLETED:
+        await handle.complete(await result_payload(store, execution), rpc_timeout=timeout)
+    elif execution.phase == states.PHASE_FAILED:
+        error = ApplicationError(
+            execution.error_message or execution.error_type,
+            {"execution_id": execution.id},
+            type=execution.error_type or states.ERROR_MODEL,
+            non_retryable=not execution.error_retryable,
+        )
+        await handle.fail(error, rpc_timeout=timeout)
+    elif execution.phase == states.PHASE_CANCELLED:
+        try:
+            await handle.report_cancellation(rpc_timeout=timeout)
+        except RPCError as error:
+            # Temporal accepts report_cancellation only after the caller asked to cancel, and
+            # fail() only with an application failure. When the cancellation came from this side
+            # (the cancel RPC), the caller gets a non-retryable ExecutionCancelled error instead.
+            if error.status != RPCStatusCode.INVALID_ARGUMENT:
+                raise
+            await handle.fail(
+                ApplicationError(
+                    execution.error_message or "the agent execution was cancelled",
+                    {"execution_id": execution.id},
+                    type=states.ERROR_CANCELLED,
+                    non_retryable=True,
+                ),
+                rpc_timeout=timeout,
+            )
+    else:
+        raise ValueError(f"execution {execution.id} has not ended (phase {execution.phase})")

@@ -1,0 +1,34 @@
+"""The Temporal worker that runs the execution workflows and their activities."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from backend.stigmer_service.config import Settings
+from backend.stigmer_service.execution.activities import ExecutionActivities
+from backend.stigmer_service.execution.models import ExecutionPolicy
+from backend.stigmer_service.execution.workflows import AgentExecutionWorkflow, CallbackWorkflow
+from backend.stigmer_service.store.repository import Store
+
+
+def policy(settings: Settings, timeout_seconds: float | None = None) -> ExecutionPolicy:
+    return ExecutionPolicy(
+        timeout_seconds=timeout_seconds or settings.default_execution_timeout,
+        activity_heartbeat_timeout=settings.activity_heartbeat_timeout,
+        caller_heartbeat_timeout=max(60.0, settings.caller_heartbeat_interval * 3),
+        model_max_attempts=settings.model_max_attempts,
+        model_retry_initial_interval=settings.model_retry_initial_interval,
+        callback_max_attempts=settings.callback_max_attempts,
+        callback_retry_initial_interval=settings.callback_retry_initial_interval,
+    )
+
+
+def create_worker(client: Client, store: Store, settings: Settings) -> Worker:
+    activities = ExecutionActivities(store, client, settings)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[AgentExecutionWorkflow, CallbackWorkflow],
+        activities=activities.all(),
+    )

@@ -1,0 +1,43 @@
+"""Deterministic offline model provider (`offline/<anything>`): no network, for tests and demos.
+
+It answers `"<agent slug>: <message>"`, with secret placeholders resolved and then every secret
+value masked as `***`, so a reply never leaks a secret. Directives in the message steer it:
+
+- `#sleep=<seconds>`: sleeps that long (the activity heartbeats meanwhile) before answering;
+- `#fail=<ErrorType>`: fails, non-retryably, with that error type;
+- `#transient-fail=<n>`: fails the first n attempts with a transient error, then answers;
+- `#reply=<text>`: answers exactly the text up to the end of the line;
+- `#recall`: answers with the session's earlier user messages, joined by " | ".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from backend.stigmer_service import placeholders
+from backend.stigmer_service.providers.base import ModelRequest, permanent, transient
+
+_SLEEP = re.compile(r"#sleep=([0-9.]+)")
+_FAIL = re.compile(r"#fail=([A-Za-z_][A-Za-z0-9_]*)")
+_TRANSIENT = re.compile(r"#transient-fail=([0-9]+)")
+_REPLY = re.compile(r"#reply=([^\n]*)")
+
+
+class OfflineProvider:
+    async def complete(self, request: ModelRequest) -> str:
+        message = request.messages[-1].content
+        if sleep := _SLEEP.search(message):
+            await asyncio.sleep(float(sleep.group(1)))
+        if fail := _FAIL.search(message):
+            raise permanent(f"offline model told to fail with {fail.group(1)}", fail.group(1))
+        if (flaky := _TRANSIENT.search(message)) and request.attempt <= int(flaky.group(1)):
+            raise transient(f"offline model transient failure on attempt {request.attempt}")
+        if reply := _REPLY.search(message):
+            text = reply.group(1)
+        elif "#recall" in message:
+            earlier = [m.content for m in request.messages[:-1] if m.role == "user"]
+            text = " | ".join(earlier)
+        else:
+            text = f"{request.agent_slug}: {message}"
+        return placeholders.mask(text, request.secret_values)

@@ -1,0 +1,62 @@
+"""The gRPC server: servicers, health, reflection and interceptors on one `grpc.aio` server."""
+
+from __future__ import annotations
+
+from ai.stigmer.agentic.agent.v1 import command_pb2 as agent_command_pb2
+from ai.stigmer.agentic.agent.v1 import command_pb2_grpc as agent_command_grpc
+from ai.stigmer.agentic.agent.v1 import query_pb2 as agent_query_pb2
+from ai.stigmer.agentic.agent.v1 import query_pb2_grpc as agent_query_grpc
+from ai.stigmer.agentic.agentexecution.v1 import command_pb2, command_pb2_grpc, query_pb2, query_pb2_grpc
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from temporalio.client import Client
+
+from backend.stigmer_service.api.agents import AgentCommandService, AgentQueryService
+from backend.stigmer_service.api.executions import (
+    AgentExecutionCommandService,
+    AgentExecutionQueryService,
+    Executions,
+)
+from backend.stigmer_service.api.interceptors import ServiceInterceptor
+from backend.stigmer_service.config import Settings
+from backend.stigmer_service.store.repository import Store
+
+SERVICE_NAMES = (
+    agent_command_pb2.DESCRIPTOR.services_by_name["AgentCommandService"].full_name,
+    agent_query_pb2.DESCRIPTOR.services_by_name["AgentQueryService"].full_name,
+    command_pb2.DESCRIPTOR.services_by_name["AgentExecutionCommandService"].full_name,
+    query_pb2.DESCRIPTOR.services_by_name["AgentExecutionQueryService"].full_name,
+)
+
+
+def create_server(
+    address: str, *, store: Store, client: Client, settings: Settings
+) -> tuple[grpc.aio.Server, int, health.HealthServicer]:
+    """A server bound to `address` (port 0 picks one), not yet started; returns the bound port."""
+    server = grpc.aio.server(interceptors=[ServiceInterceptor(settings.api_token)])
+    executions = Executions(store, client, settings)
+    agent_command_grpc.add_AgentCommandServiceServicer_to_server(AgentCommandService(store), server)
+    agent_query_grpc.add_AgentQueryServiceServicer_to_server(AgentQueryService(store), server)
+    command_pb2_grpc.add_AgentExecutionCommandServiceServicer_to_server(
+        AgentExecutionCommandService(executions), server
+    )
+    query_pb2_grpc.add_AgentExecutionQueryServiceServicer_to_server(
+        AgentExecutionQueryService(executions), server
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind {address}")
+    return server, port, health_servicer
+
+
+def set_not_serving(health_servicer: health.HealthServicer) -> None:
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)

@@ -1,0 +1,95 @@
+"""A tiny caller workflow, as the runner does it: its activity hands its token to the service."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+import grpc
+from ai.stigmer.agentic.agentexecution.v1 import (
+    api_pb2,
+    command_pb2,
+    command_pb2_grpc,
+    spec_pb2,
+)
+from google.protobuf import duration_pb2
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType
+
+
+@dataclasses.dataclass
+class CallInput:
+    endpoint: str
+    agent_id: str
+    message: str
+    timeout_seconds: float = 0.0
+    secrets: dict[str, str] = dataclasses.field(default_factory=dict)
+    idempotency: bool = True
+    activity_timeout: float = 60.0
+    max_attempts: int = 1
+    session_id: str = ""
+
+
+# Every token the calling activity handed over, and every execution id it got, in order.
+tokens: asyncio.Queue[bytes] = asyncio.Queue()
+created: asyncio.Queue[api_pb2.AgentExecution] = asyncio.Queue()
+attempts: list[int] = []
+
+
+@activity.defn
+async def call_agent(call: CallInput) -> Any:
+    info = activity.info()
+    attempts.append(info.attempt)
+    spec = spec_pb2.AgentExecutionSpec(
+        agent_id=call.agent_id,
+        message=call.message,
+        session_id=call.session_id,
+        callback_token=info.task_token,
+        idempotency_key=(
+            f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}" if call.idempotency else ""
+        ),
+        caller=spec_pb2.CallerInfo(
+            workflow_id=info.workflow_id,
+            run_id=info.workflow_run_id,
+            activity_id=info.activity_id,
+            namespace=info.workflow_namespace,
+            task_queue=info.task_queue,
+        ),
+        runtime_env={k: spec_pb2.ExecutionValue(value=v, is_secret=True) for k, v in call.secrets.items()},
+    )
+    if call.timeout_seconds:
+        spec.execution_config.timeout.FromTimedelta(timedelta(seconds=call.timeout_seconds))
+    async with grpc.aio.insecure_channel(call.endpoint) as channel:
+        stub = command_pb2_grpc.AgentExecutionCommandServiceStub(channel)
+        execution = await stub.CreateAgentExecution(
+            command_pb2.CreateAgentExecutionRequest(execution=api_pb2.AgentExecution(spec=spec))
+        )
+    await tokens.put(info.task_token)
+    await created.put(execution)
+    activity.raise_complete_async()
+
+
+@workflow.defn
+class CallerWorkflow:
+    @workflow.run
+    async def run(self, call: CallInput) -> Any:
+        return await workflow.execute_activity(
+            call_agent,
+            call,
+            start_to_close_timeout=timedelta(seconds=call.activity_timeout),
+            heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_attempts=call.max_attempts, initial_interval=timedelta(milliseconds=100)),
+            # The workflow waits for the service's report_cancellation when it is cancelled.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+
+
+def drain() -> None:
+    """Forgets what earlier tests left in the queues."""
+    for queue in (tokens, created):
+        while not queue.empty():
+            queue.get_nowait()
+    attempts.clear()
