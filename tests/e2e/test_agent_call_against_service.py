@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import pathlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,58 +10,25 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
-from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
-from ai.stigmer.agentic.agent.v1 import command_pb2 as agent_command_pb2
-from ai.stigmer.agentic.agent.v1 import command_pb2_grpc as agent_command_pb2_grpc
-from ai.stigmer.agentic.agent.v1 import spec_pb2 as agent_spec_pb2
 from ai.stigmer.agentic.agentexecution.v1 import (
     api_pb2,
     query_pb2,
     query_pb2_grpc,
     status_pb2,
 )
-from ai.stigmer.commons.apiresource import metadata_pb2
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.worker import Worker
 
 from backend.stigmer_service import app
-from backend.stigmer_service.config import Settings
 from backend.workflow_runner.agent_call.activities import agent_call_activities
 from backend.workflow_runner.agent_call.models import CallAgentInput, secret_placeholder
+from tests.e2e.conftest import AGENT, ORG
 from tests.workflow_runner.agent_call.agent_call_workflow import AgentCallWorkflow
 
-ORG = "acme"
-AGENT = "echoer"
 WAIT = 45
 SECRET_VALUE = "sk-e2e-secret-value-0137"
-
-
-@pytest_asyncio.fixture
-async def service(temporal_client: Client, tmp_path: pathlib.Path) -> AsyncIterator[app.Service]:
-    """The real service (gRPC server and its execution worker) in-process, on a fresh database."""
-    settings = Settings(
-        listen="127.0.0.1:0",
-        db_url=f"sqlite+aiosqlite:///{tmp_path / 'stigmer.db'}",
-        temporal_address="unused: the client is given",
-        task_queue=f"stigmer-e2e-{uuid.uuid4()}",
-        # Cancellation reaches the agent on the service's next heartbeat of the caller.
-        caller_heartbeat_interval=0.5,
-        grace_period=1.0,
-    )
-    async with app.running(settings, client=temporal_client) as running:
-        async with grpc.aio.insecure_channel(running.address) as channel:
-            await agent_command_pb2_grpc.AgentCommandServiceStub(channel).CreateAgent(
-                agent_command_pb2.CreateAgentRequest(
-                    agent=agent_api_pb2.Agent(
-                        metadata=metadata_pb2.ApiResourceMetadata(name=AGENT, slug=AGENT, org=ORG),
-                        spec=agent_spec_pb2.AgentSpec(instructions="Echo.", model="offline/echo"),
-                    )
-                ),
-                timeout=10,
-            )
-        yield running
 
 
 @pytest_asyncio.fixture
