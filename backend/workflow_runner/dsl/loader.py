@@ -181,9 +181,9 @@ class _Validator:
                 self._value_expressions(task[field][key], f"{path}/{field}/{key}", variables)
         for field in ("input", "output"):
             self._input_schema(task.get(field, {}).get("schema"), f"{path}/{field}/schema")
-        self._then(task.get("then"), path + "/then", siblings)
         self._duration_at(task.get("timeout"), "after", path + "/timeout", required=False)
         getattr(self, f"_task_{kind}")(task, path, variables, siblings)
+        self._then(task.get("then"), path + "/then", siblings)
 
     def _task_set(
         self, task: dict[str, Any], path: str, variables: list[str], _: list[str]
