@@ -12,9 +12,11 @@ from ai.stigmer.agentic.agentexecution.v1 import (
     api_pb2,
     command_pb2,
     command_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
     spec_pb2,
+    status_pb2,
 )
-from google.protobuf import duration_pb2
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
@@ -31,6 +33,9 @@ class CallInput:
     activity_timeout: float = 60.0
     max_attempts: int = 1
     session_id: str = ""
+    # What the first attempt does after creating: "wait" (complete async), "crash" (raise, so
+    # Temporal retries it with a new token), "crash_after_end" (raise once the execution ended).
+    first_attempt: str = "wait"
 
 
 # Every token the calling activity handed over, and every execution id it got, in order.
@@ -69,7 +74,22 @@ async def call_agent(call: CallInput) -> Any:
         )
     await tokens.put(info.task_token)
     await created.put(execution)
+    if info.attempt == 1 and call.first_attempt == "crash":
+        raise RuntimeError("the caller's first attempt crashed")
+    if info.attempt == 1 and call.first_attempt == "crash_after_end":
+        await _until_ended(call.endpoint, execution.metadata.id)
+        raise RuntimeError("the caller's first attempt crashed after the execution ended")
     activity.raise_complete_async()
+
+
+async def _until_ended(endpoint: str, execution_id: str) -> None:
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        stub = query_pb2_grpc.AgentExecutionQueryServiceStub(channel)
+        while True:
+            execution = await stub.GetAgentExecution(query_pb2.GetAgentExecutionRequest(id=execution_id))
+            if execution.status.phase == status_pb2.EXECUTION_PHASE_COMPLETED:
+                return
+            await asyncio.sleep(0.05)
 
 
 @workflow.defn

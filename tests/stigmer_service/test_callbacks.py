@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import pathlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import pytest
 import pytest_asyncio
-from ai.stigmer.agentic.agentexecution.v1 import api_pb2, command_pb2, query_pb2, status_pb2
+from ai.stigmer.agentic.agentexecution.v1 import (
+    api_pb2,
+    command_pb2,
+    query_pb2,
+    spec_pb2,
+    status_pb2,
+)
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.worker import Worker
 
+from backend.common import temporal_dev_server
+from backend.stigmer_service import app
+from backend.stigmer_service.execution import worker
+from backend.stigmer_service.execution.models import CallbackWorkflowInput
+from backend.stigmer_service.execution.workflows import CallbackWorkflow
 from tests.stigmer_service import caller
-from tests.stigmer_service.conftest import Stubs
+from tests.stigmer_service.conftest import Stubs, fast_settings, open_stubs
 
 WAIT = 30
 
@@ -142,3 +156,178 @@ async def test_cancel_rpc_reports_cancellation(
     stored = await wait_for(stigmer, execution.metadata.id, callback_settled)
     assert stored.status.callback.state == status_pb2.CALLBACK_STATE_DELIVERED
     assert stored.status.callback.outcome == status_pb2.CALLBACK_OUTCOME_CANCELLED
+
+
+async def test_execution_timeout_fails_the_caller_with_execution_timeout(
+    stigmer: Stubs, temporal_client: Client, caller_queue: str
+) -> None:
+    agent = await stigmer.agent("echo")
+    handle = await start_call(
+        temporal_client,
+        caller_queue,
+        caller.CallInput(stigmer.endpoint, agent.metadata.id, "#sleep=30", timeout_seconds=1),
+    )
+    with pytest.raises(WorkflowFailureError) as failure:
+        await asyncio.wait_for(handle.result(), WAIT)
+    cause = failure.value.cause.cause  # type: ignore[union-attr]
+    assert isinstance(cause, ApplicationError)
+    assert (cause.type, cause.non_retryable) == ("ExecutionTimeout", True)
+    execution = await next_execution()
+    stored = await wait_for(stigmer, execution.metadata.id, callback_settled)
+    assert stored.status.phase == status_pb2.EXECUTION_PHASE_FAILED
+    assert stored.status.error.type == "ExecutionTimeout"
+    assert stored.status.callback.state == status_pb2.CALLBACK_STATE_DELIVERED
+
+
+async def test_cancelling_the_callers_workflow_cancels_the_execution(
+    stigmer: Stubs, temporal_client: Client, caller_queue: str
+) -> None:
+    agent = await stigmer.agent("echo")
+    handle = await start_call(
+        temporal_client, caller_queue, caller.CallInput(stigmer.endpoint, agent.metadata.id, "#sleep=30")
+    )
+    execution = await next_execution()
+    await wait_for(stigmer, execution.metadata.id, lambda e: e.status.phase == status_pb2.EXECUTION_PHASE_RUNNING)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as failure:
+        await asyncio.wait_for(handle.result(), WAIT)
+    assert isinstance(failure.value.cause, CancelledError)
+    stored = await wait_for(stigmer, execution.metadata.id, callback_settled)
+    assert stored.status.phase == status_pb2.EXECUTION_PHASE_CANCELLED
+    assert stored.status.callback.state == status_pb2.CALLBACK_STATE_DELIVERED
+    assert stored.status.callback.outcome == status_pb2.CALLBACK_OUTCOME_CANCELLED
+
+
+async def test_late_callback_is_recorded_as_already_closed(
+    stigmer: Stubs, temporal_client: Client, caller_queue: str
+) -> None:
+    agent = await stigmer.agent("echo")
+    handle = await start_call(
+        temporal_client,
+        caller_queue,
+        caller.CallInput(stigmer.endpoint, agent.metadata.id, "#sleep=3", activity_timeout=1),
+    )
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(handle.result(), WAIT)  # The caller timed out.
+    execution = await next_execution()
+    stored = await wait_for(stigmer, execution.metadata.id, callback_settled)
+    # The caller's workflow closed, so nobody waits: the execution was cancelled, and its
+    # callback found the activity already closed, which is recorded and is not an error.
+    assert stored.status.phase in (
+        status_pb2.EXECUTION_PHASE_CANCELLED,
+        status_pb2.EXECUTION_PHASE_COMPLETED,
+    )
+    assert stored.status.callback.state == status_pb2.CALLBACK_STATE_ALREADY_CLOSED
+    assert stored.status.callback.last_error == ""
+    assert stored.status.callback.delivered_at.seconds > 0
+
+
+async def test_duplicate_callback_is_harmless(
+    stigmer: Stubs, temporal_client: Client, caller_queue: str
+) -> None:
+    agent = await stigmer.agent("echo")
+    handle = await start_call(
+        temporal_client, caller_queue, caller.CallInput(stigmer.endpoint, agent.metadata.id, "#reply=once")
+    )
+    result = await asyncio.wait_for(handle.result(), WAIT)
+    execution = await next_execution()
+    await wait_for(stigmer, execution.metadata.id, callback_settled)
+    settings = stigmer.service.settings
+    again = await temporal_client.execute_workflow(
+        CallbackWorkflow.run,
+        CallbackWorkflowInput(execution.metadata.id, worker.policy(settings)),
+        id=f"duplicate-{uuid.uuid4()}",
+        task_queue=settings.task_queue,
+    )
+    assert again.state == status_pb2.CALLBACK_STATE_ALREADY_CLOSED
+    stored = await stigmer.queries.GetAgentExecution(
+        query_pb2.GetAgentExecutionRequest(id=execution.metadata.id)
+    )
+    assert stored.status.phase == status_pb2.EXECUTION_PHASE_COMPLETED
+    assert stored.status.output == result["output"] == "once"
+    assert stored.status.callback.state == status_pb2.CALLBACK_STATE_ALREADY_CLOSED
+    assert stored.status.callback.attempts == 2
+
+
+async def assistant_messages(stigmer: Stubs, execution_id: str) -> int:
+    stored = await stigmer.queries.GetAgentExecution(query_pb2.GetAgentExecutionRequest(id=execution_id))
+    return sum(1 for m in stored.status.messages if m.role == status_pb2.MESSAGE_ROLE_ASSISTANT)
+
+
+@pytest.mark.parametrize("first_attempt", ["crash", "crash_after_end"])
+async def test_retried_caller_gets_one_run_and_its_callback(
+    stigmer: Stubs, temporal_client: Client, caller_queue: str, first_attempt: str
+) -> None:
+    agent = await stigmer.agent("echo")
+    handle = await start_call(
+        temporal_client,
+        caller_queue,
+        caller.CallInput(
+            stigmer.endpoint,
+            agent.metadata.id,
+            "#sleep=1 #reply=done",
+            max_attempts=2,
+            first_attempt=first_attempt,
+        ),
+    )
+    result = await asyncio.wait_for(handle.result(), WAIT)
+    first, second = await next_execution(), await next_execution()
+    assert first.metadata.id == second.metadata.id == result["execution_id"]
+    assert result["output"] == "done"
+    assert caller.attempts == [1, 2]
+    listed = await stigmer.queries.ListAgentExecutions(
+        query_pb2.ListAgentExecutionsRequest(agent_id=agent.metadata.id)
+    )
+    assert len(listed.executions) == 1
+    assert await assistant_messages(stigmer, first.metadata.id) == 1
+    token_1, token_2 = caller.tokens.get_nowait(), caller.tokens.get_nowait()
+    stored = await wait_for(stigmer, first.metadata.id, callback_settled)
+    assert stored.status.callback.state == status_pb2.CALLBACK_STATE_DELIVERED
+    assert stored.status.callback.token_hash == hashlib.sha256(token_2).hexdigest()[:12]
+    assert token_1 != token_2
+
+
+async def test_no_callback_without_a_token(stigmer: Stubs) -> None:
+    agent = await stigmer.agent("echo")
+    created = await stigmer.executions.CreateAgentExecution(
+        command_pb2.CreateAgentExecutionRequest(
+            execution=api_pb2.AgentExecution(
+                spec=spec_pb2.AgentExecutionSpec(agent_id=agent.metadata.id, message="hi")
+            )
+        )
+    )
+    assert created.status.callback.state == status_pb2.CALLBACK_STATE_NOT_REQUESTED
+    stored = await wait_for(
+        stigmer, created.metadata.id, lambda e: e.status.phase == status_pb2.EXECUTION_PHASE_COMPLETED
+    )
+    assert stored.status.output == "echo: hi"
+    await asyncio.sleep(0.5)  # Give a wrongly scheduled callback the time to show up.
+    stored = await stigmer.queries.GetAgentExecution(query_pb2.GetAgentExecutionRequest(id=created.metadata.id))
+    assert stored.status.callback.state == status_pb2.CALLBACK_STATE_NOT_REQUESTED
+    assert stored.status.callback.attempts == 0
+    assert not stored.status.callback.token_present
+
+
+async def test_workflow_start_failure_is_unavailable_and_leaves_nothing(tmp_path: pathlib.Path) -> None:
+    dead = await Client.connect(f"127.0.0.1:{temporal_dev_server.free_port()}", lazy=True)
+    settings = fast_settings(tmp_path, start_rpc_timeout=1.0)
+    async with app.running(settings, run_worker=False, client=dead) as service:
+        stubs = await open_stubs(service)
+        try:
+            agent = await stubs.agent("echo")
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stubs.executions.CreateAgentExecution(
+                    command_pb2.CreateAgentExecutionRequest(
+                        execution=api_pb2.AgentExecution(
+                            spec=spec_pb2.AgentExecutionSpec(
+                                agent_id=agent.metadata.id, message="hi", callback_token=b"tok"
+                            )
+                        )
+                    ),
+                    timeout=WAIT,
+                )
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+            listed = await stubs.queries.ListAgentExecutions(query_pb2.ListAgentExecutionsRequest())
+            assert list(listed.executions) == []
+        finally:
+            await stubs.channel.close()
