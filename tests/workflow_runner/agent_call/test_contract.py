@@ -7,6 +7,13 @@ from datetime import timedelta
 import grpc
 import pytest
 from ai.stigmer.commons.apiresource import reference_pb2
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    TimeoutError,
+    TimeoutType,
+)
 
 from backend.workflow_runner.agent_call import convert, errors, secrets
 from backend.workflow_runner.agent_call.models import (
@@ -18,6 +25,7 @@ from backend.workflow_runner.agent_call.models import (
 from backend.workflow_runner.agent_call.workflow_api import (
     HEARTBEAT_TIMEOUT,
     RETRY_POLICY,
+    _known_execution_id,
     start_to_close_timeout,
 )
 
@@ -87,3 +95,30 @@ def test_grpc_errors_keep_their_status_name_as_type() -> None:
     failure = errors.from_grpc_error(Rpc(grpc.StatusCode.NOT_FOUND), "creating")
     assert (failure.type, failure.non_retryable) == ("NOT_FOUND", True)
     assert "boom" in str(failure)
+
+
+def activity_error(cause: BaseException) -> ActivityError:
+    error = ActivityError(
+        "activity failed",
+        scheduled_event_id=5,
+        started_event_id=6,
+        identity="worker",
+        activity_type="call_agent",
+        activity_id="1",
+        retry_state=None,
+    )
+    error.__cause__ = cause
+    return error
+
+
+def test_the_execution_to_clean_up_comes_from_the_recorded_details() -> None:
+    timed_out = TimeoutError(
+        "heartbeat", type=TimeoutType.HEARTBEAT, last_heartbeat_details=[{"execution_id": "e-1"}]
+    )
+    assert _known_execution_id(activity_error(timed_out)) == "e-1"
+    cancelled = CancelledError("cancelled", {"execution_id": "e-2"})
+    assert _known_execution_id(activity_error(cancelled)) == "e-2"
+    # The service's own heartbeats carry no details; then there is nothing to clean up.
+    assert _known_execution_id(activity_error(CancelledError("cancelled"))) == ""
+    failed = ApplicationError("agent failed", {"execution_id": "e-3"}, type="ModelError")
+    assert _known_execution_id(activity_error(failed)) == ""
