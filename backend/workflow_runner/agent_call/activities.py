@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from backend.workflow_runner.agent_call import convert, errors, secrets
-from backend.workflow_runner.agent_call.client import StigmerClient
+from backend.workflow_runner.agent_call.client import DEFAULT_DEADLINE_SECONDS, StigmerClient
 from backend.workflow_runner.agent_call.models import (
     CALL_AGENT_ACTIVITY,
     CANCEL_AGENT_CALL_ACTIVITY,
@@ -42,8 +42,9 @@ class CallAgentActivity:
         stigmer_endpoint: str,
         api_token: str | None = None,
         secret_resolver: secrets.SecretResolver = secrets.env_secret_resolver,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
     ) -> None:
-        self._client = StigmerClient(stigmer_endpoint, api_token)
+        self._client = StigmerClient(stigmer_endpoint, api_token, deadline_seconds)
         self._resolve_secret = secret_resolver
 
     async def close(self) -> None:

@@ -50,6 +50,8 @@ class FakeStigmer(
         # Status codes to answer the next creates with, one per call, before behaving normally.
         self.create_failures: list[grpc.StatusCode] = []
         self.ended: set[str] = set()
+        # Seconds each create takes before answering (to exercise the caller's deadline).
+        self.create_delay = 0.0
 
     def add_agent(
         self,
@@ -92,6 +94,8 @@ class FakeStigmer(
         if self.create_failures:
             code = self.create_failures.pop(0)
             await context.abort(code, f"injected {code.name}")
+        if self.create_delay:
+            await asyncio.sleep(self.create_delay)
         spec = request.execution.spec
         execution_id = self.ids_by_key.setdefault(
             spec.idempotency_key, f"exe-{uuid.uuid4().hex[:8]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -262,6 +263,19 @@ async def test_grpc_errors_of_create_are_retryable_only_when_transient(
     assert raised.value.type == code.name
     assert raised.value.non_retryable is not retryable
     assert raised.value.details[0]["grpc_status"] == code.name
+
+
+async def test_a_hung_service_fails_the_call_at_its_deadline_retryably(
+    fake: tuple[FakeStigmer, str],
+) -> None:
+    service, endpoint = fake
+    service.create_delay = 5.0
+    activities = CallAgentActivity(endpoint, deadline_seconds=0.5)
+    with pytest.raises(ApplicationError) as raised:
+        await asyncio.wait_for(environment().run(activities.call_agent, call()), 3)
+    await activities.close()
+    assert raised.value.type == "DEADLINE_EXCEEDED"
+    assert not raised.value.non_retryable
 
 
 async def test_a_service_that_is_down_is_a_retryable_failure() -> None:
