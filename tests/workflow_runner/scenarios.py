@@ -12,7 +12,7 @@ import http.server
 import json
 import pathlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,7 +49,7 @@ async def fake_cancel_agent_call(request: CancelAgentCallInput) -> Any:
     return None
 
 
-FAKE_AGENT_ACTIVITIES = [fake_call_agent, fake_cancel_agent_call]
+FAKE_AGENT_ACTIVITIES: list[Callable[..., Any]] = [fake_call_agent, fake_cancel_agent_call]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
