@@ -37,7 +37,7 @@ class Service:
     client: Client
     server: grpc.aio.Server
     port: int
-    health: health.HealthServicer
+    health: health.aio.HealthServicer
     worker: Worker | None
 
     @property
@@ -62,11 +62,12 @@ async def running(
     worker = create_worker(client, store, settings) if run_worker else None
     worker_task = asyncio.ensure_future(worker.run()) if worker else None
     await grpc_server.start()
+    await server.set_serving(health_servicer)
     service = Service(settings, store, client, grpc_server, port, health_servicer, worker)
     try:
         yield service
     finally:
-        server.set_not_serving(health_servicer)
+        await server.set_not_serving(health_servicer)
         await grpc_server.stop(settings.grace_period)
         if worker is not None and worker_task is not None:
             await worker.shutdown()

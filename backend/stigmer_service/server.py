@@ -32,8 +32,11 @@ SERVICE_NAMES = (
 
 def create_server(
     address: str, *, store: Store, client: Client, settings: Settings
-) -> tuple[grpc.aio.Server, int, health.HealthServicer]:
-    """A server bound to `address` (port 0 picks one), not yet started; returns the bound port."""
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """A server bound to `address` (port 0 picks one), not yet started, with its bound port.
+
+    Health reports NOT_FOUND until `set_serving` is awaited after the server starts.
+    """
     server = grpc.aio.server(interceptors=[ServiceInterceptor(settings.api_token)])
     executions = Executions(store, client, settings)
     agent_command_grpc.add_AgentCommandServiceServicer_to_server(AgentCommandService(store), server)
@@ -44,10 +47,8 @@ def create_server(
     query_pb2_grpc.add_AgentExecutionQueryServiceServicer_to_server(
         AgentExecutionQueryService(executions), server
     )
-    health_servicer = health.HealthServicer()
+    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
@@ -57,6 +58,11 @@ def create_server(
     return server, port, health_servicer
 
 
-def set_not_serving(health_servicer: health.HealthServicer) -> None:
+async def set_serving(health_servicer: health.aio.HealthServicer) -> None:
     for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def set_not_serving(health_servicer: health.aio.HealthServicer) -> None:
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
