@@ -5,4 +5,4 @@ from __future__ import annotations
 from backend.workflow_runner.cli import app
 
 if __name__ == "__main__":
-    app()
+    app(prog_name="workflow-runner")
