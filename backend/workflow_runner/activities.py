@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from temporalio import activity
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from backend.workflow_runner.agent_call import secrets
 from backend.workflow_runner.dsl import errors
 from backend.workflow_runner.dsl.errors import DslError
 from backend.workflow_runner.models import HttpCallInput, HttpCallOutput
@@ -34,6 +36,7 @@ _DETAIL_LIMIT = 500
 @activity.defn(name=CALL_HTTP_ACTIVITY)
 async def call_http(call: HttpCallInput) -> HttpCallOutput:
     """Sends the request; 408/429/5xx and transport errors retry, other 4xx fail for good."""
+    call = _with_secrets(call, secrets.env_secret_resolver)
     request_body: dict[str, Any] = {}
     if isinstance(call.body, str | bytes):
         request_body["content"] = call.body
@@ -78,6 +81,42 @@ async def call_http(call: HttpCallInput) -> HttpCallOutput:
             failure.describe(), failure.to_dict(), type=HTTP_ERROR_TYPE, non_retryable=not retryable
         )
     return HttpCallOutput(_shape(call, response))
+
+
+def _with_secrets(call: HttpCallInput, resolver: secrets.SecretResolver) -> HttpCallInput:
+    """The call with `$secrets` placeholders replaced: values exist only here, never in history."""
+    texts = [call.uri, *call.headers.values(), *call.query.values(), *_strings(call.body)]
+    names = secrets.referenced_secrets(texts)
+    if not names:
+        return call
+    values = secrets.resolve_secrets(names, resolver)
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str):
+            return secrets.substitute(value, values)
+        if isinstance(value, dict):
+            return {key: resolve(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [resolve(item) for item in value]
+        return value
+
+    return dataclasses.replace(
+        call,
+        uri=resolve(call.uri),
+        headers=resolve(call.headers),
+        query=resolve(call.query),
+        body=resolve(call.body),
+    )
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return []
 
 
 def _shape(call: HttpCallInput, response: httpx.Response) -> Any:

@@ -181,3 +181,70 @@ async def test_an_invalid_document_from_another_client_fails_without_running(
     assert isinstance(cause, ApplicationError)
     assert cause.details[0]["type"] == errors.CONFIGURATION
     assert "/do/0/bad: unknown task type" in cause.details[0]["detail"]
+
+
+async def test_call_http_resolves_secrets_in_the_activity_only(
+    temporal_client: Client, task_queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STIGMER_SECRET_API_TOKEN", "s3cret-value")
+    document = scenarios.inline(
+        """
+use:
+  secrets: [API_TOKEN]
+do:
+  - call:
+      call: http
+      with:
+        method: post
+        endpoint: {uri: "${ .url }"}
+        headers: {x-test: "${ $secrets.API_TOKEN }"}
+        body: {token: "${ \\"Bearer \\" + $secrets.API_TOKEN }"}
+      output: {as: "${ .header + \\" \\" + .body.token }"}
+"""
+    )
+    with scenarios.http_server() as server:
+        async with build_worker(
+            temporal_client, task_queue, agent_activities=scenarios.FAKE_AGENT_ACTIVITIES
+        ):
+            handle = await temporal_client.start_workflow(
+                DslWorkflow.run,
+                DslRunInput(document, {"url": server.url + "/echo"}),
+                id=f"wf-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
+            assert await asyncio.wait_for(handle.result(), 30) == "s3cret-value Bearer s3cret-value"
+    history = await handle.fetch_history()
+    scheduled = [
+        event.activity_task_scheduled_event_attributes
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    [activity_input] = [payload.data.decode() for payload in scheduled[0].input.payloads]
+    assert "{{secret:API_TOKEN}}" in activity_input
+    assert "s3cret" not in activity_input
+
+
+async def test_call_http_with_an_unknown_secret_fails_without_retrying(
+    temporal_client: Client, task_queue: str
+) -> None:
+    document = scenarios.inline(
+        """
+use:
+  secrets: [NOT_SET_ANYWHERE]
+do:
+  - call:
+      call: http
+      with:
+        method: get
+        endpoint: "${ .url }"
+        headers: {authorization: "${ $secrets.NOT_SET_ANYWHERE }"}
+"""
+    )
+    with scenarios.http_server() as server, pytest.raises(WorkflowFailureError) as failure:
+        await run_workflow(temporal_client, task_queue, document, {"url": server.url + "/echo"})
+    assert server.hits["/echo"] == 0
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.details[0]["type"] == "SecretNotFound"
+    assert cause.details[0]["instance"] == "/do/0/call"
+    assert "NOT_SET_ANYWHERE" in cause.details[0]["detail"]
