@@ -231,7 +231,7 @@ HTTP_CALL_WITH: dict[str, Any] = {
         "method": {"type": "string", "minLength": 1},
         "endpoint": {
             "type": ["string", "object"],
-            "properties": {"uri": {"type": "string"}, "authentication": {"type": "object"}},
+            "properties": {"uri": {"type": "string"}},
             "required": ["uri"],
             "additionalProperties": False,
         },
