@@ -12,10 +12,7 @@ from ai.stigmer.agentic.agentexecution.v1 import (
     api_pb2,
     command_pb2,
     command_pb2_grpc,
-    query_pb2,
-    query_pb2_grpc,
     spec_pb2,
-    status_pb2,
 )
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
@@ -33,9 +30,10 @@ class CallInput:
     activity_timeout: float = 60.0
     max_attempts: int = 1
     session_id: str = ""
-    # What the first attempt does after creating: "wait" (complete async), "crash" (raise, so
-    # Temporal retries it with a new token), "crash_after_end" (raise once the execution ended).
+    # What the first attempt does after creating: "wait" (complete async) or "crash" (raise, so
+    # Temporal retries it, after `retry_interval`, with a new token).
     first_attempt: str = "wait"
+    retry_interval: float = 0.1
 
 
 # Every token the calling activity handed over, and every execution id it got, in order.
@@ -76,20 +74,7 @@ async def call_agent(call: CallInput) -> Any:
     await created.put(execution)
     if info.attempt == 1 and call.first_attempt == "crash":
         raise RuntimeError("the caller's first attempt crashed")
-    if info.attempt == 1 and call.first_attempt == "crash_after_end":
-        await _until_ended(call.endpoint, execution.metadata.id)
-        raise RuntimeError("the caller's first attempt crashed after the execution ended")
     activity.raise_complete_async()
-
-
-async def _until_ended(endpoint: str, execution_id: str) -> None:
-    async with grpc.aio.insecure_channel(endpoint) as channel:
-        stub = query_pb2_grpc.AgentExecutionQueryServiceStub(channel)
-        while True:
-            execution = await stub.GetAgentExecution(query_pb2.GetAgentExecutionRequest(id=execution_id))
-            if execution.status.phase == status_pb2.EXECUTION_PHASE_COMPLETED:
-                return
-            await asyncio.sleep(0.05)
 
 
 @workflow.defn
@@ -101,7 +86,10 @@ class CallerWorkflow:
             call,
             start_to_close_timeout=timedelta(seconds=call.activity_timeout),
             heartbeat_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(maximum_attempts=call.max_attempts, initial_interval=timedelta(milliseconds=100)),
+            retry_policy=RetryPolicy(
+                maximum_attempts=call.max_attempts,
+                initial_interval=timedelta(seconds=call.retry_interval),
+            ),
             # The workflow waits for the service's report_cancellation when it is cancelled.
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
+import pytest
 import pytest_asyncio
 from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
 from ai.stigmer.agentic.agent.v1 import command_pb2 as agent_command_pb2
@@ -19,7 +20,7 @@ from ai.stigmer.commons.apiresource import metadata_pb2
 from cryptography.fernet import Fernet
 from temporalio.client import Client
 
-from backend.stigmer_service import app
+from backend.stigmer_service import app, logs
 from backend.stigmer_service.config import Settings
 
 
@@ -81,6 +82,12 @@ async def open_stubs(service: app.Service) -> Stubs:
         executions=command_pb2_grpc.AgentExecutionCommandServiceStub(channel),
         queries=query_pb2_grpc.AgentExecutionQueryServiceStub(channel),
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _service_logs() -> None:
+    """Service logs go to the real stderr (as in `serve`), never into captured CLI stdout."""
+    logs.configure()
 
 
 @pytest_asyncio.fixture

@@ -254,9 +254,19 @@ async def assistant_messages(stigmer: Stubs, execution_id: str) -> int:
     return sum(1 for m in stored.status.messages if m.role == status_pb2.MESSAGE_ROLE_ASSISTANT)
 
 
-@pytest.mark.parametrize("first_attempt", ["crash", "crash_after_end"])
+@pytest.mark.parametrize(
+    ("message", "retry_interval"),
+    [
+        # The retry's new token arrives while the agent still runs.
+        ("#sleep=2 #reply=done", 0.1),
+        # The retry's new token arrives after the execution ended (and its callback found the
+        # first attempt closed): the outcome is delivered to the new token right away.
+        ("#reply=done", 3.0),
+    ],
+    ids=["while-running", "after-the-end"],
+)
 async def test_retried_caller_gets_one_run_and_its_callback(
-    stigmer: Stubs, temporal_client: Client, caller_queue: str, first_attempt: str
+    stigmer: Stubs, temporal_client: Client, caller_queue: str, message: str, retry_interval: float
 ) -> None:
     agent = await stigmer.agent("echo")
     handle = await start_call(
@@ -265,9 +275,10 @@ async def test_retried_caller_gets_one_run_and_its_callback(
         caller.CallInput(
             stigmer.endpoint,
             agent.metadata.id,
-            "#sleep=1 #reply=done",
+            message,
             max_attempts=2,
-            first_attempt=first_attempt,
+            first_attempt="crash",
+            retry_interval=retry_interval,
         ),
     )
     result = await asyncio.wait_for(handle.result(), WAIT)
