@@ -67,10 +67,14 @@ def _root() -> None:
 
 @app.command()
 def serve(
-    listen: Annotated[str, typer.Option(envvar="STIGMER_LISTEN", help="HOST:PORT to bind.")] = DEFAULT_LISTEN,
+    listen: Annotated[
+        str, typer.Option(envvar="STIGMER_LISTEN", help="HOST:PORT to bind.")
+    ] = DEFAULT_LISTEN,
     db: Annotated[
         str | None,
-        typer.Option(envvar="STIGMER_DB_URL", help="sqlite+aiosqlite:///PATH or postgresql+asyncpg://..."),
+        typer.Option(
+            envvar="STIGMER_DB_URL", help="sqlite+aiosqlite:///PATH or postgresql+asyncpg://..."
+        ),
     ] = None,
     temporal_address: Annotated[
         str, typer.Option(envvar="TEMPORAL_ADDRESS", help="HOST:PORT of the Temporal frontend.")
@@ -101,7 +105,8 @@ def serve(
 @app.command()
 def migrate(
     db: Annotated[
-        str | None, typer.Option(envvar="STIGMER_DB_URL", help="Database URL (default: the SQLite file).")
+        str | None,
+        typer.Option(envvar="STIGMER_DB_URL", help="Database URL (default: the SQLite file)."),
     ] = None,
 ) -> None:
     """Create or upgrade the database schema, then exit."""
@@ -156,7 +161,9 @@ def _agent_line(agent: Any) -> str:
 
 
 def _phase(execution: Any) -> str:
-    return str(status_pb2.ExecutionPhase.Name(execution.status.phase)).removeprefix("EXECUTION_PHASE_")
+    return str(status_pb2.ExecutionPhase.Name(execution.status.phase)).removeprefix(
+        "EXECUTION_PHASE_"
+    )
 
 
 def _execution_text(execution: Any) -> str:
@@ -171,13 +178,17 @@ def _execution_text(execution: Any) -> str:
     callback = execution.status.callback
     if callback.token_present:
         state = status_pb2.CallbackState.Name(callback.state).removeprefix("CALLBACK_STATE_")
-        lines.append(f"  callback: {state} (token {callback.token_hash}, attempts {callback.attempts})")
+        lines.append(
+            f"  callback: {state} (token {callback.token_hash}, attempts {callback.attempts})"
+        )
     return "\n".join(lines)
 
 
 @app.command()
 def apply(
-    file: Annotated[pathlib.Path, typer.Option("-f", "--file", help="YAML manifest(s) of kind Agent.")],
+    file: Annotated[
+        pathlib.Path, typer.Option("-f", "--file", help="YAML manifest(s) of kind Agent.")
+    ],
     endpoint: Endpoint = DEFAULT_LISTEN,
     output: OutputOption = Output.text,
 ) -> None:
@@ -191,7 +202,9 @@ def apply(
     async def body(channel: grpc.aio.Channel) -> list[Message]:
         stub = agent_command_grpc.AgentCommandServiceStub(channel)
         return [
-            await stub.ApplyAgent(agent_command_pb2.ApplyAgentRequest(agent=a), metadata=_metadata())
+            await stub.ApplyAgent(
+                agent_command_pb2.ApplyAgentRequest(agent=a), metadata=_metadata()
+            )
             for a in agents
         ]
 
@@ -226,14 +239,17 @@ def list_(
     kind: Annotated[Kinds, typer.Argument(help="agents or executions.")],
     org: Annotated[str, typer.Option(help="Organization of the agents.")] = "",
     phase: Annotated[
-        list[str] | None, typer.Option(help="Only executions in this phase (repeatable), e.g. RUNNING.")
+        list[str] | None,
+        typer.Option(help="Only executions in this phase (repeatable), e.g. RUNNING."),
     ] = None,
     endpoint: Endpoint = DEFAULT_LISTEN,
     output: OutputOption = Output.text,
 ) -> None:
     """List agents or executions (newest executions first)."""
     try:
-        phases = [status_pb2.ExecutionPhase.Value(f"EXECUTION_PHASE_{p.upper()}") for p in phase or []]
+        phases = [
+            status_pb2.ExecutionPhase.Value(f"EXECUTION_PHASE_{p.upper()}") for p in phase or []
+        ]
     except ValueError:
         typer.echo(f"error: unknown phase in {phase}", err=True)
         raise typer.Exit(2) from None
@@ -244,7 +260,9 @@ def list_(
                 agent_query_pb2.ListAgentsRequest(org=org, page_size=500), metadata=_metadata()
             )
             return list(agents.agents)
-        executions = await query_pb2_grpc.AgentExecutionQueryServiceStub(channel).ListAgentExecutions(
+        executions = await query_pb2_grpc.AgentExecutionQueryServiceStub(
+            channel
+        ).ListAgentExecutions(
             query_pb2.ListAgentExecutionsRequest(phases=phases, page_size=500), metadata=_metadata()
         )
         return list(executions.executions)
@@ -292,7 +310,9 @@ def cancel(
     """Cancel a pending or running execution."""
 
     async def body(channel: grpc.aio.Channel) -> Message:
-        return await command_pb2_grpc.AgentExecutionCommandServiceStub(channel).CancelAgentExecution(
+        return await command_pb2_grpc.AgentExecutionCommandServiceStub(
+            channel
+        ).CancelAgentExecution(
             command_pb2.CancelAgentExecutionRequest(id=execution_id, reason=reason),
             metadata=_metadata(),
         )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import hashlib
 import os
 import pathlib
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet
 
 KEY_FILE_NAME = "secrets.key"
 
@@ -53,6 +52,3 @@ class Cipher:
 
     def decrypt_bytes(self, value: str) -> bytes:
         return self._fernet.decrypt(value.encode())
-
-
-

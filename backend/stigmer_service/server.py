@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import grpc
 from ai.stigmer.agentic.agent.v1 import command_pb2 as agent_command_pb2
 from ai.stigmer.agentic.agent.v1 import command_pb2_grpc as agent_command_grpc
 from ai.stigmer.agentic.agent.v1 import query_pb2 as agent_query_pb2
 from ai.stigmer.agentic.agent.v1 import query_pb2_grpc as agent_query_grpc
-from ai.stigmer.agentic.agentexecution.v1 import command_pb2, command_pb2_grpc, query_pb2, query_pb2_grpc
-import grpc
+from ai.stigmer.agentic.agentexecution.v1 import (
+    command_pb2,
+    command_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+)
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from temporalio.client import Client

@@ -52,7 +52,9 @@ async def call_agent(call: CallInput) -> Any:
         session_id=call.session_id,
         callback_token=info.task_token,
         idempotency_key=(
-            f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}" if call.idempotency else ""
+            f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
+            if call.idempotency
+            else ""
         ),
         caller=spec_pb2.CallerInfo(
             workflow_id=info.workflow_id,
@@ -61,7 +63,9 @@ async def call_agent(call: CallInput) -> Any:
             namespace=info.workflow_namespace,
             task_queue=info.task_queue,
         ),
-        runtime_env={k: spec_pb2.ExecutionValue(value=v, is_secret=True) for k, v in call.secrets.items()},
+        runtime_env={
+            k: spec_pb2.ExecutionValue(value=v, is_secret=True) for k, v in call.secrets.items()
+        },
     )
     if call.timeout_seconds:
         spec.execution_config.timeout.FromTimedelta(timedelta(seconds=call.timeout_seconds))

@@ -61,7 +61,9 @@ class Stubs:
     def endpoint(self) -> str:
         return self.service.address
 
-    async def agent(self, slug: str = "echo", org: str = "acme", **spec: object) -> agent_api_pb2.Agent:
+    async def agent(
+        self, slug: str = "echo", org: str = "acme", **spec: object
+    ) -> agent_api_pb2.Agent:
         return await self.agents.ApplyAgent(
             agent_command_pb2.ApplyAgentRequest(
                 agent=agent_api_pb2.Agent(

@@ -45,8 +45,14 @@ async def test_bad_requests_get_the_right_codes(stigmer: Stubs) -> None:
     agent = await stigmer.agent("echo")
     invalid = grpc.StatusCode.INVALID_ARGUMENT
     ex = stigmer.executions
-    await expect(invalid, ex.CreateAgentExecution(command_pb2.CreateAgentExecutionRequest()), "execution")
-    await expect(invalid, ex.CreateAgentExecution(create(agent_id=agent.metadata.id)), "spec.message: must not be empty")
+    await expect(
+        invalid, ex.CreateAgentExecution(command_pb2.CreateAgentExecutionRequest()), "execution"
+    )
+    await expect(
+        invalid,
+        ex.CreateAgentExecution(create(agent_id=agent.metadata.id)),
+        "spec.message: must not be empty",
+    )
     await expect(invalid, ex.CreateAgentExecution(create(message="hi")), "spec.agent_id")
     await expect(
         invalid,
@@ -54,7 +60,9 @@ async def test_bad_requests_get_the_right_codes(stigmer: Stubs) -> None:
             create(
                 agent_id=agent.metadata.id,
                 message="hi",
-                execution_config=spec_pb2.ExecutionConfig(timeout=duration_pb2.Duration(seconds=-1)),
+                execution_config=spec_pb2.ExecutionConfig(
+                    timeout=duration_pb2.Duration(seconds=-1)
+                ),
             )
         ),
         "spec.execution_config.timeout",
@@ -71,28 +79,46 @@ async def test_bad_requests_get_the_right_codes(stigmer: Stubs) -> None:
         "spec.execution_config.model_name",
     )
     not_found = grpc.StatusCode.NOT_FOUND
-    await expect(not_found, ex.CreateAgentExecution(create(agent_id="agt-missing", message="hi")), "agt-missing")
-    await expect(not_found, ex.CreateAgentExecution(create(session_id="ses-missing", message="hi")), "ses-missing")
-    await expect(not_found, stigmer.queries.GetAgentExecution(query_pb2.GetAgentExecutionRequest(id="aex-x")))
+    await expect(
+        not_found,
+        ex.CreateAgentExecution(create(agent_id="agt-missing", message="hi")),
+        "agt-missing",
+    )
+    await expect(
+        not_found,
+        ex.CreateAgentExecution(create(session_id="ses-missing", message="hi")),
+        "ses-missing",
+    )
+    await expect(
+        not_found, stigmer.queries.GetAgentExecution(query_pb2.GetAgentExecutionRequest(id="aex-x"))
+    )
     watch = stigmer.queries.WatchAgentExecution(query_pb2.WatchAgentExecutionRequest(id="aex-x"))
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         async for _ in watch:
             pass
     assert raised.value.code() == not_found
-    await expect(invalid, stigmer.queries.GetAgentExecution(query_pb2.GetAgentExecutionRequest()), "id")
+    await expect(
+        invalid, stigmer.queries.GetAgentExecution(query_pb2.GetAgentExecutionRequest()), "id"
+    )
     await expect(
         invalid,
         stigmer.queries.ListAgentExecutions(query_pb2.ListAgentExecutionsRequest(page_token="x")),
         "page_token",
     )
-    await expect(not_found, ex.CancelAgentExecution(command_pb2.CancelAgentExecutionRequest(id="aex-x")))
-    await expect(not_found, stigmer.agent_queries.GetAgent(agent_query_pb2.GetAgentRequest(id="agt-x")))
+    await expect(
+        not_found, ex.CancelAgentExecution(command_pb2.CancelAgentExecutionRequest(id="aex-x"))
+    )
+    await expect(
+        not_found, stigmer.agent_queries.GetAgent(agent_query_pb2.GetAgentRequest(id="agt-x"))
+    )
     await expect(
         not_found,
         stigmer.agent_queries.GetAgentByReference(
             agent_query_pb2.GetAgentByReferenceRequest(
                 ref=reference_pb2.ApiResourceReference(
-                    scope=reference_pb2.API_RESOURCE_OWNER_SCOPE_ORGANIZATION, org="acme", slug="nope"
+                    scope=reference_pb2.API_RESOURCE_OWNER_SCOPE_ORGANIZATION,
+                    org="acme",
+                    slug="nope",
                 )
             )
         ),
@@ -109,14 +135,20 @@ async def test_bad_requests_get_the_right_codes(stigmer: Stubs) -> None:
         "ref.org",
     )
     # Agents: duplicates, missing names, bad models, stale versions.
-    duplicate = agent_api_pb2.Agent(metadata=metadata_pb2.ApiResourceMetadata(name="echo", org="acme"))
+    duplicate = agent_api_pb2.Agent(
+        metadata=metadata_pb2.ApiResourceMetadata(name="echo", org="acme")
+    )
     await expect(
         grpc.StatusCode.ALREADY_EXISTS,
         stigmer.agents.CreateAgent(agent_command_pb2.CreateAgentRequest(agent=duplicate)),
     )
     await expect(
         invalid,
-        stigmer.agents.CreateAgent(agent_command_pb2.CreateAgentRequest(agent=agent_api_pb2.Agent(metadata=metadata_pb2.ApiResourceMetadata()))),
+        stigmer.agents.CreateAgent(
+            agent_command_pb2.CreateAgentRequest(
+                agent=agent_api_pb2.Agent(metadata=metadata_pb2.ApiResourceMetadata())
+            )
+        ),
         "agent.metadata.name",
     )
     await expect(
@@ -131,11 +163,18 @@ async def test_bad_requests_get_the_right_codes(stigmer: Stubs) -> None:
         ),
         "agent.spec.model",
     )
-    stale = agent_api_pb2.Agent(metadata=metadata_pb2.ApiResourceMetadata(id=agent.metadata.id, version=99, name="n"))
-    await expect(grpc.StatusCode.ABORTED, stigmer.agents.UpdateAgent(agent_command_pb2.UpdateAgentRequest(agent=stale)))
+    stale = agent_api_pb2.Agent(
+        metadata=metadata_pb2.ApiResourceMetadata(id=agent.metadata.id, version=99, name="n")
+    )
+    await expect(
+        grpc.StatusCode.ABORTED,
+        stigmer.agents.UpdateAgent(agent_command_pb2.UpdateAgentRequest(agent=stale)),
+    )
     # Cancelling an execution that has ended: FAILED_PRECONDITION.
     done = await ex.CreateAgentExecution(create(agent_id=agent.metadata.id, message="hi"))
-    await stigmer.executions.CancelAgentExecution(command_pb2.CancelAgentExecutionRequest(id=done.metadata.id))
+    await stigmer.executions.CancelAgentExecution(
+        command_pb2.CancelAgentExecutionRequest(id=done.metadata.id)
+    )
     await expect(
         grpc.StatusCode.FAILED_PRECONDITION,
         ex.CancelAgentExecution(command_pb2.CancelAgentExecutionRequest(id=done.metadata.id)),
@@ -144,18 +183,24 @@ async def test_bad_requests_get_the_right_codes(stigmer: Stubs) -> None:
     # Still serving.
     listed = await stigmer.queries.ListAgentExecutions(query_pb2.ListAgentExecutionsRequest())
     assert [e.status.phase for e in listed.executions] == [status_pb2.EXECUTION_PHASE_CANCELLED]
-    health = await health_pb2_grpc.HealthStub(stigmer.channel).Check(health_pb2.HealthCheckRequest())
+    health = await health_pb2_grpc.HealthStub(stigmer.channel).Check(
+        health_pb2.HealthCheckRequest()
+    )
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
 async def test_session_only_create_uses_the_sessions_agent(stigmer: Stubs) -> None:
     agent = await stigmer.agent("echo")
-    first = await stigmer.executions.CreateAgentExecution(create(agent_id=agent.metadata.id, message="one"))
+    first = await stigmer.executions.CreateAgentExecution(
+        create(agent_id=agent.metadata.id, message="one")
+    )
     second = await stigmer.executions.CreateAgentExecution(
         create(session_id=first.spec.session_id, message="#recall")
     )
     assert second.spec.agent_id == agent.metadata.id
-    watch = stigmer.queries.WatchAgentExecution(query_pb2.WatchAgentExecutionRequest(id=second.metadata.id))
+    watch = stigmer.queries.WatchAgentExecution(
+        query_pb2.WatchAgentExecutionRequest(id=second.metadata.id)
+    )
     seen = [e async for e in watch]
     assert seen[-1].status.phase == status_pb2.EXECUTION_PHASE_COMPLETED
     # The second execution saw the session's earlier user message.
@@ -171,12 +216,16 @@ async def test_bearer_auth(tmp_path: pathlib.Path, temporal_client: Client) -> N
             await expect(grpc.StatusCode.UNAUTHENTICATED, stubs.agent_queries.ListAgents(request))
             await expect(
                 grpc.StatusCode.UNAUTHENTICATED,
-                stubs.agent_queries.ListAgents(request, metadata=[("authorization", "Bearer wrong")]),
+                stubs.agent_queries.ListAgents(
+                    request, metadata=[("authorization", "Bearer wrong")]
+                ),
             )
             good = [("authorization", "Bearer s3cr3t-api-token")]
             assert list((await stubs.agent_queries.ListAgents(request, metadata=good)).agents) == []
             # Health needs no token.
-            health = await health_pb2_grpc.HealthStub(stubs.channel).Check(health_pb2.HealthCheckRequest())
+            health = await health_pb2_grpc.HealthStub(stubs.channel).Check(
+                health_pb2.HealthCheckRequest()
+            )
             assert health.status == health_pb2.HealthCheckResponse.SERVING
         finally:
             await stubs.channel.close()

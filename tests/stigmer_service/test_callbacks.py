@@ -39,7 +39,10 @@ async def caller_queue(temporal_client: Client) -> AsyncIterator[str]:
     caller.drain()
     queue = f"caller-{uuid.uuid4()}"
     async with Worker(
-        temporal_client, task_queue=queue, workflows=[caller.CallerWorkflow], activities=[caller.call_agent]
+        temporal_client,
+        task_queue=queue,
+        workflows=[caller.CallerWorkflow],
+        activities=[caller.call_agent],
     ):
         yield queue
 
@@ -58,6 +61,7 @@ async def next_execution() -> api_pb2.AgentExecution:
 
 async def wait_for(stigmer: Stubs, execution_id: str, predicate: Any) -> api_pb2.AgentExecution:
     """Polls the execution until `predicate` holds (bounded)."""
+
     async def poll() -> api_pb2.AgentExecution:
         while True:
             execution = await stigmer.queries.GetAgentExecution(
@@ -136,10 +140,16 @@ async def test_cancel_rpc_reports_cancellation(
 ) -> None:
     agent = await stigmer.agent("echo")
     handle = await start_call(
-        temporal_client, caller_queue, caller.CallInput(stigmer.endpoint, agent.metadata.id, "#sleep=30", max_attempts=3)
+        temporal_client,
+        caller_queue,
+        caller.CallInput(stigmer.endpoint, agent.metadata.id, "#sleep=30", max_attempts=3),
     )
     execution = await next_execution()
-    await wait_for(stigmer, execution.metadata.id, lambda e: e.status.phase == status_pb2.EXECUTION_PHASE_RUNNING)
+    await wait_for(
+        stigmer,
+        execution.metadata.id,
+        lambda e: e.status.phase == status_pb2.EXECUTION_PHASE_RUNNING,
+    )
     cancelled = await stigmer.executions.CancelAgentExecution(
         command_pb2.CancelAgentExecutionRequest(id=execution.metadata.id, reason="test")
     )
@@ -184,10 +194,16 @@ async def test_cancelling_the_callers_workflow_cancels_the_execution(
 ) -> None:
     agent = await stigmer.agent("echo")
     handle = await start_call(
-        temporal_client, caller_queue, caller.CallInput(stigmer.endpoint, agent.metadata.id, "#sleep=30")
+        temporal_client,
+        caller_queue,
+        caller.CallInput(stigmer.endpoint, agent.metadata.id, "#sleep=30"),
     )
     execution = await next_execution()
-    await wait_for(stigmer, execution.metadata.id, lambda e: e.status.phase == status_pb2.EXECUTION_PHASE_RUNNING)
+    await wait_for(
+        stigmer,
+        execution.metadata.id,
+        lambda e: e.status.phase == status_pb2.EXECUTION_PHASE_RUNNING,
+    )
     await handle.cancel()
     with pytest.raises(WorkflowFailureError) as failure:
         await asyncio.wait_for(handle.result(), WAIT)
@@ -227,7 +243,9 @@ async def test_duplicate_callback_is_harmless(
 ) -> None:
     agent = await stigmer.agent("echo")
     handle = await start_call(
-        temporal_client, caller_queue, caller.CallInput(stigmer.endpoint, agent.metadata.id, "#reply=once")
+        temporal_client,
+        caller_queue,
+        caller.CallInput(stigmer.endpoint, agent.metadata.id, "#reply=once"),
     )
     result = await asyncio.wait_for(handle.result(), WAIT)
     execution = await next_execution()
@@ -250,7 +268,9 @@ async def test_duplicate_callback_is_harmless(
 
 
 async def assistant_messages(stigmer: Stubs, execution_id: str) -> int:
-    stored = await stigmer.queries.GetAgentExecution(query_pb2.GetAgentExecutionRequest(id=execution_id))
+    stored = await stigmer.queries.GetAgentExecution(
+        query_pb2.GetAgentExecutionRequest(id=execution_id)
+    )
     return sum(1 for m in stored.status.messages if m.role == status_pb2.MESSAGE_ROLE_ASSISTANT)
 
 
@@ -309,17 +329,23 @@ async def test_no_callback_without_a_token(stigmer: Stubs) -> None:
     )
     assert created.status.callback.state == status_pb2.CALLBACK_STATE_NOT_REQUESTED
     stored = await wait_for(
-        stigmer, created.metadata.id, lambda e: e.status.phase == status_pb2.EXECUTION_PHASE_COMPLETED
+        stigmer,
+        created.metadata.id,
+        lambda e: e.status.phase == status_pb2.EXECUTION_PHASE_COMPLETED,
     )
     assert stored.status.output == "echo: hi"
     await asyncio.sleep(0.5)  # Give a wrongly scheduled callback the time to show up.
-    stored = await stigmer.queries.GetAgentExecution(query_pb2.GetAgentExecutionRequest(id=created.metadata.id))
+    stored = await stigmer.queries.GetAgentExecution(
+        query_pb2.GetAgentExecutionRequest(id=created.metadata.id)
+    )
     assert stored.status.callback.state == status_pb2.CALLBACK_STATE_NOT_REQUESTED
     assert stored.status.callback.attempts == 0
     assert not stored.status.callback.token_present
 
 
-async def test_workflow_start_failure_is_unavailable_and_leaves_nothing(tmp_path: pathlib.Path) -> None:
+async def test_workflow_start_failure_is_unavailable_and_leaves_nothing(
+    tmp_path: pathlib.Path,
+) -> None:
     dead = await Client.connect(f"127.0.0.1:{temporal_dev_server.free_port()}", lazy=True)
     settings = fast_settings(tmp_path, start_rpc_timeout=1.0)
     async with app.running(settings, run_worker=False, client=dead) as service:

@@ -37,7 +37,16 @@ spec:
 
 def test_help_everywhere() -> None:
     runner = CliRunner()
-    for command in ([], ["serve"], ["apply"], ["get"], ["list"], ["watch"], ["cancel"], ["migrate"]):
+    for command in (
+        [],
+        ["serve"],
+        ["apply"],
+        ["get"],
+        ["list"],
+        ["watch"],
+        ["cancel"],
+        ["migrate"],
+    ):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, result.output
         assert "Usage" in result.output
@@ -63,7 +72,9 @@ async def test_apply_get_list(stigmer: Stubs, tmp_path: pathlib.Path) -> None:
     assert "acme/research-helper  offline/echo applied" in again
     shown = await asyncio.to_thread(invoke, "get", "agent", agents[0]["metadata"]["id"])
     assert "acme/research-helper" in shown
-    listed = json.loads(await asyncio.to_thread(invoke, "list", "agents", "--org", "acme", "--output", "json"))
+    listed = json.loads(
+        await asyncio.to_thread(invoke, "list", "agents", "--org", "acme", "--output", "json")
+    )
     assert {a["metadata"]["slug"] for a in listed} == {"research-helper", "second"}
     assert listed[0]["metadata"]["version"] == "2"  # Re-applied: updated, not duplicated.
     missing = await asyncio.to_thread(

@@ -55,7 +55,12 @@ async def test_token_and_secrets_never_leak(
     queue = f"caller-{uuid.uuid4()}"
     async with (
         app.running(settings, client=temporal_client) as service,
-        Worker(temporal_client, task_queue=queue, workflows=[caller.CallerWorkflow], activities=[caller.call_agent]),
+        Worker(
+            temporal_client,
+            task_queue=queue,
+            workflows=[caller.CallerWorkflow],
+            activities=[caller.call_agent],
+        ),
     ):
         stubs = await open_stubs(service)
         try:
@@ -76,12 +81,19 @@ async def test_token_and_secrets_never_leak(
             execution_id = created.metadata.id
             responses = [created]
             responses.append(
-                await stubs.queries.GetAgentExecution(query_pb2.GetAgentExecutionRequest(id=execution_id))
+                await stubs.queries.GetAgentExecution(
+                    query_pb2.GetAgentExecutionRequest(id=execution_id)
+                )
             )
             listed = await stubs.queries.ListAgentExecutions(query_pb2.ListAgentExecutionsRequest())
             responses.extend(listed.executions)
             responses.extend(
-                [e async for e in stubs.queries.WatchAgentExecution(query_pb2.WatchAgentExecutionRequest(id=execution_id))]
+                [
+                    e
+                    async for e in stubs.queries.WatchAgentExecution(
+                        query_pb2.WatchAgentExecutionRequest(id=execution_id)
+                    )
+                ]
             )
             history = await temporal_client.get_workflow_handle(
                 f"agent-execution-{execution_id}"

@@ -107,10 +107,14 @@ async def test_concurrent_appends_lose_no_message(store: Store) -> None:
 
 async def test_concurrent_creates_with_one_key_insert_once(store: Store) -> None:
     agent = await agent_id(store)
-    results = await asyncio.gather(*(store.create_execution(new(agent, key="wf/run/1")) for _ in range(8)))
+    results = await asyncio.gather(
+        *(store.create_execution(new(agent, key="wf/run/1")) for _ in range(8))
+    )
     assert sum(r.created for r in results) == 1
     assert len({r.execution.id for r in results}) == 1
-    page, _ = await store.list_executions(phases=[], agent_id=agent, session_id="", offset=0, limit=50)
+    page, _ = await store.list_executions(
+        phases=[], agent_id=agent, session_id="", offset=0, limit=50
+    )
     assert len(page) == 1
     # Without a key every create is new.
     free = await asyncio.gather(*(store.create_execution(new(agent)) for _ in range(3)))
@@ -129,7 +133,9 @@ async def test_a_new_token_replaces_the_stored_one(store: Store) -> None:
     assert hashed == replaced.execution.token_hash != first.execution.token_hash
     # A delivery recorded against the dead token's hash changes nothing.
     assert not await store.record_callback(
-        first.execution.id, for_token_hash=first.execution.token_hash, state=states.CALLBACK_DELIVERED
+        first.execution.id,
+        for_token_hash=first.execution.token_hash,
+        state=states.CALLBACK_DELIVERED,
     )
 
 

@@ -45,15 +45,21 @@ class AgentCommandService(command_pb2_grpc.AgentCommandServiceServicer):
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def CreateAgent(self, request: command_pb2.CreateAgentRequest, context: Any) -> api_pb2.Agent:
+    async def CreateAgent(
+        self, request: command_pb2.CreateAgentRequest, context: Any
+    ) -> api_pb2.Agent:
         fields = _writable(request.agent, "agent")
         return convert.agent_to_proto(await self.store.create_agent(**fields))
 
-    async def ApplyAgent(self, request: command_pb2.ApplyAgentRequest, context: Any) -> api_pb2.Agent:
+    async def ApplyAgent(
+        self, request: command_pb2.ApplyAgentRequest, context: Any
+    ) -> api_pb2.Agent:
         fields = _writable(request.agent, "agent")
         return convert.agent_to_proto(await self.store.apply_agent(**fields))
 
-    async def UpdateAgent(self, request: command_pb2.UpdateAgentRequest, context: Any) -> api_pb2.Agent:
+    async def UpdateAgent(
+        self, request: command_pb2.UpdateAgentRequest, context: Any
+    ) -> api_pb2.Agent:
         agent_id = validation.required(request.agent.metadata.id, "agent.metadata.id")
         current = convert.agent_to_proto(await self.store.get_agent(agent_id))
         paths = list(request.update_mask.paths) or list(_UPDATABLE)
@@ -75,7 +81,9 @@ class AgentCommandService(command_pb2_grpc.AgentCommandServiceServicer):
         )
         return convert.agent_to_proto(record)
 
-    async def DeleteAgent(self, request: command_pb2.DeleteAgentRequest, context: Any) -> empty_pb2.Empty:
+    async def DeleteAgent(
+        self, request: command_pb2.DeleteAgentRequest, context: Any
+    ) -> empty_pb2.Empty:
         await self.store.delete_agent(validation.required(request.id, "id"))
         return empty_pb2.Empty()
 

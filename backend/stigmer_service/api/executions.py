@@ -109,7 +109,11 @@ class Executions:
             await self._start(record, request.execution)
             log.info("execution created", **_fields(record))
             return record
-        log.info("execution exists for idempotency key", replaced_token=result.token_replaced, **_fields(record))
+        log.info(
+            "execution exists for idempotency key",
+            replaced_token=result.token_replaced,
+            **_fields(record),
+        )
         pending_callback = record.callback_state in (
             states.CALLBACK_WAITING,
             states.CALLBACK_FAILED,
@@ -120,7 +124,9 @@ class Executions:
 
     async def _start(self, record: ExecutionRecord, execution: api_pb2.AgentExecution) -> None:
         config = execution.spec.execution_config
-        timeout = config.timeout.ToTimedelta().total_seconds() if config.HasField("timeout") else None
+        timeout = (
+            config.timeout.ToTimedelta().total_seconds() if config.HasField("timeout") else None
+        )
         try:
             await self.client.start_workflow(
                 AgentExecutionWorkflow.run,
@@ -132,7 +138,9 @@ class Executions:
         except Exception as error:
             # Nothing may stay PENDING without a workflow to run it.
             await self.store.delete_execution(record.id)
-            log.warning("execution workflow did not start", error=type(error).__name__, **_fields(record))
+            log.warning(
+                "execution workflow did not start", error=type(error).__name__, **_fields(record)
+            )
             raise Unavailable(f"could not start the execution: {type(error).__name__}") from error
 
     async def _redeliver(self, record: ExecutionRecord) -> None:
@@ -157,7 +165,11 @@ class Executions:
             )
         except Exception as error:
             # The phase is already written; the workflow finds it when the agent returns.
-            log.warning("could not signal the execution workflow", error=type(error).__name__, **_fields(record))
+            log.warning(
+                "could not signal the execution workflow",
+                error=type(error).__name__,
+                **_fields(record),
+            )
 
     async def cancel(self, request: command_pb2.CancelAgentExecutionRequest) -> ExecutionRecord:
         execution_id = validation.required(request.id, "id")

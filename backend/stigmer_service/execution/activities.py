@@ -62,7 +62,9 @@ class ExecutionActivities:
     async def mark_running(self, ref: ExecutionRef) -> MarkRunningOutput:
         started = await self.store.mark_running(ref.execution_id)
         execution = await self.store.get_execution(ref.execution_id)
-        log.info("execution started" if started else "execution not pending", **_log_fields(execution))
+        log.info(
+            "execution started" if started else "execution not pending", **_log_fields(execution)
+        )
         return MarkRunningOutput(started=started, has_token=execution.token_present)
 
     @activity.defn
@@ -119,7 +121,9 @@ class ExecutionActivities:
         task: asyncio.Task[str] = asyncio.ensure_future(call)
         try:
             while True:
-                done, _ = await asyncio.wait({task}, timeout=self.settings.activity_heartbeat_interval)
+                done, _ = await asyncio.wait(
+                    {task}, timeout=self.settings.activity_heartbeat_interval
+                )
                 if done:
                     return task.result()
                 activity.heartbeat()
@@ -163,11 +167,15 @@ class ExecutionActivities:
             return False
         run_id = str(execution.caller.get("runId", "")) or None
         try:
-            description = await self.client.get_workflow_handle(workflow_id, run_id=run_id).describe()
+            description = await self.client.get_workflow_handle(
+                workflow_id, run_id=run_id
+            ).describe()
         except RPCError:
             return False
-        return bool(description.raw_description.workflow_execution_info.status
-                    != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING)
+        return bool(
+            description.raw_description.workflow_execution_info.status
+            != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+        )
 
     @activity.defn
     async def finish(self, outcome: FinishInput) -> FinishOutput:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -53,10 +54,9 @@ async def _discard(task: asyncio.Future[Any]) -> None:
     """Cancels a task we no longer need and waits for it to settle."""
     if not task.done():
         task.cancel()
-    try:
+    # Its outcome no longer matters.
+    with contextlib.suppress(BaseException):
         await task
-    except BaseException:  # noqa: S110 - its outcome no longer matters
-        pass
 
 
 @workflow.defn

@@ -66,7 +66,9 @@ class OpenAIProvider:
             raise transient(f"model endpoint answered HTTP {response.status_code}")
         if response.status_code >= 400:
             # The body explains a 4xx (bad model name, bad request); it never holds our key.
-            raise permanent(f"model endpoint answered HTTP {response.status_code}: {response.text[:500]}")
+            raise permanent(
+                f"model endpoint answered HTTP {response.status_code}: {response.text[:500]}"
+            )
         try:
             content = response.json()["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as error:

@@ -207,9 +207,7 @@ class Store:
                     .order_by(agents.c.created_at, agents.c.id)
                 )
             ).all()
-        matching = [
-            _agent(r) for r in rows if all(r.labels.get(k) == v for k, v in labels.items())
-        ]
+        matching = [_agent(r) for r in rows if all(r.labels.get(k) == v for k, v in labels.items())]
         page = matching[offset : offset + limit]
         return page, offset + limit < len(matching)
 
@@ -275,9 +273,7 @@ class Store:
                 await conn.execute(
                     agents.update()
                     .where(agents.c.id == new.agent_id)
-                    .values(
-                        execution_count=agents.c.execution_count + 1, last_execution_at=at
-                    )
+                    .values(execution_count=agents.c.execution_count + 1, last_execution_at=at)
                 )
         except IntegrityError:
             if not new.idempotency_key:
@@ -422,8 +418,7 @@ class Store:
             result = await conn.execute(
                 executions.update()
                 .where(
-                    (executions.c.id == execution_id)
-                    & (executions.c.phase == states.PHASE_PENDING)
+                    (executions.c.id == execution_id) & (executions.c.phase == states.PHASE_PENDING)
                 )
                 .values(
                     phase=states.PHASE_RUNNING,
@@ -523,8 +518,7 @@ class Store:
             result = await conn.execute(
                 executions.update()
                 .where(
-                    (executions.c.id == execution_id)
-                    & (executions.c.token_hash == for_token_hash)
+                    (executions.c.id == execution_id) & (executions.c.token_hash == for_token_hash)
                 )
                 .values(**values)
             )
