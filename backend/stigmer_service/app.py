@@ -9,7 +9,7 @@ import signal
 from collections.abc import AsyncIterator, Callable
 
 import grpc
-from grpc_health.v1 import health
+from grpc_health.v1 import health  # type: ignore[import-untyped]
 from temporalio.client import Client
 from temporalio.worker import Worker
 

@@ -126,9 +126,9 @@ def migrate(
     typer.echo("schema is up to date")
 
 
-def _metadata() -> list[tuple[str, str]]:
+def _metadata() -> tuple[tuple[str, str], ...]:
     token = os.environ.get("STIGMER_API_TOKEN", "")
-    return [("authorization", f"Bearer {token}")] if token else []
+    return (("authorization", f"Bearer {token}"),) if token else ()
 
 
 def _call(endpoint: str, body: Callable[[grpc.aio.Channel], Awaitable[T]]) -> T:

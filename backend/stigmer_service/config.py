@@ -70,6 +70,11 @@ class Settings:
             caller_heartbeat_interval=_float(
                 "STIGMER_CALLER_HEARTBEAT_INTERVAL", defaults.caller_heartbeat_interval
             ),
+            # How soon the agent's work is retried on another worker after a crash of this one.
+            activity_heartbeat_timeout=_float(
+                "STIGMER_ACTIVITY_HEARTBEAT_TIMEOUT", defaults.activity_heartbeat_timeout
+            ),
+            grace_period=_float("STIGMER_GRACE_PERIOD", defaults.grace_period),
         )
 
     def state_dir(self) -> pathlib.Path:

@@ -13,8 +13,8 @@ from ai.stigmer.agentic.agentexecution.v1 import (
     query_pb2,
     query_pb2_grpc,
 )
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 from temporalio.client import Client
 
 from backend.stigmer_service.api.agents import AgentCommandService, AgentQueryService

@@ -57,10 +57,10 @@ async def call_agent(call: CallInput) -> Any:
             else ""
         ),
         caller=spec_pb2.CallerInfo(
-            workflow_id=info.workflow_id,
-            run_id=info.workflow_run_id,
+            workflow_id=info.workflow_id or "",
+            run_id=info.workflow_run_id or "",
             activity_id=info.activity_id,
-            namespace=info.workflow_namespace,
+            namespace=info.workflow_namespace or "",
             task_queue=info.task_queue,
         ),
         runtime_env={

@@ -52,10 +52,10 @@ def fast_settings(tmp_path: pathlib.Path, **overrides: object) -> Settings:
 class Stubs:
     service: app.Service
     channel: grpc.aio.Channel
-    agents: agent_command_grpc.AgentCommandServiceStub
-    agent_queries: agent_query_grpc.AgentQueryServiceStub
-    executions: command_pb2_grpc.AgentExecutionCommandServiceStub
-    queries: query_pb2_grpc.AgentExecutionQueryServiceStub
+    agents: agent_command_grpc.AgentCommandServiceAsyncStub
+    agent_queries: agent_query_grpc.AgentQueryServiceAsyncStub
+    executions: command_pb2_grpc.AgentExecutionCommandServiceAsyncStub
+    queries: query_pb2_grpc.AgentExecutionQueryServiceAsyncStub
 
     @property
     def endpoint(self) -> str:

@@ -20,7 +20,7 @@ from ai.stigmer.agentic.agentexecution.v1 import (
 )
 from ai.stigmer.commons.apiresource import metadata_pb2, reference_pb2
 from google.protobuf import duration_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from temporalio.client import Client
 
 from backend.stigmer_service import app, states
@@ -217,10 +217,10 @@ async def test_bearer_auth(tmp_path: pathlib.Path, temporal_client: Client) -> N
             await expect(
                 grpc.StatusCode.UNAUTHENTICATED,
                 stubs.agent_queries.ListAgents(
-                    request, metadata=[("authorization", "Bearer wrong")]
+                    request, metadata=(("authorization", "Bearer wrong"),)
                 ),
             )
-            good = [("authorization", "Bearer s3cr3t-api-token")]
+            good = (("authorization", "Bearer s3cr3t-api-token"),)
             assert list((await stubs.agent_queries.ListAgents(request, metadata=good)).agents) == []
             # Health needs no token.
             health = await health_pb2_grpc.HealthStub(stubs.channel).Check(

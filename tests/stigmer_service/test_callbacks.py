@@ -179,7 +179,8 @@ async def test_execution_timeout_fails_the_caller_with_execution_timeout(
     )
     with pytest.raises(WorkflowFailureError) as failure:
         await asyncio.wait_for(handle.result(), WAIT)
-    cause = failure.value.cause.cause  # type: ignore[union-attr]
+    assert isinstance(failure.value.cause, ActivityError)
+    cause = failure.value.cause.cause
     assert isinstance(cause, ApplicationError)
     assert (cause.type, cause.non_retryable) == ("ExecutionTimeout", True)
     execution = await next_execution()

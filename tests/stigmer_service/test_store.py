@@ -7,7 +7,7 @@ import pathlib
 import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
 from cryptography.fernet import Fernet

@@ -125,9 +125,10 @@ class AgentExecutionWorkflow:
                         error_type=states.ERROR_TIMEOUT,
                         error_message=f"the execution did not end within {policy.timeout_seconds:g}s",
                     )
-                done, pending = await workflow.wait(
+                done, still = await workflow.wait(
                     pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                 )
+                pending = set(still)
                 if agent in done:
                     return self._agent_outcome(ref, agent)
                 if cancel in done:

@@ -4,6 +4,8 @@ It answers `"<agent slug>: <message>"`, with secret placeholders resolved and th
 value masked as `***`, so a reply never leaks a secret. Directives in the message steer it:
 
 - `#sleep=<seconds>`: sleeps that long (the activity heartbeats meanwhile) before answering;
+- `#wait-for=<path>`: waits until that file exists before answering (a gate that system tests
+  open once every call is in flight);
 - `#fail=<ErrorType>`: fails, non-retryably, with that error type;
 - `#transient-fail=<n>`: fails the first n attempts with a transient error, then answers;
 - `#reply=<text>`: answers exactly the text up to the end of the line;
@@ -13,6 +15,7 @@ value masked as `***`, so a reply never leaks a secret. Directives in the messag
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 
 from backend.stigmer_service import placeholders
@@ -22,6 +25,8 @@ _SLEEP = re.compile(r"#sleep=([0-9.]+)")
 _FAIL = re.compile(r"#fail=([A-Za-z_][A-Za-z0-9_]*)")
 _TRANSIENT = re.compile(r"#transient-fail=([0-9]+)")
 _REPLY = re.compile(r"#reply=([^\n]*)")
+_GATE = re.compile(r"#wait-for=(\S+)")
+GATE_POLL_SECONDS = 0.2
 
 
 class OfflineProvider:
@@ -29,6 +34,9 @@ class OfflineProvider:
         message = request.messages[-1].content
         if sleep := _SLEEP.search(message):
             await asyncio.sleep(float(sleep.group(1)))
+        if gate := _GATE.search(message):
+            while not os.path.exists(gate.group(1)):
+                await asyncio.sleep(GATE_POLL_SECONDS)
         if fail := _FAIL.search(message):
             raise permanent(f"offline model told to fail with {fail.group(1)}", fail.group(1))
         if (flaky := _TRANSIENT.search(message)) and request.attempt <= int(flaky.group(1)):
