@@ -76,14 +76,24 @@ async def running(
         await store.engine.dispose()
 
 
-async def serve(settings: Settings, *, run_worker: bool, on_ready: Callable[[str], None]) -> None:
+async def serve(
+    settings: Settings,
+    *,
+    run_worker: bool,
+    on_ready: Callable[[str], None],
+    client: Client | None = None,
+) -> None:
     """Runs until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with running(settings, run_worker=run_worker) as service:
-        log.info("serving", address=service.address, worker=run_worker)
-        on_ready(service.address)
-        await stop.wait()
-        log.info("shutting down")
+    try:
+        async with running(settings, run_worker=run_worker, client=client) as service:
+            log.info("serving", address=service.address, worker=run_worker)
+            on_ready(service.address)
+            await stop.wait()
+            log.info("shutting down")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -369,3 +369,28 @@ async def test_workflow_start_failure_is_unavailable_and_leaves_nothing(
             assert list(listed.executions) == []
         finally:
             await stubs.channel.close()
+
+
+async def test_transient_errors_are_retried_then_reported_retryable(
+    stigmer: Stubs, temporal_client: Client, caller_queue: str
+) -> None:
+    agent = await stigmer.agent("echo")
+    # Two transient failures, then an answer, within the activity's three attempts.
+    handle = await start_call(
+        temporal_client,
+        caller_queue,
+        caller.CallInput(stigmer.endpoint, agent.metadata.id, "#transient-fail=2 #reply=ok"),
+    )
+    assert (await asyncio.wait_for(handle.result(), WAIT))["output"] == "ok"
+    # More transient failures than attempts: the caller gets a retryable TransientModelError.
+    handle = await start_call(
+        temporal_client,
+        caller_queue,
+        caller.CallInput(stigmer.endpoint, agent.metadata.id, "#transient-fail=9"),
+    )
+    with pytest.raises(WorkflowFailureError) as failure:
+        await asyncio.wait_for(handle.result(), WAIT)
+    assert isinstance(failure.value.cause, ActivityError)
+    cause = failure.value.cause.cause
+    assert isinstance(cause, ApplicationError)
+    assert (cause.type, cause.non_retryable) == ("TransientModelError", False)
