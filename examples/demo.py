@@ -1,0 +1,373 @@
+"""The one-command demo: the whole system on this machine, an example workflow run end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import pathlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated, Any
+
+import grpc
+import typer
+from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
+from ai.stigmer.agentic.agentexecution.v1 import status_pb2
+
+from backend.common import temporal_dev_server
+from backend.stigmer_service import logs, manifests
+from backend.workflow_runner.dsl import loader
+from backend.workflow_runner.models import ProgressEntry
+from examples import stack, state, walkthrough
+
+EXAMPLES_DIR = pathlib.Path(__file__).resolve().parent
+DEFAULT_WORKFLOW = EXAMPLES_DIR / "workflows" / "support-triage.yaml"
+DEFAULT_AGENTS = EXAMPLES_DIR / "agents.yaml"
+INTERRUPTED_EXIT_CODE = 130
+
+app = typer.Typer(
+    name="demo",
+    help="Starts Temporal, the Stigmer service and the workflow worker, and runs an example.",
+    add_completion=False,
+)
+
+
+class Mode(enum.StrEnum):
+    run = "run"
+    dev = "dev"
+
+
+class DemoError(Exception):
+    """A failure to report in one line (no traceback)."""
+
+
+def say(text: str = "") -> None:
+    typer.echo(text)
+
+
+def shown(path: pathlib.Path) -> str:
+    """A path as the user would type it: relative to the current directory when inside it."""
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(pathlib.Path.cwd()))
+    return str(path)
+
+
+def example_path(path: pathlib.Path) -> pathlib.Path:
+    """The repo's copy of a packaged example file when run from the repo root, else the file."""
+    with contextlib.suppress(ValueError):
+        in_repo = pathlib.Path.cwd() / "examples" / path.resolve().relative_to(EXAMPLES_DIR)
+        if in_repo.is_file():
+            return in_repo
+    return path
+
+
+def read_input(value: str | None, workflow: pathlib.Path) -> tuple[Any, str]:
+    """The workflow input and where it came from: --input, else <workflow>.input.json, else {}."""
+    if value is None:
+        sample = workflow.with_name(workflow.name.split(".")[0] + ".input.json")
+        if not sample.is_file():
+            return {}, "no input"
+        value = f"@{sample}"
+    text, origin = value, "--input"
+    if value.startswith("@"):
+        path = pathlib.Path(value[1:])
+        try:
+            text, origin = path.read_text(encoding="utf-8"), shown(path)
+        except OSError as error:
+            raise DemoError(f"--input: cannot read {path}: {error.strerror}") from None
+    try:
+        return json.loads(text), origin
+    except json.JSONDecodeError as error:
+        raise DemoError(f"--input: not valid JSON ({origin}): {error}") from None
+
+
+def load_workflow(path: pathlib.Path, workflow_input: Any) -> dict[str, Any]:
+    try:
+        document = loader.load_file(path)
+    except loader.InvalidDocumentError as invalid:
+        problems = "; ".join(str(p) for p in invalid.problems)
+        raise DemoError(f"{shown(path)} is not a valid workflow: {problems}") from None
+    problems = loader.validate_input(document, workflow_input)
+    if problems:
+        raise DemoError("the input does not fit the workflow: " + "; ".join(map(str, problems)))
+    return document
+
+
+@contextlib.contextmanager
+def logging_to(path: pathlib.Path) -> Iterator[None]:
+    """Every component's logs (structlog, Temporal SDK, warnings) go to the file, not the terminal."""
+    with path.open("a", encoding="utf-8", buffering=1) as stream:
+        logs.configure(stream=stream)
+        logging.captureWarnings(True)
+        try:
+            yield
+        finally:
+            logging.getLogger().handlers.clear()
+
+
+def phase_name(value: int) -> str:
+    return str(status_pb2.ExecutionPhase.Name(value)).removeprefix("EXECUTION_PHASE_")  # type: ignore[arg-type]
+
+
+def print_progress(entry: ProgressEntry, elapsed: float) -> None:
+    suffix = f"  ({entry.error_type})" if entry.error_type else ""
+    say(f"  {elapsed:6.1f}s  {entry.status:<9}  {entry.path}{suffix}")
+
+
+def print_agents(agents: list[agent_api_pb2.Agent], manifest: pathlib.Path) -> None:
+    say(f"Applied {len(agents)} agents from {shown(manifest)}:")
+    for agent in agents:
+        name = f"{agent.metadata.org}/{agent.metadata.slug}"
+        say(f"  {name:<28} {agent.spec.model}")
+
+
+def print_dev_commands(running: stack.Stack, workflow: pathlib.Path, sample: str | None) -> None:
+    workflow_arg = shown(example_path(workflow))
+    input_arg = f" --input @{sample}" if sample else ""
+    run_args = f"run {workflow_arg}{input_arg}"
+    say()
+    say("The stack is up on the default ports. From another terminal, in the repo root:")
+    say(
+        f"  ./pants --concurrent run backend/workflow_runner:workflow-runner -- {run_args}\n"
+        "  ./pants --concurrent run backend/stigmer_service:stigmer-service -- list executions"
+    )
+    say(
+        "or with the packaged binaries (./pants package backend/workflow_runner:workflow-runner "
+        "backend/stigmer_service:stigmer-service):"
+    )
+    say(
+        f"  dist/backend.workflow_runner/workflow-runner.pex {run_args}\n"
+        "  dist/backend.stigmer_service/stigmer-service.pex list executions\n"
+        "  dist/backend.stigmer_service/stigmer-service.pex get execution <EXECUTION_ID>"
+    )
+    say(f"Temporal UI: {running.ui_url}")
+    say("Press Ctrl-C to stop everything.")
+
+
+async def print_executions(
+    running: stack.Stack, workflow_id: str, agents: list[agent_api_pb2.Agent]
+) -> None:
+    names = {a.metadata.id: f"{a.metadata.org}/{a.metadata.slug}" for a in agents}
+    executions = await walkthrough.executions_of(running.service.address, workflow_id)
+    say(f"Agent executions of this run ({len(executions)}):")
+    for execution in executions:
+        agent = names.get(execution.spec.agent_id, execution.spec.agent_id)
+        line = f"  {execution.metadata.id}  {phase_name(execution.status.phase):<10} {agent}"
+        if execution.status.error.type:
+            line += f"  {execution.status.error.type}: {execution.status.error.message}"
+        say(line)
+
+
+class Demo:
+    """One run of the demo; `main` wraps it with signal handling."""
+
+    def __init__(
+        self,
+        mode: Mode,
+        state_dir: pathlib.Path,
+        workflow: pathlib.Path,
+        workflow_input: Any,
+        input_origin: str,
+        agents_file: pathlib.Path,
+        model: str | None,
+        keep: bool,
+    ) -> None:
+        self.mode = mode
+        self.state_dir = state_dir
+        self.workflow = workflow
+        self.workflow_input = workflow_input
+        self.input_origin = input_origin
+        self.agents_file = agents_file
+        self.model = model
+        self.keep = keep
+        # Set while the demo only waits for Ctrl-C, which then is the normal way to end it.
+        self.waiting_for_ctrl_c = False
+
+    async def run(self) -> int:
+        document = load_workflow(self.workflow, self.workflow_input)
+        if self.mode == Mode.dev:
+            config = stack.dev_config(self.state_dir)
+        else:
+            config = stack.StackConfig(self.state_dir)
+        async with stack.running(config, say) as running:
+            agents = await walkthrough.apply_agents(
+                running.service.address, self.agents_file, self.model
+            )
+            print_agents(agents, self.agents_file)
+            if self.mode == Mode.dev:
+                sample = None if self.input_origin in ("no input", "--input") else self.input_origin
+                print_dev_commands(running, self.workflow, sample)
+                await self.wait_for_ctrl_c()
+                return 0
+            exit_code = await self.run_example(running, document, agents)
+            if self.keep:
+                say(f"\nThe stack stays up (--keep): browse {running.ui_url}. Ctrl-C to stop.")
+                await self.wait_for_ctrl_c()
+            return exit_code
+
+    async def wait_for_ctrl_c(self) -> None:
+        self.waiting_for_ctrl_c = True
+        await asyncio.Event().wait()
+
+    async def run_example(
+        self, running: stack.Stack, document: dict[str, Any], agents: list[agent_api_pb2.Agent]
+    ) -> int:
+        name = document["document"]["name"]
+        say()
+        say(f"Running workflow {name} ({shown(self.workflow)}) with input from {self.input_origin}")
+
+        def started(workflow_id: str, run_id: str) -> None:
+            say(f"  workflow id {workflow_id}, run id {run_id}")
+
+        result = await walkthrough.run_workflow(
+            running.client,
+            running.task_queue,
+            document,
+            self.workflow_input,
+            print_progress,
+            on_started=started,
+        )
+        say()
+        if result.error is None:
+            say("Output:")
+            say(json.dumps(result.output, indent=2, ensure_ascii=False))
+        else:
+            say(f"The workflow failed: {result.error.describe()}")
+        say()
+        await print_executions(running, result.workflow_id, agents)
+        say()
+        url = f"{running.ui_url}/namespaces/default/workflows/{result.workflow_id}/{result.run_id}"
+        say("Where to look:")
+        say(f"  Temporal UI   {url}/history")
+        if not self.keep:
+            say("                (served while the demo runs: add --keep to browse it afterwards)")
+        say(f"  workflow id   {result.workflow_id}")
+        say(f"  run id        {result.run_id}")
+        say(f"  logs          {self.state_dir / 'demo.log'} (service, worker)")
+        say(f"                {self.state_dir / 'temporal.log'} (Temporal dev server)")
+        say(f"  state         {self.state_dir} (temporal.db, stigmer.db)")
+        return 0 if result.error is None else 1
+
+
+async def supervise(work: Callable[[], Awaitable[int]], demo: Demo) -> int:
+    """Runs `work`; SIGINT/SIGTERM cancel it, which stops the stack in order, once."""
+    task = asyncio.ensure_future(work())
+    loop = asyncio.get_running_loop()
+    signals: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        signals.append(signum)
+        if len(signals) == 1:
+            if not demo.waiting_for_ctrl_c:
+                say(f"\n{signal.Signals(signum).name}: stopping ...")
+            task.cancel()
+        else:
+            say("Still stopping (the Temporal dev server gets at most 10 s) ...")
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if demo.waiting_for_ctrl_c:
+            return 0
+        say("Interrupted: the workflow stays in Temporal's state and resumes on the next start.")
+        return INTERRUPTED_EXIT_CODE
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def describe_failure(error: BaseException) -> str | None:
+    """One line for the failures a user can act on; None for bugs (shown with the log file)."""
+    if isinstance(error, DemoError | state.StateDirBusyError | state.PortTakenError):
+        return str(error)
+    if isinstance(
+        error,
+        temporal_dev_server.TemporalCliNotFoundError | temporal_dev_server.DevServerStartError,
+    ):
+        return str(error)
+    if isinstance(error, manifests.ManifestError | OSError):
+        return str(error)
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"the Stigmer service answered {error.code().name}: {error.details()}"
+    return None
+
+
+@app.command()
+def main(
+    mode: Annotated[
+        Mode,
+        typer.Argument(
+            help="run: start everything, run the example once, stop. dev: start everything on the "
+            "default ports (Temporal 7233, UI 8233, service 50051) and stay up until Ctrl-C."
+        ),
+    ] = Mode.run,
+    state_dir: Annotated[
+        pathlib.Path,
+        typer.Option(help="Where the SQLite files, the logs and the pid files go."),
+    ] = state.DEFAULT_STATE_DIR,
+    workflow: Annotated[
+        pathlib.Path | None,
+        typer.Option(help="The workflow to run [default: examples/workflows/support-triage.yaml]."),
+    ] = None,
+    input_: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            help="The workflow input: JSON, or @FILE [default: <workflow>.input.json next to it].",
+        ),
+    ] = None,
+    agents: Annotated[
+        pathlib.Path | None,
+        typer.Option(help="The agent manifests to apply [default: examples/agents.yaml]."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Run every agent on this model instead, e.g. openai/gpt-4o-mini (with "
+            "OPENAI_API_KEY and, for other endpoints, OPENAI_BASE_URL set)."
+        ),
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="After the run, keep everything up until Ctrl-C.")
+    ] = False,
+) -> None:
+    """Run the whole system on this machine and an example workflow through it."""
+    state_dir = state_dir.expanduser().resolve()
+    workflow = workflow or DEFAULT_WORKFLOW
+    agents_file = agents or DEFAULT_AGENTS
+    try:
+        workflow_input, origin = read_input(input_, workflow)
+        notes = state.claim(state_dir)
+    except (DemoError, state.StateDirBusyError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    say(f"Stigmer demo ({mode.value}); state and logs in {state_dir}")
+    for note in notes:
+        say(f"  ({note})")
+    demo = Demo(mode, state_dir, workflow, workflow_input, origin, agents_file, model, keep)
+    exit_code = 1
+    try:
+        with logging_to(state_dir / "demo.log"):
+            try:
+                exit_code = asyncio.run(supervise(demo.run, demo))
+            except Exception as error:  # noqa: BLE001 - reported in one line, details in the log
+                logging.getLogger("examples.demo").exception("the demo failed")
+                message = describe_failure(error)
+                if message is None:
+                    message = f"{type(error).__name__}: {error} (details in {state_dir / 'demo.log'})"
+                typer.echo(f"error: {message}", err=True)
+                exit_code = 1
+    finally:
+        state.release(state_dir)
+    say("Stopped everything." if exit_code != 1 else "Stopped everything (after a failure).")
+    raise typer.Exit(exit_code)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

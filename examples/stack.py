@@ -1,0 +1,121 @@
+"""The whole system in one process: a Temporal dev server, the Stigmer service and the DSL worker."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import pathlib
+from collections.abc import AsyncIterator, Callable
+
+from temporalio.client import Client
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
+
+from backend.common import temporal_dev_server
+from backend.stigmer_service import app
+from backend.stigmer_service.config import EXECUTION_TASK_QUEUE, Settings
+from backend.workflow_runner.worker import TASK_QUEUE, build_worker
+from examples import state
+
+HOST = "127.0.0.1"
+DEV_TEMPORAL_PORT = 7233
+DEV_UI_PORT = 8233
+DEV_SERVICE_PORT = 50051
+DEV_SERVER_READY_TIMEOUT = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class StackConfig:
+    state_dir: pathlib.Path
+    # None: free ports chosen at start (the demo); the dev mode asks for the well-known ones.
+    temporal_port: int | None = None
+    ui_port: int | None = None
+    service_port: int = 0
+
+
+@dataclasses.dataclass
+class Stack:
+    dev_server: temporal_dev_server.DevServer
+    client: Client
+    service: app.Service
+    task_queue: str
+
+    @property
+    def ui_url(self) -> str:
+        return self.dev_server.ui_url or ""
+
+
+def dev_config(state_dir: pathlib.Path) -> StackConfig:
+    """The defaults every client command assumes: 127.0.0.1:7233 (UI 8233) and 127.0.0.1:50051."""
+    return StackConfig(state_dir, DEV_TEMPORAL_PORT, DEV_UI_PORT, DEV_SERVICE_PORT)
+
+
+def check_ports(config: StackConfig) -> None:
+    """Fails with PortTakenError before anything starts, rather than halfway."""
+    for port, what in (
+        (config.temporal_port, "Temporal"),
+        (config.ui_port, "Temporal UI"),
+        (config.service_port, "Stigmer service"),
+    ):
+        if port:
+            state.ensure_free(HOST, port, what)
+
+
+def _quiet_runtime() -> Runtime:
+    # The SDK core logs to stderr by default; forward it to Python logging, i.e. the log file.
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(
+                filter=TelemetryFilter(core_level="WARN", other_level="WARN"),
+                forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+            )
+        )
+    )
+
+
+def _stop_dev_server(server: temporal_dev_server.DevServer, state_dir: pathlib.Path) -> None:
+    server.stop()
+    state.forget_server(state_dir)
+
+
+@contextlib.asynccontextmanager
+async def running(config: StackConfig, say: Callable[[str], None]) -> AsyncIterator[Stack]:
+    """Starts everything in order and stops it in reverse order, whatever ends the block."""
+    check_ports(config)
+    async with contextlib.AsyncExitStack() as stack:
+        say("Starting the Temporal dev server ...")
+        server = temporal_dev_server.launch(
+            host=HOST,
+            port=config.temporal_port,
+            ui=True,
+            ui_port=config.ui_port,
+            db_filename=config.state_dir / "temporal.db",
+            log_path=config.state_dir / "temporal.log",
+        )
+        # Registered first, so it runs last, and it is synchronous: a second Ctrl-C during
+        # shutdown cannot skip it.
+        stack.callback(_stop_dev_server, server, config.state_dir)
+        state.record_server(config.state_dir, server.process.pid)
+        await temporal_dev_server.wait_ready(server, timeout=DEV_SERVER_READY_TIMEOUT)
+        say(f"  Temporal      {server.address}  (UI {server.ui_url}, pid {server.process.pid})")
+        client = await Client.connect(server.address, runtime=_quiet_runtime())
+        settings = Settings(
+            listen=f"{HOST}:{config.service_port}",
+            db_url=f"sqlite+aiosqlite:///{config.state_dir / 'stigmer.db'}",
+            temporal_address=server.address,
+            task_queue=EXECUTION_TASK_QUEUE,
+            grace_period=2.0,
+        )
+        service = await stack.enter_async_context(app.running(settings, client=client))
+        say(f"  Stigmer       {service.address}  (executions on task queue {settings.task_queue})")
+        await stack.enter_async_context(
+            build_worker(client, TASK_QUEUE, stigmer_endpoint=service.address)
+        )
+        say(f"  DSL worker    task queue {TASK_QUEUE}")
+        yield Stack(server, client, service, TASK_QUEUE)

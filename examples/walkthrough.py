@@ -1,0 +1,133 @@
+"""What the demo does on a running stack: apply the agents, run a workflow, find its executions."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import pathlib
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
+from ai.stigmer.agentic.agent.v1 import command_pb2 as agent_command_pb2
+from ai.stigmer.agentic.agent.v1 import command_pb2_grpc as agent_command_grpc
+from ai.stigmer.agentic.agentexecution.v1 import api_pb2, query_pb2, query_pb2_grpc
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+
+from backend.stigmer_service import manifests
+from backend.workflow_runner.dsl.errors import DslError
+from backend.workflow_runner.models import DslRunInput, ProgressEntry
+from backend.workflow_runner.workflows import PROGRESS_QUERY, WORKFLOW_NAME
+
+PROGRESS_POLL_SECONDS = 0.25
+RPC_TIMEOUT = 10.0
+# Executions are listed newest first; the run's own are among the newest few pages.
+MAX_EXECUTION_PAGES = 20
+
+
+async def apply_agents(
+    endpoint: str, manifest: pathlib.Path, model: str | None = None
+) -> list[agent_api_pb2.Agent]:
+    """Creates or updates every agent of the manifest, with `model` instead of theirs if given."""
+    agents = manifests.parse_agents(manifest.read_text(encoding="utf-8"))
+    applied: list[agent_api_pb2.Agent] = []
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        stub = agent_command_grpc.AgentCommandServiceStub(channel)
+        for agent in agents:
+            if model:
+                agent.spec.model = model
+            request = agent_command_pb2.ApplyAgentRequest(agent=agent)
+            applied.append(await stub.ApplyAgent(request, timeout=RPC_TIMEOUT))
+    return applied
+
+
+@dataclasses.dataclass
+class RunResult:
+    workflow_id: str
+    run_id: str
+    output: Any = None
+    error: DslError | None = None
+
+
+ProgressCallback = Callable[[ProgressEntry, float], None]
+
+
+async def run_workflow(
+    client: Client,
+    task_queue: str,
+    document: dict[str, Any],
+    workflow_input: Any,
+    on_progress: ProgressCallback,
+    on_started: Callable[[str, str], None] | None = None,
+) -> RunResult:
+    """Runs the document to its end, reporting each finished task with the seconds since start."""
+    workflow_id = f"{document['document']['name']}-{uuid.uuid4().hex[:8]}"
+    handle: WorkflowHandle[Any, Any] = await client.start_workflow(
+        WORKFLOW_NAME, DslRunInput(document, workflow_input), id=workflow_id, task_queue=task_queue
+    )
+    run_id = handle.result_run_id or ""
+    if on_started:
+        on_started(workflow_id, run_id)
+    started = time.monotonic()
+    result = asyncio.ensure_future(handle.result())
+    shown = 0
+    try:
+        while True:
+            done, _ = await asyncio.wait({result}, timeout=PROGRESS_POLL_SECONDS)
+            shown = await _report_progress(handle, shown, time.monotonic() - started, on_progress)
+            if done:
+                break
+    finally:
+        result.cancel()
+    try:
+        return RunResult(workflow_id, run_id, output=result.result())
+    except WorkflowFailureError as failure:
+        return RunResult(workflow_id, run_id, error=_dsl_error(failure))
+
+
+async def _report_progress(
+    handle: WorkflowHandle[Any, Any], shown: int, elapsed: float, on_progress: ProgressCallback
+) -> int:
+    try:
+        entries = await handle.query(PROGRESS_QUERY, result_type=list[ProgressEntry])
+    except Exception:  # noqa: BLE001 - a missed poll only delays the progress lines
+        return shown
+    for entry in entries[shown:]:
+        on_progress(entry, elapsed)
+    return max(shown, len(entries))
+
+
+def _dsl_error(failure: WorkflowFailureError) -> DslError:
+    cause = failure.cause
+    if isinstance(cause, ApplicationError) and cause.details and isinstance(cause.details[0], dict):
+        return DslError.from_dict(cause.details[0])
+    return DslError(
+        "https://serverlessworkflow.io/spec/1.0.0/errors/runtime",
+        500,
+        "Workflow failed",
+        str(cause or failure),
+        "/",
+    )
+
+
+async def executions_of(endpoint: str, workflow_id: str) -> list[api_pb2.AgentExecution]:
+    """The agent executions this workflow started, oldest first (found by their caller info)."""
+    # The API filters by agent, session and phase but not by caller, so filter here.
+    found: list[api_pb2.AgentExecution] = []
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        stub = query_pb2_grpc.AgentExecutionQueryServiceStub(channel)
+        page_token = ""
+        for _ in range(MAX_EXECUTION_PAGES):
+            page = await stub.ListAgentExecutions(
+                query_pb2.ListAgentExecutionsRequest(page_size=100, page_token=page_token),
+                timeout=RPC_TIMEOUT,
+            )
+            found += [e for e in page.executions if e.spec.caller.workflow_id == workflow_id]
+            page_token = page.next_page_token
+            if not page_token:
+                break
+    return sorted(found, key=lambda e: e.metadata.audit.created_at.ToNanoseconds())
