@@ -72,6 +72,13 @@ class ExecutionActivities:
         """Runs the model on the message; secrets are decrypted only here."""
         execution = await self.store.get_execution(ref.execution_id)
         fields = _log_fields(execution)
+        recorded = [m for m in execution.messages if m.role == states.ROLE_ASSISTANT]
+        if recorded:
+            # An earlier attempt got the model's answer and recorded it, but its completion never
+            # reached Temporal (the worker or the server died in between): the agent has run, so
+            # return its answer rather than running it a second time.
+            log.info("model answer already recorded", attempt=activity.info().attempt, **fields)
+            return RunAgentOutput(output=recorded[-1].content)
         try:
             agent = await self.store.get_agent(execution.agent_id)
         except NotFound as error:

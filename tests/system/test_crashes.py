@@ -1,0 +1,80 @@
+"""Crashes and restarts mid-flight: no waiting workflow is stranded, no agent runs twice."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+from ai.stigmer.agentic.agentexecution.v1 import status_pb2
+from temporalio.client import Client
+
+from backend.common import temporal_dev_server
+from tests.system import flows
+from tests.system.stack import Stack
+
+IN_FLIGHT = 50
+
+
+@dataclasses.dataclass
+class Outcome:
+    in_flight: int
+    completed_correctly: int
+
+
+async def _check_all_completed_once(
+    stack: Stack, outputs: list[dict[str, object]], gate: pathlib.Path
+) -> Outcome:
+    correct = sum(
+        output["answer"] == flows.expected_answer(int(str(output["n"])), gate) for output in outputs
+    )
+    executions = await flows.list_executions(stack.service_address)
+    # One execution per workflow (idempotency held across the crash), each ended once, with one
+    # final answer from the model, and its callback delivered.
+    assert len(executions) == IN_FLIGHT
+    assert {o["execution"] for o in outputs} == {e.metadata.id for e in executions}
+    for execution in executions:
+        assert execution.status.phase == status_pb2.EXECUTION_PHASE_COMPLETED
+        assert flows.assistant_messages(execution) == 1
+        assert execution.status.callback.state == status_pb2.CALLBACK_STATE_DELIVERED
+    outcome = Outcome(IN_FLIGHT, correct)
+    print(f"in flight: {outcome.in_flight}, completed correctly: {outcome.completed_correctly}")
+    assert outcome.completed_correctly == IN_FLIGHT
+    return outcome
+
+
+async def test_kill_9_of_the_service_while_50_executions_run(stack: Stack) -> None:
+    client = await Client.connect(stack.temporal.address)
+    gate = stack.state_dir / "gate"
+    handles = await flows.start_many(client, stack.worker_task_queue, IN_FLIGHT, gate)
+    await flows.wait_running(stack.service_address, IN_FLIGHT)
+    stack.service.kill()
+    await stack.start_service()
+    gate.touch()
+    outputs = await flows.results(handles, timeout=120)
+    await _check_all_completed_once(stack, outputs, gate)
+
+
+async def test_kill_9_of_the_worker_while_50_agent_calls_are_pending(stack: Stack) -> None:
+    client = await Client.connect(stack.temporal.address)
+    gate = stack.state_dir / "gate"
+    handles = await flows.start_many(client, stack.worker_task_queue, IN_FLIGHT, gate)
+    await flows.wait_running(stack.service_address, IN_FLIGHT)
+    stack.worker.kill()
+    await stack.start_worker()
+    gate.touch()
+    outputs = await flows.results(handles, timeout=120)
+    await _check_all_completed_once(stack, outputs, gate)
+
+
+async def test_restart_of_the_temporal_server_mid_flight(stack: Stack) -> None:
+    client = await Client.connect(stack.temporal.address)
+    gate = stack.state_dir / "gate"
+    handles = await flows.start_many(client, stack.worker_task_queue, IN_FLIGHT, gate)
+    await flows.wait_running(stack.service_address, IN_FLIGHT)
+    stack.restart_temporal()
+    await temporal_dev_server.wait_ready(stack.temporal)
+    gate.touch()
+    client = await Client.connect(stack.temporal.address)
+    handles = [client.get_workflow_handle(h.id) for h in handles]
+    outputs = await flows.results(handles, timeout=150)
+    await _check_all_completed_once(stack, outputs, gate)
