@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import jsonschema
 
@@ -20,6 +20,8 @@ from backend.workflow_runner.agent_call.models import CallAgentInput, secret_pla
 from backend.workflow_runner.dsl import durations, errors, expressions, model
 from backend.workflow_runner.dsl.errors import DslError, DslException
 from backend.workflow_runner.models import HttpCallInput, ProgressEntry
+
+_T = TypeVar("_T")
 
 RUNTIME_NAME = "stigmer-workflow-runner"
 RUNTIME_VERSION = "0.1.0"
@@ -88,7 +90,7 @@ class Interpreter:
             return await self._run(workflow_input)
         seconds = durations.to_seconds(timeout)
         try:
-            return await asyncio.wait_for(self._run(workflow_input), seconds)
+            return await _within(self._run(workflow_input), seconds)
         except TimeoutError:
             raise DslException(
                 DslError(errors.TIMEOUT, 408, "Workflow timed out", f"after {seconds:g}s", "/")
@@ -156,7 +158,7 @@ class Interpreter:
             else:
                 seconds = durations.to_seconds(timeout)
                 try:
-                    raw_output, directive = await asyncio.wait_for(execution, seconds)
+                    raw_output, directive = await _within(execution, seconds)
                 except TimeoutError:
                     raise DslException(
                         DslError(
@@ -470,3 +472,22 @@ def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, sort_keys=True)
+
+
+async def _within(work: Awaitable[_T], seconds: float) -> _T:
+    """Like `asyncio.wait_for`, but a timeout is always a TimeoutError: the cancelled work may end
+    with another error (an agent call ends with the activity's cancellation error once the
+    service has cancelled the agent), which `wait_for` would raise instead."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if done:
+        return task.result()
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise  # This workflow itself is being cancelled, not just the timed-out work.
+    except Exception:  # noqa: S110 - whatever the cancelled work ended with, it timed out.
+        pass
+    raise TimeoutError

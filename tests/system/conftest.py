@@ -26,6 +26,9 @@ FAST_SERVICE_ENV = {
     "STIGMER_ACTIVITY_HEARTBEAT_TIMEOUT": "4",
     "STIGMER_GRACE_PERIOD": "2",
 }
+# A secret the worker resolves for `$secrets.API_KEY`; the tests check it never leaks.
+SECRET_VALUE = "sk-system-test-0b9c2f7e"
+WORKER_ENV = {"STIGMER_SECRET_API_KEY": SECRET_VALUE}
 
 
 @pytest_asyncio.fixture
@@ -39,6 +42,7 @@ async def stack(tmp_path: pathlib.Path) -> AsyncIterator[Stack]:
         service_port=temporal_dev_server.free_port(),
         service_env=FAST_SERVICE_ENV,
         worker_task_queue=f"system-{uuid.uuid4()}",
+        worker_env=WORKER_ENV,
     )
     try:
         await temporal_dev_server.wait_ready(temporal)

@@ -112,6 +112,7 @@ class Stack:
     service_port: int
     service_env: dict[str, str]
     worker_task_queue: str
+    worker_env: dict[str, str] = dataclasses.field(default_factory=dict)
     service: Process = dataclasses.field(init=False)
     worker: Process = dataclasses.field(init=False)
 
@@ -144,7 +145,7 @@ class Stack:
                 "--task-queue",
                 self.worker_task_queue,
             ],
-            child_env(common),
+            child_env(common | self.worker_env),
             self.state_dir / "worker.log",
         )
 

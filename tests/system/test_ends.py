@@ -1,0 +1,240 @@
+"""Every end of an agent call, on real processes, and what the logs and read APIs never show."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import pathlib
+from typing import Any
+
+import grpc
+import pytest
+import yaml
+from ai.stigmer.agentic.agentexecution.v1 import (
+    command_pb2,
+    command_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+    status_pb2,
+)
+from google.protobuf import json_format
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError, CancelledError
+
+from backend.stigmer_service import crypto
+from backend.stigmer_service.store import db
+from backend.stigmer_service.store.repository import Store
+from backend.workflow_runner.models import DslRunInput
+from tests.system import flows
+from tests.system.conftest import AGENT, ORG, SECRET_VALUE
+from tests.system.stack import Stack
+
+
+def _document(name: str, task: str) -> dict[str, Any]:
+    return yaml.safe_load(
+        f"""
+document: {{dsl: 1.0.0, namespace: system, name: {name}, version: 1.0.0}}
+use:
+  secrets: [API_KEY]
+do:
+{task}
+"""
+    )
+
+
+def _call(message: str, extra: str = "", config: str = "{model: offline/echo, timeout: PT2M}") -> str:
+    return f"""
+      call: agent
+      with:
+        agent: {AGENT}
+        org: {ORG}
+        message: '{message}'
+        env:
+          API_KEY: ${{ $secrets.API_KEY }}
+        config: {config}
+{extra}"""
+
+
+SUCCESS = _document("success", "  - ask:" + _call("Say hello #reply=hello"))
+CAUGHT = _document(
+    "caught",
+    """  - guarded:
+      try:
+        - ask:"""
+    + _call("#fail=ModelError").replace("\n      ", "\n            ")
+    + """
+      catch:
+        errors:
+          with: {type: ModelError}
+        as: failure
+        do:
+          - recover:
+              set:
+                caught: true
+                type: ${ $failure.type }
+""",
+)
+FAILING = _document("failing", "  - ask:" + _call("#fail=QuotaExceeded"))
+EXECUTION_TIMEOUT = _document(
+    "execution-timeout",
+    "  - ask:" + _call("#sleep=60", config="{model: offline/echo, timeout: PT1S}"),
+)
+CALLER_TIMEOUT = _document(
+    "caller-timeout",
+    "  - ask:" + _call("#sleep=60", extra="      timeout:\n        after: PT2S\n"),
+)
+LONG = _document("long", "  - ask:" + _call("#sleep=60"))
+
+
+async def _start(
+    client: Client, stack: Stack, document: dict[str, Any], name: str
+) -> WorkflowHandle[Any, Any]:
+    return await client.start_workflow(
+        "DslWorkflow",
+        DslRunInput(document, {}),
+        id=f"{name}-{stack.worker_task_queue}",
+        task_queue=stack.worker_task_queue,
+    )
+
+
+async def _failure_type(handle: WorkflowHandle[Any, Any]) -> str:
+    with pytest.raises(WorkflowFailureError) as failure:
+        await asyncio.wait_for(handle.result(), 90)
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError), cause
+    return str(cause.type)
+
+
+async def _execution_of(stack: Stack, workflow_id: str) -> Any:
+    for _ in range(300):
+        for execution in await flows.list_executions(stack.service_address):
+            if execution.spec.caller.workflow_id == workflow_id:
+                return execution
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no execution for {workflow_id}")
+
+
+async def _wait_phase(stack: Stack, workflow_id: str, phase: int) -> Any:
+    for _ in range(300):
+        execution = await _execution_of(stack, workflow_id)
+        if execution.status.phase == phase:
+            return execution
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{workflow_id}: phase {execution.status.phase}, wanted {phase}")
+
+
+async def test_every_end_reaches_the_workflow_and_nothing_leaks(stack: Stack) -> None:
+    client = await Client.connect(stack.temporal.address)
+    handles = {
+        name: await _start(client, stack, document, name)
+        for name, document in {
+            "success": SUCCESS,
+            "caught": CAUGHT,
+            "failing": FAILING,
+            "execution-timeout": EXECUTION_TIMEOUT,
+            "caller-timeout": CALLER_TIMEOUT,
+            "cancel-workflow": LONG,
+            "cancel-execution": LONG,
+        }.items()
+    }
+
+    # Cancelling the workflow cancels the agent execution.
+    await _wait_phase(stack, handles["cancel-workflow"].id, status_pb2.EXECUTION_PHASE_RUNNING)
+    await handles["cancel-workflow"].cancel()
+    # Cancelling the execution reaches the waiting workflow.
+    running = await _wait_phase(
+        stack, handles["cancel-execution"].id, status_pb2.EXECUTION_PHASE_RUNNING
+    )
+    async with grpc.aio.insecure_channel(stack.service_address) as channel:
+        await command_pb2_grpc.AgentExecutionCommandServiceStub(channel).CancelAgentExecution(
+            command_pb2.CancelAgentExecutionRequest(id=running.metadata.id, reason="test"),
+            timeout=10,
+        )
+
+    success = await asyncio.wait_for(handles["success"].result(), 90)
+    assert success["output"] == "hello" and success["execution_id"].startswith("aex-")
+    caught = await asyncio.wait_for(handles["caught"].result(), 90)
+    assert caught["caught"] is True and caught["type"] == "ModelError"
+    assert await _failure_type(handles["failing"]) == "QuotaExceeded"
+    assert await _failure_type(handles["execution-timeout"]) == "ExecutionTimeout"
+    assert "timeout" in await _failure_type(handles["caller-timeout"])
+    assert await _failure_type(handles["cancel-execution"]) == "ExecutionCancelled"
+    with pytest.raises(WorkflowFailureError) as cancelled:
+        await asyncio.wait_for(handles["cancel-workflow"].result(), 90)
+    assert isinstance(cancelled.value.cause, CancelledError)
+
+    phases = {
+        name: (await _wait_phase(stack, handle.id, phase)).status.phase
+        for name, handle, phase in [
+            ("success", handles["success"], status_pb2.EXECUTION_PHASE_COMPLETED),
+            ("failing", handles["failing"], status_pb2.EXECUTION_PHASE_FAILED),
+            ("execution-timeout", handles["execution-timeout"], status_pb2.EXECUTION_PHASE_FAILED),
+            ("caller-timeout", handles["caller-timeout"], status_pb2.EXECUTION_PHASE_CANCELLED),
+            ("cancel-workflow", handles["cancel-workflow"], status_pb2.EXECUTION_PHASE_CANCELLED),
+            ("cancel-execution", handles["cancel-execution"], status_pb2.EXECUTION_PHASE_CANCELLED),
+        ]
+    }
+    assert len(phases) == 6
+
+    await _assert_nothing_leaks(stack)
+
+
+async def _tokens(stack: Stack) -> list[bytes]:
+    """The callback tokens the service stored (encrypted), read back with its own key."""
+    engine = db.create_engine(f"sqlite+aiosqlite:///{stack.state_dir / 'stigmer.db'}")
+    store = Store(engine, crypto.Cipher(crypto.load_or_create_key("", stack.state_dir)))
+    try:
+        tokens = []
+        for execution in await flows.list_executions(stack.service_address):
+            token, _ = await store.load_token(execution.metadata.id)
+            if token:
+                tokens.append(token)
+        return tokens
+    finally:
+        await engine.dispose()
+
+
+def _forms(secret: bytes) -> list[bytes]:
+    return [
+        secret,
+        secret.hex().encode(),
+        base64.b64encode(secret),
+        base64.urlsafe_b64encode(secret),
+        base64.b64encode(secret).rstrip(b"="),
+        base64.urlsafe_b64encode(secret).rstrip(b"="),
+    ]
+
+
+async def _assert_nothing_leaks(stack: Stack) -> None:
+    tokens = await _tokens(stack)
+    assert len(tokens) >= 7, "every call handed over its token"
+    reads: list[bytes] = []
+    async with grpc.aio.insecure_channel(stack.service_address) as channel:
+        query = query_pb2_grpc.AgentExecutionQueryServiceStub(channel)
+        listed = await query.ListAgentExecutions(query_pb2.ListAgentExecutionsRequest(), timeout=10)
+        reads.append(listed.SerializeToString())
+        reads.append(json_format.MessageToJson(listed).encode())
+        for execution in listed.executions:
+            assert not execution.spec.callback_token
+            assert execution.status.callback.token_present
+            got = await query.GetAgentExecution(
+                query_pb2.GetAgentExecutionRequest(id=execution.metadata.id), timeout=10
+            )
+            reads += [got.SerializeToString(), json_format.MessageToJson(got).encode()]
+            async for update in query.WatchAgentExecution(
+                query_pb2.WatchAgentExecutionRequest(id=execution.metadata.id), timeout=10
+            ):
+                reads.append(update.SerializeToString())
+    logs = [
+        pathlib.Path(path).read_bytes()
+        for path in (stack.service.log_path, stack.worker.log_path, stack.temporal.log_path)
+        if path is not None and pathlib.Path(path).exists()
+    ]
+    assert any(b"token_hash" in log for log in logs), "logs correlate by the token's hash"
+    secret_forms = [SECRET_VALUE.encode()]
+    for blob in logs + reads:
+        for token in tokens:
+            for form in _forms(token):
+                assert form not in blob
+        for form in secret_forms:
+            assert form not in blob
