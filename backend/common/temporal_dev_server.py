@@ -20,6 +20,7 @@ import subprocess
 import sysconfig
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
@@ -180,12 +181,29 @@ async def wait_ready(server: DevServer, namespace: str = "default", timeout: flo
     raise DevServerStartError(f"the Temporal dev server was not ready in {timeout}s: {last_error}")
 
 
+async def start(attempts: int = 3, **options: Any) -> DevServer:
+    """Launches a server and waits until it serves, retrying when it dies at start.
+
+    The CLI picks free ports for its internal services and binds them a little later, so on a
+    busy machine another process can take one in between and the server exits at once.
+    """
+    for attempt in range(1, attempts + 1):
+        server = launch(**options)
+        try:
+            await wait_ready(server)
+            return server
+        except DevServerStartError:
+            server.stop()
+            if attempt == attempts or server.process.returncode is None:
+                raise
+    raise AssertionError("unreachable")
+
+
 @contextlib.asynccontextmanager
-async def running_dev_server(**options: object) -> AsyncIterator[DevServer]:
+async def running_dev_server(**options: Any) -> AsyncIterator[DevServer]:
     """Starts a dev server for the duration of the block; see `launch` for the options."""
-    server = launch(**options)  # type: ignore[arg-type]
+    server = await start(**options)
     try:
-        await wait_ready(server)
         yield server
     finally:
         server.stop()

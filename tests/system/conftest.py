@@ -33,7 +33,7 @@ WORKER_ENV = {"STIGMER_SECRET_API_KEY": SECRET_VALUE}
 
 @pytest_asyncio.fixture
 async def stack(tmp_path: pathlib.Path) -> AsyncIterator[Stack]:
-    temporal = temporal_dev_server.launch(
+    temporal = await temporal_dev_server.start(
         db_filename=tmp_path / "temporal.db", log_path=tmp_path / "temporal.log"
     )
     stack = Stack(
@@ -45,7 +45,6 @@ async def stack(tmp_path: pathlib.Path) -> AsyncIterator[Stack]:
         worker_env=WORKER_ENV,
     )
     try:
-        await temporal_dev_server.wait_ready(temporal)
         await stack.start_service()
         await stack.start_worker()
         async with grpc.aio.insecure_channel(stack.service_address) as channel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import time
 import uuid
@@ -29,9 +30,20 @@ _CODES: dict[type[errors.ServiceError], grpc.StatusCode] = {
 }
 
 
+# Status messages travel in trailers, which clients cap (8 KiB by default): a message that
+# quotes a huge bad value would turn a clear INVALID_ARGUMENT into the client's RESOURCE_EXHAUSTED.
+MAX_STATUS_MESSAGE = 512
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_STATUS_MESSAGE:
+        return message
+    return message[: MAX_STATUS_MESSAGE - 20] + f"... ({len(message)} chars)"
+
+
 def _status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, errors.ServiceError):
-        return _CODES.get(type(error), grpc.StatusCode.INTERNAL), str(error)
+        return _CODES.get(type(error), grpc.StatusCode.INTERNAL), _bounded(str(error))
     if isinstance(error, OperationalError | DBAPIError) and getattr(
         error, "connection_invalidated", True
     ):
@@ -76,6 +88,38 @@ def _code_after(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
 
 
+@dataclasses.dataclass(frozen=True)
+class MalformedRequest:
+    """Stands for a request body that is not a valid message of the method's request type."""
+
+    reason: str
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """grpc answers an undecodable body with UNKNOWN; we want INVALID_ARGUMENT, so decoding
+    failures become a `MalformedRequest` that the wrapped handler rejects."""
+    if deserializer is None:
+        return None
+
+    def deserialize(body: bytes) -> Any:
+        try:
+            return deserializer(body)
+        except Exception as error:  # DecodeError, or anything a bad body provokes
+            return MalformedRequest(type(error).__name__)
+
+    return deserialize
+
+
+async def _reject_malformed(
+    call: _Call, context: grpc.aio.ServicerContext[Any, Any], request: MalformedRequest
+) -> None:
+    call.done(grpc.StatusCode.INVALID_ARGUMENT)
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"request: not a valid protobuf message for this method ({request.reason})",
+    )
+
+
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every handler; with `api_token` set, non-health RPCs need `Bearer <token>`."""
 
@@ -104,13 +148,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, metadata, handler.unary_unary, authorized),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._stream(method, metadata, handler.unary_stream, authorized),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -128,6 +172,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             call.begin(context)
             if not authorized:
                 await self._deny(call, context)
+            if isinstance(request, MalformedRequest):
+                await _reject_malformed(call, context, request)
             try:
                 response = await behavior(request, context)
             except grpc.aio.AbortError:
@@ -150,6 +196,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             call.begin(context)
             if not authorized:
                 await self._deny(call, context)
+            if isinstance(request, MalformedRequest):
+                await _reject_malformed(call, context, request)
             try:
                 async for response in behavior(request, context):
                     yield response
