@@ -8,6 +8,7 @@ import enum
 import json
 import logging
 import pathlib
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,6 +29,7 @@ EXAMPLES_DIR = pathlib.Path(__file__).resolve().parent
 DEFAULT_WORKFLOW = EXAMPLES_DIR / "workflows" / "support-triage.yaml"
 DEFAULT_AGENTS = EXAMPLES_DIR / "agents.yaml"
 INTERRUPTED_EXIT_CODE = 130
+_TASK_TOKEN = re.compile(r"TaskToken\([^)]*\)")
 
 app = typer.Typer(
     name="demo",
@@ -97,11 +99,23 @@ def load_workflow(path: pathlib.Path, workflow_input: Any) -> dict[str, Any]:
     return document
 
 
+class _RedactTaskTokens(logging.Filter):
+    """The SDK core logs raw task tokens in some warnings; a token completes an activity."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "TaskToken(" in message:
+            record.msg, record.args = _TASK_TOKEN.sub("TaskToken(<redacted>)", message), None
+        return True
+
+
 @contextlib.contextmanager
 def logging_to(path: pathlib.Path) -> Iterator[None]:
     """Every component's logs (structlog, Temporal SDK, warnings) go to the file, not the terminal."""
     with path.open("a", encoding="utf-8", buffering=1) as stream:
         logs.configure(stream=stream)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_RedactTaskTokens())
         logging.captureWarnings(True)
         try:
             yield

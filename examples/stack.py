@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import pathlib
 from collections.abc import AsyncIterator, Callable
 
 from temporalio.client import Client
-from temporalio.runtime import (
-    LogForwardingConfig,
-    LoggingConfig,
-    Runtime,
-    TelemetryConfig,
-    TelemetryFilter,
-)
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from backend.common import temporal_dev_server
 from backend.stigmer_service import app
@@ -68,13 +61,12 @@ def check_ports(config: StackConfig) -> None:
 
 
 def _quiet_runtime() -> Runtime:
-    # The SDK core logs to stderr by default; forward it to Python logging, i.e. the log file.
+    # The SDK core writes its own log lines to stderr: keep only errors there. Forwarding them to
+    # Python logging instead would deadlock the interpreter's exit when the core still retries
+    # calls to a dev server that is already gone (its threads wait for the GIL during teardown).
     return Runtime(
         telemetry=TelemetryConfig(
-            logging=LoggingConfig(
-                filter=TelemetryFilter(core_level="WARN", other_level="WARN"),
-                forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
-            )
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
         )
     )
 
