@@ -174,7 +174,7 @@ async def wait_ready(server: DevServer, namespace: str = "default", timeout: flo
                 DescribeNamespaceRequest(namespace=namespace)
             )
             return
-        except Exception as error:  # noqa: BLE001 - any failure here means "not ready yet"
+        except Exception as error:  # Any failure here means "not ready yet"...
             last_error = error
             await asyncio.sleep(0.2)
     server.stop()

@@ -488,6 +488,6 @@ async def _within(work: Awaitable[_T], seconds: float) -> _T:
     except asyncio.CancelledError:
         if not task.cancelled():
             raise  # This workflow itself is being cancelled, not just the timed-out work.
-    except Exception:  # noqa: S110 - whatever the cancelled work ended with, it timed out.
+    except Exception:  # Whatever the cancelled work ended with, it timed out.
         pass
     raise TimeoutError

@@ -88,9 +88,7 @@ async def wait_running(address: str, count: int, timeout: float = 120.0) -> None
 
 
 async def results(handles: list[WorkflowHandle[Any, Any]], timeout: float) -> list[Any]:
-    return list(
-        await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout)
-    )
+    return list(await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout))
 
 
 def assistant_messages(execution: api_pb2.AgentExecution) -> int:

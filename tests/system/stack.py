@@ -18,7 +18,7 @@ import sys
 import time
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
 from backend.common import temporal_dev_server
 
@@ -89,7 +89,9 @@ async def wait_serving(address: str, process: Process, timeout: float = 60.0) ->
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
         await asyncio.sleep(0.2)
-    raise TimeoutError(f"{process.name} not serving after {timeout}s:\n{process.log_text()[-3000:]}")
+    raise TimeoutError(
+        f"{process.name} not serving after {timeout}s:\n{process.log_text()[-3000:]}"
+    )
 
 
 async def wait_for_log(process: Process, text: str, timeout: float = 60.0) -> None:
@@ -100,7 +102,9 @@ async def wait_for_log(process: Process, text: str, timeout: float = 60.0) -> No
         if not process.running:
             raise RuntimeError(f"{process.name} exited:\n{process.log_text()[-3000:]}")
         await asyncio.sleep(0.2)
-    raise TimeoutError(f"{process.name}: no {text!r} after {timeout}s:\n{process.log_text()[-3000:]}")
+    raise TimeoutError(
+        f"{process.name}: no {text!r} after {timeout}s:\n{process.log_text()[-3000:]}"
+    )
 
 
 @dataclasses.dataclass

@@ -42,7 +42,9 @@ do:
     )
 
 
-def _call(message: str, extra: str = "", config: str = "{model: offline/echo, timeout: PT2M}") -> str:
+def _call(
+    message: str, extra: str = "", config: str = "{model: offline/echo, timeout: PT2M}"
+) -> str:
     return f"""
       call: agent
       with:
