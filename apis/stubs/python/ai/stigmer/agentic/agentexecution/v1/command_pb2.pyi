@@ -135,3 +135,25 @@ class DeleteAgentExecutionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteAgentExecutionRequest: _TypeAlias = DeleteAgentExecutionRequest  # noqa: Y015
+
+@_typing.final
+class RedeliverCallbackRequest(_message.Message):
+    """RedeliverCallbackRequest is the request of AgentExecutionCommandService.RedeliverCallback."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The id of the execution whose callback to send again. Required."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedeliverCallbackRequest: _TypeAlias = RedeliverCallbackRequest  # noqa: Y015

@@ -57,6 +57,11 @@ class AgentExecutionCommandServiceStub(object):
                 request_serializer=ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_command__pb2.DeleteAgentExecutionRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.RedeliverCallback = channel.unary_unary(
+                '/ai.stigmer.agentic.agentexecution.v1.AgentExecutionCommandService/RedeliverCallback',
+                request_serializer=ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_command__pb2.RedeliverCallbackRequest.SerializeToString,
+                response_deserializer=ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_api__pb2.AgentExecution.FromString,
+                _registered_method=True)
 
 
 class AgentExecutionCommandServiceServicer(object):
@@ -110,6 +115,20 @@ class AgentExecutionCommandServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RedeliverCallback(self, request, context):
+        """RedeliverCallback sends an ended execution's outcome to the caller's activity again,
+        through the stored callback token, and returns the execution. It is meant for a callback
+        that failed for a transient reason (`status.callback.state` CALLBACK_STATE_FAILED, for
+        example while Temporal was unreachable); an ended execution whose callback is still
+        CALLBACK_STATE_WAITING is accepted too. The outcome is the same as the first delivery's.
+        A caller whose activity has closed meanwhile ends as CALLBACK_STATE_ALREADY_CLOSED.
+        Fails with NOT_FOUND if the execution does not exist, and with FAILED_PRECONDITION if it
+        has not ended, has no callback token, or its callback was already delivered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentExecutionCommandServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +151,11 @@ def add_AgentExecutionCommandServiceServicer_to_server(servicer, server):
                     servicer.DeleteAgentExecution,
                     request_deserializer=ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_command__pb2.DeleteAgentExecutionRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'RedeliverCallback': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverCallback,
+                    request_deserializer=ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_command__pb2.RedeliverCallbackRequest.FromString,
+                    response_serializer=ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_api__pb2.AgentExecution.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -243,6 +267,33 @@ class AgentExecutionCommandService(object):
             '/ai.stigmer.agentic.agentexecution.v1.AgentExecutionCommandService/DeleteAgentExecution',
             ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_command__pb2.DeleteAgentExecutionRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeliverCallback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ai.stigmer.agentic.agentexecution.v1.AgentExecutionCommandService/RedeliverCallback',
+            ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_command__pb2.RedeliverCallbackRequest.SerializeToString,
+            ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_api__pb2.AgentExecution.FromString,
             options,
             channel_credentials,
             insecure,

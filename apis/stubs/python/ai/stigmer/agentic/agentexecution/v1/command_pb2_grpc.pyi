@@ -66,6 +66,16 @@ class AgentExecutionCommandServiceStub:
     """DeleteAgentExecution deletes an execution and its history.
     Fails with NOT_FOUND if the execution does not exist.
     """
+    RedeliverCallback: _grpc.UnaryUnaryMultiCallable[_command_pb2.RedeliverCallbackRequest, _api_pb2.AgentExecution]
+    """RedeliverCallback sends an ended execution's outcome to the caller's activity again,
+    through the stored callback token, and returns the execution. It is meant for a callback
+    that failed for a transient reason (`status.callback.state` CALLBACK_STATE_FAILED, for
+    example while Temporal was unreachable); an ended execution whose callback is still
+    CALLBACK_STATE_WAITING is accepted too. The outcome is the same as the first delivery's.
+    A caller whose activity has closed meanwhile ends as CALLBACK_STATE_ALREADY_CLOSED.
+    Fails with NOT_FOUND if the execution does not exist, and with FAILED_PRECONDITION if it
+    has not ended, has no callback token, or its callback was already delivered.
+    """
 
 @_typing.type_check_only
 class AgentExecutionCommandServiceAsyncStub(AgentExecutionCommandServiceStub):
@@ -102,6 +112,16 @@ class AgentExecutionCommandServiceAsyncStub(AgentExecutionCommandServiceStub):
     DeleteAgentExecution: _aio.UnaryUnaryMultiCallable[_command_pb2.DeleteAgentExecutionRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """DeleteAgentExecution deletes an execution and its history.
     Fails with NOT_FOUND if the execution does not exist.
+    """
+    RedeliverCallback: _aio.UnaryUnaryMultiCallable[_command_pb2.RedeliverCallbackRequest, _api_pb2.AgentExecution]  # type: ignore[assignment]
+    """RedeliverCallback sends an ended execution's outcome to the caller's activity again,
+    through the stored callback token, and returns the execution. It is meant for a callback
+    that failed for a transient reason (`status.callback.state` CALLBACK_STATE_FAILED, for
+    example while Temporal was unreachable); an ended execution whose callback is still
+    CALLBACK_STATE_WAITING is accepted too. The outcome is the same as the first delivery's.
+    A caller whose activity has closed meanwhile ends as CALLBACK_STATE_ALREADY_CLOSED.
+    Fails with NOT_FOUND if the execution does not exist, and with FAILED_PRECONDITION if it
+    has not ended, has no callback token, or its callback was already delivered.
     """
 
 class AgentExecutionCommandServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -160,6 +180,22 @@ class AgentExecutionCommandServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """DeleteAgentExecution deletes an execution and its history.
         Fails with NOT_FOUND if the execution does not exist.
+        """
+
+    @_abc_1.abstractmethod
+    def RedeliverCallback(
+        self,
+        request: _command_pb2.RedeliverCallbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.AgentExecution, _abc.Awaitable[_api_pb2.AgentExecution]]:
+        """RedeliverCallback sends an ended execution's outcome to the caller's activity again,
+        through the stored callback token, and returns the execution. It is meant for a callback
+        that failed for a transient reason (`status.callback.state` CALLBACK_STATE_FAILED, for
+        example while Temporal was unreachable); an ended execution whose callback is still
+        CALLBACK_STATE_WAITING is accepted too. The outcome is the same as the first delivery's.
+        A caller whose activity has closed meanwhile ends as CALLBACK_STATE_ALREADY_CLOSED.
+        Fails with NOT_FOUND if the execution does not exist, and with FAILED_PRECONDITION if it
+        has not ended, has no callback token, or its callback was already delivered.
         """
 
 def add_AgentExecutionCommandServiceServicer_to_server(servicer: AgentExecutionCommandServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

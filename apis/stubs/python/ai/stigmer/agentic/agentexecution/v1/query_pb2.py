@@ -26,7 +26,7 @@ from ai.stigmer.agentic.agentexecution.v1 import api_pb2 as ai_dot_stigmer_dot_a
 from ai.stigmer.agentic.agentexecution.v1 import status_pb2 as ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0ai/stigmer/agentic/agentexecution/v1/query.proto\x12$ai.stigmer.agentic.agentexecution.v1\x1a.ai/stigmer/agentic/agentexecution/v1/api.proto\x1a\x31\x61i/stigmer/agentic/agentexecution/v1/status.proto\"&\n\x18GetAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xaf\x01\n\x1aListAgentExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x44\n\x06phases\x18\x03 \x03(\x0e\x32\x34.ai.stigmer.agentic.agentexecution.v1.ExecutionPhase\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\"\x80\x01\n\x1bListAgentExecutionsResponse\x12H\n\nexecutions\x18\x01 \x03(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.AgentExecution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x1aWatchAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t2\xd7\x03\n\x1a\x41gentExecutionQueryService\x12\x89\x01\n\x11GetAgentExecution\x12>.ai.stigmer.agentic.agentexecution.v1.GetAgentExecutionRequest\x1a\x34.ai.stigmer.agentic.agentexecution.v1.AgentExecution\x12\x9a\x01\n\x13ListAgentExecutions\x12@.ai.stigmer.agentic.agentexecution.v1.ListAgentExecutionsRequest\x1a\x41.ai.stigmer.agentic.agentexecution.v1.ListAgentExecutionsResponse\x12\x8f\x01\n\x13WatchAgentExecution\x12@.ai.stigmer.agentic.agentexecution.v1.WatchAgentExecutionRequest\x1a\x34.ai.stigmer.agentic.agentexecution.v1.AgentExecution0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0ai/stigmer/agentic/agentexecution/v1/query.proto\x12$ai.stigmer.agentic.agentexecution.v1\x1a.ai/stigmer/agentic/agentexecution/v1/api.proto\x1a\x31\x61i/stigmer/agentic/agentexecution/v1/status.proto\"&\n\x18GetAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xfd\x01\n\x1aListAgentExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x44\n\x06phases\x18\x03 \x03(\x0e\x32\x34.ai.stigmer.agentic.agentexecution.v1.ExecutionPhase\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12L\n\x0f\x63\x61llback_states\x18\x06 \x03(\x0e\x32\x33.ai.stigmer.agentic.agentexecution.v1.CallbackState\"\x80\x01\n\x1bListAgentExecutionsResponse\x12H\n\nexecutions\x18\x01 \x03(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.AgentExecution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x1aWatchAgentExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t2\xd7\x03\n\x1a\x41gentExecutionQueryService\x12\x89\x01\n\x11GetAgentExecution\x12>.ai.stigmer.agentic.agentexecution.v1.GetAgentExecutionRequest\x1a\x34.ai.stigmer.agentic.agentexecution.v1.AgentExecution\x12\x9a\x01\n\x13ListAgentExecutions\x12@.ai.stigmer.agentic.agentexecution.v1.ListAgentExecutionsRequest\x1a\x41.ai.stigmer.agentic.agentexecution.v1.ListAgentExecutionsResponse\x12\x8f\x01\n\x13WatchAgentExecution\x12@.ai.stigmer.agentic.agentexecution.v1.WatchAgentExecutionRequest\x1a\x34.ai.stigmer.agentic.agentexecution.v1.AgentExecution0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,11 +36,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETAGENTEXECUTIONREQUEST']._serialized_start=189
   _globals['_GETAGENTEXECUTIONREQUEST']._serialized_end=227
   _globals['_LISTAGENTEXECUTIONSREQUEST']._serialized_start=230
-  _globals['_LISTAGENTEXECUTIONSREQUEST']._serialized_end=405
-  _globals['_LISTAGENTEXECUTIONSRESPONSE']._serialized_start=408
-  _globals['_LISTAGENTEXECUTIONSRESPONSE']._serialized_end=536
-  _globals['_WATCHAGENTEXECUTIONREQUEST']._serialized_start=538
-  _globals['_WATCHAGENTEXECUTIONREQUEST']._serialized_end=578
-  _globals['_AGENTEXECUTIONQUERYSERVICE']._serialized_start=581
-  _globals['_AGENTEXECUTIONQUERYSERVICE']._serialized_end=1052
+  _globals['_LISTAGENTEXECUTIONSREQUEST']._serialized_end=483
+  _globals['_LISTAGENTEXECUTIONSRESPONSE']._serialized_start=486
+  _globals['_LISTAGENTEXECUTIONSRESPONSE']._serialized_end=614
+  _globals['_WATCHAGENTEXECUTIONREQUEST']._serialized_start=616
+  _globals['_WATCHAGENTEXECUTIONREQUEST']._serialized_end=656
+  _globals['_AGENTEXECUTIONQUERYSERVICE']._serialized_start=659
+  _globals['_AGENTEXECUTIONQUERYSERVICE']._serialized_end=1130
 # @@protoc_insertion_point(module_scope)

@@ -53,6 +53,7 @@ class ListAgentExecutionsRequest(_message.Message):
     PHASES_FIELD_NUMBER: _builtins.int
     AGENT_ID_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
+    CALLBACK_STATES_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """The maximum number of executions to return. Optional; the server picks a default and a maximum."""
     page_token: _builtins.str
@@ -65,6 +66,13 @@ class ListAgentExecutionsRequest(_message.Message):
     def phases(self) -> _containers.RepeatedScalarFieldContainer[_status_pb2.ExecutionPhase.ValueType]:
         """Only executions in one of these phases are listed. Optional; when empty, any phase."""
 
+    @_builtins.property
+    def callback_states(self) -> _containers.RepeatedScalarFieldContainer[_status_pb2.CallbackState.ValueType]:
+        """Only executions whose callback is in one of these states are listed. Optional; when empty,
+        any state. For example CALLBACK_STATE_WAITING and CALLBACK_STATE_FAILED list the callers
+        still waiting and the callbacks that could not be delivered.
+        """
+
     def __init__(
         self,
         *,
@@ -73,10 +81,11 @@ class ListAgentExecutionsRequest(_message.Message):
         phases: _abc.Iterable[_status_pb2.ExecutionPhase.ValueType] | None = ...,
         agent_id: _builtins.str = ...,
         session_id: _builtins.str = ...,
+        callback_states: _abc.Iterable[_status_pb2.CallbackState.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "page_size", b"page_size", "page_token", b"page_token", "phases", b"phases", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "callback_states", b"callback_states", "page_size", b"page_size", "page_token", b"page_token", "phases", b"phases", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
