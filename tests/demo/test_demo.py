@@ -1,0 +1,223 @@
+"""The one-command demo as a user runs it: a child process, its output, its exit, no leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+SLOW_WORKFLOW = pathlib.Path(__file__).parent / "workflows" / "slow.yaml"
+ROUTINE_TICKET = {
+    "ticket": {
+        "id": "T-7",
+        "customer": "Initech",
+        "subject": "Invoice address",
+        "body": "Please change the billing address on our next invoice.",
+    }
+}
+
+
+def demo_command(state_dir: pathlib.Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "examples.demo", "--state-dir", str(state_dir), *args]
+
+
+def child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONUNBUFFERED": "1"}
+
+
+def run_demo(state_dir: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        demo_command(state_dir, *args),
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention `text` (the state dir), like `ps | grep`."""
+    found = []
+    for cmdline in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = cmdline.read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in command:
+            found.append(f"{cmdline.parent.name}: {command}")
+    return found
+
+
+def assert_nothing_left(state_dir: pathlib.Path, output: str) -> None:
+    server_pid = int(re.search(r"pid (\d+)\)", output).group(1))  # type: ignore[union-attr]
+    with pytest.raises(ProcessLookupError):
+        os.kill(server_pid, 0)
+    assert processes_mentioning(str(state_dir)) == []
+    assert not (state_dir / "temporal.pid").exists()
+    assert not (state_dir / "demo.pid").exists()
+
+
+def printed_output(stdout: str) -> object:
+    """The pretty JSON block the demo prints after `Output:`."""
+    block = stdout.split("Output:\n", 1)[1].split("\n\n", 1)[0]
+    return json.loads(block)
+
+
+def test_demo_runs_the_example_end_to_end(tmp_path: pathlib.Path) -> None:
+    state_dir = tmp_path / "state"
+    started = time.monotonic()
+    result = run_demo(state_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.monotonic() - started < 60
+    out = result.stdout
+    # Each task's progress, in order, including the caught failure.
+    progress = re.findall(r"^\s+[\d.]+s  (\w+)\s+(\S+)", out, re.MULTILINE)
+    assert progress == [
+        ("completed", "/do/0/classify"),
+        ("completed", "/do/1/summarize"),
+        ("completed", "/do/2/route"),
+        ("failed", "/do/3/escalate/try/0/pageOnCall"),
+        ("completed", "/do/3/escalate/catch/do/0/queueForOnCall"),
+        ("completed", "/do/3/escalate"),
+        ("completed", "/do/4/draftReply"),
+        ("completed", "/do/5/closeOut"),
+    ]
+    assert "(ModelError)" in out
+    # The switch took the urgent branch; the catch queued the ticket instead of paging.
+    assert printed_output(out) == {
+        "ticket": "T-1042",
+        "category": "urgent",
+        "summary": "Globex reports: Dashboard down for all our users.",
+        "escalation": {
+            "paged": False,
+            "fallback": "top of the on-call queue",
+            "reason": "ModelError: offline model told to fail with ModelError",
+        },
+        "reply": "Hi Globex, thanks for reporting this. An engineer is looking into it now and "
+        "we will update you within the hour. Acme Support",
+    }
+    # Where to look: the UI's page of this run, its ids, the agent executions it caused.
+    workflow_id = re.search(r"workflow id\s+(support-triage-\w+)$", out, re.MULTILINE)
+    run_id = re.search(r"run id\s+([0-9a-f-]{36})$", out, re.MULTILINE)
+    assert workflow_id and run_id
+    assert re.search(
+        rf"http://127\.0\.0\.1:\d+/namespaces/default/workflows/{workflow_id[1]}/{run_id[1]}/history",
+        out,
+    )
+    executions = re.findall(r"^\s+(aex-[0-9a-f]+)\s+(\w+)\s+(\S+)", out, re.MULTILINE)
+    assert [(phase, agent) for _, phase, agent in executions] == [
+        ("COMPLETED", "acme/ticket-classifier"),
+        ("COMPLETED", "acme/ticket-summarizer"),
+        ("FAILED", "acme/on-call-pager"),
+        ("COMPLETED", "acme/reply-writer"),
+    ]
+    assert str(state_dir / "demo.log") in out
+    # Calm terminal: component logs went to the file.
+    assert result.stderr == ""
+    assert "execution created" in (state_dir / "demo.log").read_text()
+    assert_nothing_left(state_dir, out)
+
+
+def test_routine_ticket_takes_the_other_branch(tmp_path: pathlib.Path) -> None:
+    state_dir = tmp_path / "state"
+    result = run_demo(state_dir, "--input", json.dumps(ROUTINE_TICKET))
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = printed_output(result.stdout)
+    assert output == {
+        "ticket": "T-7",
+        "category": "routine",
+        "summary": "Initech reports: Invoice address.",
+        "escalation": {"needed": False},
+        "reply": "Hi Initech, thanks for reporting this. We will get back to you within one "
+        "business day. Acme Support",
+    }
+    assert "/do/3/escalate" not in result.stdout
+    assert len(re.findall(r"^\s+aex-[0-9a-f]+\s+COMPLETED", result.stdout, re.MULTILINE)) == 3
+    assert_nothing_left(state_dir, result.stdout)
+
+
+class LineReader:
+    """The child's stdout lines as they come, each within a bound (a thread does the blocking)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self.thread.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def until(self, pattern: str, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while (line := self.lines.get(timeout=max(0.0, deadline - time.monotonic()))) is not None:
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return True
+        return False
+
+    def everything(self) -> str:
+        """All the output, once the child has exited."""
+        self.until(r"(?!)", timeout=10)
+        return "".join(self.seen)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_mid_run_stops_everything(tmp_path: pathlib.Path, signum: int) -> None:
+    state_dir = tmp_path / "state"
+    process = subprocess.Popen(
+        demo_command(state_dir, "--workflow", str(SLOW_WORKFLOW)),
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    reader = LineReader(process)
+    try:
+        assert reader.until(r"^\s+[\d.]+s  completed\s+/do/0/start"), "".join(reader.seen)
+        # The agent call (60 s on the offline model) is in flight now.
+        interrupted = time.monotonic()
+        process.send_signal(signum)
+        returncode = process.wait(timeout=45)
+        stopped_in = time.monotonic() - interrupted
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    out = reader.everything()
+    assert returncode == 130, out
+    assert stopped_in < 30, out
+    assert f"{signal.Signals(signum).name}: stopping" in out
+    assert "Stopped everything." in out
+    assert "Traceback" not in out
+    assert_nothing_left(state_dir, out)
+
+
+def test_dev_mode_fails_in_one_line_when_a_port_is_taken(tmp_path: pathlib.Path) -> None:
+    state_dir = tmp_path / "state"
+    with socket.socket() as holder:
+        try:
+            holder.bind(("127.0.0.1", 7233))
+        except OSError:
+            pass  # Somebody else holds it: the demo must refuse all the same.
+        holder.listen()
+        result = run_demo(state_dir, "dev")
+    assert result.returncode == 1
+    assert "error: port 127.0.0.1:7233 (Temporal) is already in use" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert processes_mentioning(str(state_dir)) == []
