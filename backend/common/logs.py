@@ -1,7 +1,8 @@
-"""structlog setup: JSON lines when stderr is not a terminal, readable lines otherwise."""
+"""structlog setup shared by both processes: JSON lines when stderr is not a terminal."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 from typing import Any, TextIO
@@ -10,12 +11,12 @@ import structlog
 
 
 def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
-    """Routes structlog and stdlib logging to one handler on `stream` (stderr by default)."""
+    """Routes structlog and stdlib logging (Temporal's workflow logger too) to one handler."""
     out = stream or sys.stderr
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False)
         if out.isatty()
-        else structlog.processors.JSONRenderer()
+        else structlog.processors.JSONRenderer(default=str)
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -32,7 +33,9 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            # ExtraAdder: stdlib lines (the Temporal workflow logger's) keep their `extra` fields,
+            # such as the handshake id, as JSON keys.
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
@@ -47,3 +50,14 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
 
 def get(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+def handshake_id(idempotency_key: str) -> str:
+    """The correlation id of one token handshake, the same in the runner and the service.
+
+    Derived from the idempotency key (workflow id, run id, activity id), so every retried
+    attempt of the caller's activity, and the one execution they share, carry the same id.
+    """
+    if not idempotency_key:
+        return ""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:12]

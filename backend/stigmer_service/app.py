@@ -13,9 +13,12 @@ from grpc_health.v1 import health  # type: ignore[import-untyped]
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from backend.common import metrics as endpoints
+from backend.common import tracing
 from backend.stigmer_service import crypto, logs, server
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.execution.worker import create_worker
+from backend.stigmer_service.metrics import ServiceMetrics
 from backend.stigmer_service.store import db
 from backend.stigmer_service.store.repository import Store
 
@@ -39,6 +42,8 @@ class Service:
     port: int
     health: health.aio.HealthServicer
     worker: Worker | None
+    metrics: ServiceMetrics = dataclasses.field(default_factory=ServiceMetrics)
+    metrics_server: endpoints.MetricsServer | None = None
 
     @property
     def address(self) -> str:
@@ -54,19 +59,47 @@ async def running(
     store = await open_store(settings)
     if client is None:
         client = await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            # Trace context from the RPC into the execution workflow, and through its worker.
+            interceptors=tracing.temporal_interceptors(),
+            runtime=(
+                endpoints.temporal_runtime(settings.temporal_metrics_listen)
+                if settings.temporal_metrics_listen
+                else None
+            ),
         )
+    metrics = ServiceMetrics()
+    metrics.observe_store(store, asyncio.get_running_loop())
     grpc_server, port, health_servicer = server.create_server(
         settings.listen, store=store, client=client, settings=settings
     )
-    worker = create_worker(client, store, settings) if run_worker else None
+    worker = create_worker(client, store, settings, metrics) if run_worker else None
     worker_task = asyncio.ensure_future(worker.run()) if worker else None
     await grpc_server.start()
+    metrics_server = (
+        endpoints.serve(settings.metrics_listen, metrics.registry)
+        if settings.metrics_listen
+        else None
+    )
     await server.set_serving(health_servicer)
-    service = Service(settings, store, client, grpc_server, port, health_servicer, worker)
+    service = Service(
+        settings,
+        store,
+        client,
+        grpc_server,
+        port,
+        health_servicer,
+        worker,
+        metrics,
+        metrics_server,
+    )
     try:
         yield service
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
+        metrics.forget_store()
         await server.set_not_serving(health_servicer)
         await grpc_server.stop(settings.grace_period)
         if worker is not None and worker_task is not None:
@@ -90,7 +123,13 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     try:
         async with running(settings, run_worker=run_worker, client=client) as service:
-            log.info("serving", address=service.address, worker=run_worker)
+            log.info(
+                "serving",
+                address=service.address,
+                worker=run_worker,
+                metrics=service.metrics_server.address if service.metrics_server else "",
+                tracing=tracing.enabled(),
+            )
             on_ready(service.address)
             await stop.wait()
             log.info("shutting down")

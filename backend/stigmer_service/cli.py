@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import enum
 import json
 import os
@@ -26,6 +27,7 @@ from ai.stigmer.agentic.agentexecution.v1 import (
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from backend.common import tracing
 from backend.stigmer_service import logs, manifests
 from backend.stigmer_service.config import DEFAULT_LISTEN, Settings
 
@@ -85,10 +87,31 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Serve the API only; run no execution worker.")
     ] = False,
+    metrics_listen: Annotated[
+        str,
+        typer.Option(
+            envvar="STIGMER_METRICS_LISTEN",
+            help="HOST:PORT of the Prometheus /metrics endpoint (off when empty).",
+        ),
+    ] = "",
+    temporal_metrics_listen: Annotated[
+        str,
+        typer.Option(
+            envvar="STIGMER_TEMPORAL_METRICS_LISTEN",
+            help="HOST:PORT of Temporal's SDK metrics endpoint (off when empty).",
+        ),
+    ] = "",
 ) -> None:
-    """Run the gRPC server and the execution workflow's worker until SIGTERM/SIGINT."""
+    """Run the gRPC server and the execution workflow's worker until SIGTERM/SIGINT.
+
+    Tracing follows the OTEL_* variables (off unless OTEL_TRACES_EXPORTER or an OTLP endpoint
+    is set).
+    """
     logs.configure()
+    tracing.configure("stigmer-service")
     settings = Settings.from_env()
+    settings.metrics_listen = metrics_listen
+    settings.temporal_metrics_listen = temporal_metrics_listen
     settings.listen = listen
     settings.temporal_address = temporal_address
     settings.temporal_namespace = temporal_namespace
@@ -99,7 +122,10 @@ def serve(
     def ready(address: str) -> None:
         typer.echo(f"stigmer-service listening on {address}", err=False)
 
-    asyncio.run(service_app.serve(settings, run_worker=not no_worker, on_ready=ready))
+    try:
+        asyncio.run(service_app.serve(settings, run_worker=not no_worker, on_ready=ready))
+    finally:
+        tracing.shutdown()
 
 
 @app.command()
@@ -318,3 +344,110 @@ def cancel(
         )
 
     _print([_call(endpoint, body)], output, _execution_text)
+
+
+def _caller_row(execution: Any, now: datetime.datetime) -> dict[str, Any]:
+    """What an operator needs about one waiting caller; the token only as its short hash."""
+    callback = execution.status.callback
+    created = execution.metadata.audit.created_at.ToDatetime(datetime.UTC)
+    ended = (
+        execution.status.completed_at.ToDatetime(datetime.UTC)
+        if execution.status.HasField("completed_at")
+        else None
+    )
+    return {
+        "execution_id": execution.metadata.id,
+        "agent_id": execution.spec.agent_id,
+        "phase": _phase(execution),
+        "callback_state": status_pb2.CallbackState.Name(callback.state).removeprefix(
+            "CALLBACK_STATE_"
+        ),
+        "age_seconds": round((now - created).total_seconds(), 1),
+        "ended_seconds_ago": None if ended is None else round((now - ended).total_seconds(), 1),
+        "attempts": callback.attempts,
+        "last_error": callback.last_error,
+        "caller_workflow_id": execution.spec.caller.workflow_id,
+        "caller_run_id": execution.spec.caller.run_id,
+        "caller_activity_id": execution.spec.caller.activity_id,
+        "token_hash": callback.token_hash,
+    }
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+@app.command()
+def callers(
+    endpoint: Endpoint = DEFAULT_LISTEN,
+    output: OutputOption = Output.text,
+) -> None:
+    """List executions whose caller still waits, or whose callback failed (oldest first).
+
+    Shows ids, phase, callback state, age, attempts and the last error; never the token.
+    A FAILED callback of an ended execution can be sent again with `redeliver`.
+    """
+
+    async def body(channel: grpc.aio.Channel) -> list[Any]:
+        stub = query_pb2_grpc.AgentExecutionQueryServiceStub(channel)
+        found: list[Any] = []
+        token = ""
+        while True:
+            page = await stub.ListAgentExecutions(
+                query_pb2.ListAgentExecutionsRequest(
+                    callback_states=[
+                        status_pb2.CALLBACK_STATE_WAITING,
+                        status_pb2.CALLBACK_STATE_FAILED,
+                    ],
+                    page_size=500,
+                    page_token=token,
+                ),
+                metadata=_metadata(),
+            )
+            found.extend(page.executions)
+            token = page.next_page_token
+            if not token:
+                return found
+
+    now = datetime.datetime.now(datetime.UTC)
+    rows = sorted(
+        (_caller_row(e, now) for e in _call(endpoint, body)),
+        key=lambda row: -float(row["age_seconds"]),
+    )
+    if output == Output.json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no caller is waiting and no callback has failed")
+        return
+    typer.echo(
+        f"{'EXECUTION':<24} {'PHASE':<9} {'CALLBACK':<8} {'AGE':>6} {'TRIES':>5}  "
+        "CALLER WORKFLOW / ACTIVITY  LAST ERROR"
+    )
+    for row in rows:
+        typer.echo(
+            f"{row['execution_id']:<24} {row['phase']:<9} {row['callback_state']:<8} "
+            f"{_age(row['age_seconds']):>6} {row['attempts']:>5}  "
+            f"{row['caller_workflow_id'] or '-'} / {row['caller_activity_id'] or '-'}  "
+            f"{row['last_error'] or ''}"
+        )
+
+
+@app.command()
+def redeliver(
+    execution_id: Annotated[str, typer.Argument(metavar="EXECUTION_ID")],
+    endpoint: Endpoint = DEFAULT_LISTEN,
+    output: OutputOption = Output.text,
+) -> None:
+    """Send an ended execution's outcome to its waiting caller again (after a failed callback)."""
+
+    async def body(channel: grpc.aio.Channel) -> Message:
+        return await command_pb2_grpc.AgentExecutionCommandServiceStub(channel).RedeliverCallback(
+            command_pb2.RedeliverCallbackRequest(id=execution_id), metadata=_metadata()
+        )
+
+    _print([_call(endpoint, body)], output, lambda e: f"redelivery scheduled\n{_execution_text(e)}")

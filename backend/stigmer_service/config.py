@@ -52,6 +52,12 @@ class Settings:
     # How often `watch` looks for changes in the database.
     watch_poll_interval: float = 0.2
     grace_period: float = 10.0
+    # HOST:PORT of the Prometheus endpoint of our metrics, and of Temporal's SDK metrics;
+    # empty: not served.
+    metrics_listen: str = ""
+    temporal_metrics_listen: str = ""
+    # Test hook: seconds the first callback delivery attempt waits. Never set in production.
+    test_callback_delay: float = 0.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -75,6 +81,9 @@ class Settings:
                 "STIGMER_ACTIVITY_HEARTBEAT_TIMEOUT", defaults.activity_heartbeat_timeout
             ),
             grace_period=_float("STIGMER_GRACE_PERIOD", defaults.grace_period),
+            metrics_listen=os.environ.get("STIGMER_METRICS_LISTEN", ""),
+            temporal_metrics_listen=os.environ.get("STIGMER_TEMPORAL_METRICS_LISTEN", ""),
+            test_callback_delay=_float("STIGMER_TEST_CALLBACK_DELAY", 0.0),
         )
 
     def state_dir(self) -> pathlib.Path:

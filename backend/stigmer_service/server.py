@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[i
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 from temporalio.client import Client
 
+from backend.common import tracing
 from backend.stigmer_service.api.agents import AgentCommandService, AgentQueryService
 from backend.stigmer_service.api.executions import (
     AgentExecutionCommandService,
@@ -42,7 +43,11 @@ def create_server(
 
     Health reports NOT_FOUND until `set_serving` is awaited after the server starts.
     """
-    server = grpc.aio.server(interceptors=[ServiceInterceptor(settings.api_token)])
+    # The tracing interceptor comes first, so that the RPC's span (continuing the caller's trace)
+    # is current while the handler runs and starts the execution's workflow.
+    server = grpc.aio.server(
+        interceptors=[*tracing.grpc_server_interceptors(), ServiceInterceptor(settings.api_token)]
+    )
     executions = Executions(store, client, settings)
     agent_command_grpc.add_AgentCommandServiceServicer_to_server(AgentCommandService(store), server)
     agent_query_grpc.add_AgentQueryServiceServicer_to_server(AgentQueryService(store), server)

@@ -31,6 +31,13 @@ OUTCOME_OF_PHASE = {
     PHASE_CANCELLED: OUTCOME_CANCELLED,
 }
 
+# How the callback closed the caller's activity, by phase (log fields and metric labels).
+OUTCOME_NAMES = {
+    PHASE_COMPLETED: "completed",
+    PHASE_FAILED: "failed",
+    PHASE_CANCELLED: "cancelled",
+}
+
 # Error types of the contract with the runner.
 ERROR_MODEL = "ModelError"
 ERROR_TRANSIENT_MODEL = "TransientModelError"

@@ -14,6 +14,7 @@ import typer
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
+from backend.common import logs, tracing
 from backend.workflow_runner import worker as worker_module
 from backend.workflow_runner.dsl import loader
 from backend.workflow_runner.dsl.errors import DslError
@@ -56,21 +57,43 @@ def worker(
     max_concurrent_activities: Annotated[
         int, typer.Option(help="Activity slots; waiting agent calls do not hold one.")
     ] = worker_module.DEFAULT_MAX_CONCURRENT_ACTIVITIES,
+    metrics_listen: Annotated[
+        str,
+        typer.Option(
+            envvar="WORKFLOW_RUNNER_METRICS_LISTEN",
+            help="HOST:PORT of the Prometheus /metrics endpoint (off when empty).",
+        ),
+    ] = "",
+    temporal_metrics_listen: Annotated[
+        str,
+        typer.Option(
+            envvar="WORKFLOW_RUNNER_TEMPORAL_METRICS_LISTEN",
+            help="HOST:PORT of Temporal's SDK metrics endpoint (off when empty).",
+        ),
+    ] = "",
 ) -> None:
     """Run the DSL engine's worker until SIGTERM or SIGINT.
 
     Env: TEMPORAL_ADDRESS (127.0.0.1:7233), TEMPORAL_NAMESPACE (default),
-    STIGMER_ENDPOINT (127.0.0.1:50051).
+    STIGMER_ENDPOINT (127.0.0.1:50051). Logs are JSON lines when stderr is not a terminal;
+    tracing follows the OTEL_* variables (off by default).
     """
-    asyncio.run(
-        worker_module.run_worker(
-            _env("TEMPORAL_ADDRESS", worker_module.DEFAULT_TEMPORAL_ADDRESS),
-            _env("TEMPORAL_NAMESPACE", worker_module.DEFAULT_TEMPORAL_NAMESPACE),
-            task_queue,
-            max_concurrent_activities,
-            _env("STIGMER_ENDPOINT", worker_module.DEFAULT_STIGMER_ENDPOINT),
+    logs.configure()
+    tracing.configure("workflow-runner")
+    try:
+        asyncio.run(
+            worker_module.run_worker(
+                _env("TEMPORAL_ADDRESS", worker_module.DEFAULT_TEMPORAL_ADDRESS),
+                _env("TEMPORAL_NAMESPACE", worker_module.DEFAULT_TEMPORAL_NAMESPACE),
+                task_queue,
+                max_concurrent_activities,
+                _env("STIGMER_ENDPOINT", worker_module.DEFAULT_STIGMER_ENDPOINT),
+                metrics_listen=metrics_listen,
+                temporal_metrics_listen=temporal_metrics_listen,
+            )
         )
-    )
+    finally:
+        tracing.shutdown()
 
 
 @app.command()
@@ -121,9 +144,12 @@ def run(
             typer.echo(f"input: {problem}", err=True)
         raise typer.Exit(1)
     workflow_id = workflow_id or f"{document['document']['name']}-{uuid.uuid4()}"
-    exit_code = asyncio.run(
-        _run(DslRunInput(document, workflow_input), workflow_id, task_queue, wait=not no_wait)
-    )
+    try:
+        exit_code = asyncio.run(
+            _run(DslRunInput(document, workflow_input), workflow_id, task_queue, wait=not no_wait)
+        )
+    finally:
+        tracing.shutdown()
     raise typer.Exit(exit_code)
 
 
@@ -145,9 +171,12 @@ def _read_input(value: str | None) -> Any:
 
 
 async def _run(run_input: DslRunInput, workflow_id: str, task_queue: str, wait: bool) -> int:
+    # With tracing on, the trace starts here (StartWorkflow) and follows the run to the agents.
+    tracing.configure("workflow-runner")
     client = await Client.connect(
         _env("TEMPORAL_ADDRESS", worker_module.DEFAULT_TEMPORAL_ADDRESS),
         namespace=_env("TEMPORAL_NAMESPACE", worker_module.DEFAULT_TEMPORAL_NAMESPACE),
+        interceptors=tracing.temporal_interceptors(),
     )
     handle: WorkflowHandle[Any, Any] = await client.start_workflow(
         WORKFLOW_NAME, run_input, id=workflow_id, task_queue=task_queue

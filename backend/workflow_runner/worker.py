@@ -12,6 +12,9 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from backend.common import metrics as endpoints
+from backend.common import tracing
+from backend.workflow_runner import metrics
 from backend.workflow_runner.activities import call_http
 from backend.workflow_runner.agent_call.activities import agent_call_activities
 from backend.workflow_runner.workflows import DslWorkflow
@@ -52,17 +55,33 @@ async def run_worker(
     max_concurrent_activities: int,
     stigmer_endpoint: str,
     stop: asyncio.Event | None = None,
+    metrics_listen: str = "",
+    temporal_metrics_listen: str = "",
 ) -> None:
-    """Runs until SIGTERM/SIGINT (or `stop`), then shuts down gracefully."""
+    """Runs until SIGTERM/SIGINT (or `stop`), then shuts down gracefully.
+
+    `metrics_listen` serves the runner's Prometheus metrics, `temporal_metrics_listen` Temporal's
+    SDK metrics (both HOST:PORT, off when empty); tracing follows `tracing.configure`.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    client = await Client.connect(address, namespace=namespace)
+    client = await Client.connect(
+        address,
+        namespace=namespace,
+        interceptors=tracing.temporal_interceptors(),
+        runtime=endpoints.temporal_runtime(temporal_metrics_listen)
+        if temporal_metrics_listen
+        else None,
+    )
     worker = build_worker(client, task_queue, max_concurrent_activities, stigmer_endpoint)
+    metrics_server = endpoints.serve(metrics_listen, metrics.REGISTRY) if metrics_listen else None
     async with worker:
         log.info(
             "worker started",
+            metrics=metrics_server.address if metrics_server else "",
+            tracing=tracing.enabled(),
             temporal_address=address,
             namespace=namespace,
             task_queue=task_queue,
@@ -71,5 +90,7 @@ async def run_worker(
         )
         await stop.wait()
         log.info("worker stopping", task_queue=task_queue)
+    if metrics_server is not None:
+        metrics_server.stop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)

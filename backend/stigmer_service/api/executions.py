@@ -47,6 +47,7 @@ def _fields(record: ExecutionRecord) -> dict[str, str]:
         "workflow_id": str(record.caller.get("workflowId", "")),
         "activity_id": str(record.caller.get("activityId", "")),
         "token_hash": record.token_hash,
+        "handshake_id": logs.handshake_id(record.idempotency_key),
     }
 
 
@@ -130,7 +131,11 @@ class Executions:
         try:
             await self.client.start_workflow(
                 AgentExecutionWorkflow.run,
-                ExecutionWorkflowInput(record.id, worker.policy(self.settings, timeout)),
+                ExecutionWorkflowInput(
+                    record.id,
+                    worker.policy(self.settings, timeout),
+                    handshake_id=logs.handshake_id(record.idempotency_key),
+                ),
                 id=workflow_id(record.id),
                 task_queue=self.settings.task_queue,
                 rpc_timeout=self._rpc_timeout,
@@ -214,6 +219,29 @@ class Executions:
             raise InvalidArgument("phase", "an execution cannot go back to PENDING")
         return await self.store.get_execution(execution_id)
 
+    async def redeliver(self, request: command_pb2.RedeliverCallbackRequest) -> ExecutionRecord:
+        """Sends an ended execution's outcome again to the stored token (an operator's retry)."""
+        execution_id = validation.required(request.id, "id")
+        record = await self.store.get_execution(execution_id)
+        if not await self.store.reopen_callback(execution_id):
+            raise FailedPrecondition(
+                f"execution {execution_id} has no callback to redeliver: it must have ended, "
+                "have a callback token, and its callback must not have been delivered"
+            )
+        try:
+            await self._redeliver(record)
+        except Unavailable:
+            # Left as it was, so that the operator can try again.
+            await self.store.record_callback(
+                execution_id,
+                for_token_hash=record.token_hash,
+                state=record.callback_state,
+                last_error=record.callback_last_error,
+                attempted=False,
+            )
+            raise
+        return await self.store.get_execution(execution_id)
+
     async def delete(self, request: command_pb2.DeleteAgentExecutionRequest) -> None:
         execution_id = validation.required(request.id, "id")
         record = await self.store.get_execution(execution_id)
@@ -241,6 +269,11 @@ class AgentExecutionCommandService(command_pb2_grpc.AgentExecutionCommandService
     ) -> api_pb2.AgentExecution:
         return convert.execution_to_proto(await self.executions.cancel(request))
 
+    async def RedeliverCallback(
+        self, request: command_pb2.RedeliverCallbackRequest, context: Any
+    ) -> api_pb2.AgentExecution:
+        return convert.execution_to_proto(await self.executions.redeliver(request))
+
     async def DeleteAgentExecution(
         self, request: command_pb2.DeleteAgentExecutionRequest, context: Any
     ) -> empty_pb2.Empty:
@@ -267,6 +300,7 @@ class AgentExecutionQueryService(query_pb2_grpc.AgentExecutionQueryServiceServic
             phases=[int(p) for p in request.phases if p],
             agent_id=request.agent_id,
             session_id=request.session_id,
+            callback_states=[int(c) for c in request.callback_states if c],
             offset=offset,
             limit=limit,
         )

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
+from opentelemetry.trace import StatusCode
 from temporalio import activity
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import AsyncActivityCancelledError, Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from backend.common import tracing
 from backend.stigmer_service import logs, placeholders, states
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.errors import NotFound
@@ -26,12 +30,15 @@ from backend.stigmer_service.execution.models import (
     MarkRunningOutput,
     RunAgentOutput,
 )
+from backend.stigmer_service.metrics import ServiceMetrics
 from backend.stigmer_service.providers import registry
 from backend.stigmer_service.providers.base import ChatMessage, ModelCallError, ModelRequest
 from backend.stigmer_service.store.records import ExecutionRecord
 from backend.stigmer_service.store.repository import Store
 
 log = logs.get(__name__)
+
+T = TypeVar("T")
 
 _ROLE_NAMES = {states.ROLE_USER: "user", states.ROLE_ASSISTANT: "assistant"}
 
@@ -49,14 +56,22 @@ def _log_fields(execution: ExecutionRecord) -> dict[str, str]:
         "workflow_id": str(execution.caller.get("workflowId", "")),
         "activity_id": str(execution.caller.get("activityId", "")),
         "token_hash": execution.token_hash,
+        "handshake_id": logs.handshake_id(execution.idempotency_key),
     }
 
 
 class ExecutionActivities:
-    def __init__(self, store: Store, client: Client, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        client: Client,
+        settings: Settings,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
         self.store = store
         self.client = client
         self.settings = settings
+        self.metrics = metrics or ServiceMetrics()
 
     @activity.defn
     async def mark_running(self, ref: ExecutionRef) -> MarkRunningOutput:
@@ -96,36 +111,58 @@ class ExecutionActivities:
             chat.append(ChatMessage(_ROLE_NAMES[earlier.role], earlier.content))
         chat.append(ChatMessage("user", placeholders.substitute(execution.message, secrets)))
         temperature = execution.config.get("temperature", options.get("temperature"))
-        try:
-            provider, name = registry.resolve(model)
-            request = ModelRequest(
-                agent_slug=agent.slug,
-                model=name,
-                messages=chat,
-                env=env,
-                secret_values=secret_values,
-                attempt=activity.info().attempt,
-                temperature=None if temperature is None else float(temperature),
-                max_tokens=options.get("maxTokens"),
-                top_p=options.get("topP"),
-                timeout=_seconds(options.get("timeout"), 60.0),
-                base_url=str(options.get("baseUrl", "")),
-                api_key_env=str(options.get("apiKeyEnv", "")),
-            )
-            log.info("model call", model=model, attempt=request.attempt, **fields)
-            reply = await self._heartbeating(provider.complete(request))
-        except ModelCallError as error:
-            message = placeholders.mask(str(error), secret_values)
-            log.warning("model call failed", error_type=error.error_type, error=message, **fields)
-            raise ApplicationError(
-                message, type=error.error_type, non_retryable=not error.retryable
-            ) from None
+        model = model or registry.DEFAULT_MODEL
+        provider_name = model.partition("/")[0]
+        attempt = activity.info().attempt
+        started = time.monotonic()
+        with tracing.tracer(__name__).start_as_current_span(
+            "model call",
+            attributes={
+                "stigmer.model.provider": provider_name,
+                "stigmer.model": model,
+                "stigmer.execution_id": execution.id,
+                "stigmer.handshake_id": fields["handshake_id"],
+                "stigmer.attempt": attempt,
+            },
+        ) as span:
+            try:
+                provider, name = registry.resolve(model)
+                request = ModelRequest(
+                    agent_slug=agent.slug,
+                    model=name,
+                    messages=chat,
+                    env=env,
+                    secret_values=secret_values,
+                    attempt=attempt,
+                    temperature=None if temperature is None else float(temperature),
+                    max_tokens=options.get("maxTokens"),
+                    top_p=options.get("topP"),
+                    timeout=_seconds(options.get("timeout"), 60.0),
+                    base_url=str(options.get("baseUrl", "")),
+                    api_key_env=str(options.get("apiKeyEnv", "")),
+                )
+                log.info("model call", model=model, attempt=attempt, **fields)
+                reply = await self._heartbeating(provider.complete(request))
+            except ModelCallError as error:
+                message = placeholders.mask(str(error), secret_values)
+                self.metrics.model_errors.labels(provider_name, error.error_type).inc()
+                span.set_attribute("stigmer.error_type", error.error_type)
+                span.set_status(StatusCode.ERROR, error.error_type)
+                log.warning(
+                    "model call failed", error_type=error.error_type, error=message, **fields
+                )
+                raise ApplicationError(
+                    message, type=error.error_type, non_retryable=not error.retryable
+                ) from None
+            finally:
+                self.metrics.model_call.labels(provider_name).observe(time.monotonic() - started)
         reply = placeholders.mask(reply, secret_values)
         await self.store.append_message(execution.id, states.ROLE_ASSISTANT, reply)
         return RunAgentOutput(output=reply)
 
-    async def _heartbeating(self, call: Any) -> str:
-        task: asyncio.Task[str] = asyncio.ensure_future(call)
+    async def _heartbeating(self, call: Awaitable[T]) -> T:
+        """Awaits `call`, heartbeating meanwhile so that a dead worker is noticed quickly."""
+        task: asyncio.Future[T] = asyncio.ensure_future(call)
         try:
             while True:
                 done, _ = await asyncio.wait(
@@ -135,7 +172,7 @@ class ExecutionActivities:
                     return task.result()
                 activity.heartbeat()
         finally:
-            # Cancelled (the execution timed out or was cancelled): stop the model call too.
+            # Cancelled (the execution timed out or was cancelled): stop the call too.
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(BaseException):
@@ -212,25 +249,61 @@ class ExecutionActivities:
             return DeliverCallbackOutput(states.CALLBACK_NOT_REQUESTED)
         execution = await self.store.get_execution(request.execution_id)
         fields = _log_fields(execution) | {"token_hash": hashed}
-        try:
-            await callback.send(
-                self.client, self.store, token, execution, self.settings.callback_rpc_timeout
-            )
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                await self.store.record_callback(
-                    execution.id, for_token_hash=hashed, state=states.CALLBACK_ALREADY_CLOSED
+        attempt = activity.info().attempt
+        await self._test_hold(attempt, fields)
+        with tracing.tracer(__name__).start_as_current_span(
+            "callback",
+            attributes={
+                "stigmer.execution_id": execution.id,
+                "stigmer.handshake_id": fields["handshake_id"],
+                "stigmer.token_hash": hashed,
+                "stigmer.phase": execution.phase,
+                "stigmer.attempt": attempt,
+            },
+        ) as span:
+            try:
+                await self._heartbeating(
+                    callback.send(
+                        self.client,
+                        self.store,
+                        token,
+                        execution,
+                        self.settings.callback_rpc_timeout,
+                    )
                 )
-                log.info("callback found the caller already closed", **fields)
-                return DeliverCallbackOutput(states.CALLBACK_ALREADY_CLOSED)
-            return await self._failed_attempt(execution.id, hashed, request, error, fields)
-        except Exception as error:
-            return await self._failed_attempt(execution.id, hashed, request, error, fields)
-        await self.store.record_callback(
-            execution.id, for_token_hash=hashed, state=states.CALLBACK_DELIVERED
-        )
-        log.info("callback delivered", outcome=execution.phase, **fields)
+            except RPCError as error:
+                if error.status == RPCStatusCode.NOT_FOUND:
+                    await self.store.record_callback(
+                        execution.id, for_token_hash=hashed, state=states.CALLBACK_ALREADY_CLOSED
+                    )
+                    self.metrics.callback_already_closed()
+                    span.set_attribute("stigmer.callback.outcome", "already_closed")
+                    log.info("callback found the caller already closed", **fields)
+                    return DeliverCallbackOutput(states.CALLBACK_ALREADY_CLOSED)
+                span.set_attribute("stigmer.callback.outcome", "error")
+                span.set_status(StatusCode.ERROR, type(error).__name__)
+                return await self._failed_attempt(execution.id, hashed, request, error, fields)
+            except Exception as error:
+                span.set_attribute("stigmer.callback.outcome", "error")
+                span.set_status(StatusCode.ERROR, type(error).__name__)
+                return await self._failed_attempt(execution.id, hashed, request, error, fields)
+            await self.store.record_callback(
+                execution.id, for_token_hash=hashed, state=states.CALLBACK_DELIVERED
+            )
+            self.metrics.callback_delivered(execution.phase, execution.completed_at)
+            outcome = states.OUTCOME_NAMES.get(execution.phase, "")
+            span.set_attribute("stigmer.callback.outcome", outcome)
+        log.info("callback delivered", outcome=outcome, **fields)
         return DeliverCallbackOutput(states.CALLBACK_DELIVERED)
+
+    async def _test_hold(self, attempt: int, fields: dict[str, str]) -> None:
+        """Test hook (STIGMER_TEST_CALLBACK_DELAY, unset in production): holds the first
+        delivery attempt back, heartbeating, so a test can kill the service after the
+        execution's end is written and before its callback is sent."""
+        delay = self.settings.test_callback_delay
+        if delay > 0 and attempt == 1:
+            log.warning("callback held back by the test hook", seconds=delay, **fields)
+            await self._heartbeating(asyncio.sleep(delay))
 
     async def _failed_attempt(
         self,
@@ -246,6 +319,7 @@ class ExecutionActivities:
         await self.store.record_callback(
             execution_id, for_token_hash=hashed, state=state, last_error=description
         )
+        self.metrics.callback_error()
         log.warning("callback attempt failed", error=description, final=last, **fields)
         if last:
             return DeliverCallbackOutput(states.CALLBACK_FAILED)

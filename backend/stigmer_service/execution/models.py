@@ -22,6 +22,8 @@ class ExecutionPolicy:
 class ExecutionWorkflowInput:
     execution_id: str
     policy: ExecutionPolicy
+    # Correlates the workflow's log lines with the runner's and the service's (not a secret).
+    handshake_id: str = ""
 
 
 @dataclasses.dataclass

@@ -9,6 +9,7 @@ from backend.stigmer_service.config import Settings
 from backend.stigmer_service.execution.activities import ExecutionActivities
 from backend.stigmer_service.execution.models import ExecutionPolicy
 from backend.stigmer_service.execution.workflows import AgentExecutionWorkflow, CallbackWorkflow
+from backend.stigmer_service.metrics import ServiceMetrics
 from backend.stigmer_service.store.repository import Store
 
 
@@ -24,8 +25,11 @@ def policy(settings: Settings, timeout_seconds: float | None = None) -> Executio
     )
 
 
-def create_worker(client: Client, store: Store, settings: Settings) -> Worker:
-    activities = ExecutionActivities(store, client, settings)
+def create_worker(
+    client: Client, store: Store, settings: Settings, metrics: ServiceMetrics | None = None
+) -> Worker:
+    """The worker; tracing comes with the client's interceptors."""
+    activities = ExecutionActivities(store, client, settings, metrics)
     return Worker(
         client,
         task_queue=settings.task_queue,

@@ -42,6 +42,9 @@ async def _deliver(execution_id: str, policy: ExecutionPolicy) -> int:
         ExecutionActivities.deliver_callback,
         DeliverCallbackInput(execution_id, policy.callback_max_attempts),
         start_to_close_timeout=_SHORT,
+        # The activity heartbeats: a delivery cut short by a crashed worker is retried on another
+        # within this timeout rather than after the whole start-to-close timeout.
+        heartbeat_timeout=timedelta(seconds=policy.activity_heartbeat_timeout),
         retry_policy=RetryPolicy(
             initial_interval=timedelta(seconds=policy.callback_retry_initial_interval),
             maximum_attempts=policy.callback_max_attempts,
@@ -71,6 +74,9 @@ class AgentExecutionWorkflow:
     @workflow.run
     async def run(self, request: ExecutionWorkflowInput) -> ExecutionWorkflowOutput:
         ref = ExecutionRef(request.execution_id)
+        # The correlation id of the handshake, also in the runner's and the activities' lines.
+        extra = {"execution_id": request.execution_id, "handshake_id": request.handshake_id}
+        workflow.logger.info("execution workflow started", extra=extra)
         try:
             outcome = await self._run(ref, request.policy)
         except asyncio.CancelledError:
@@ -79,7 +85,11 @@ class AgentExecutionWorkflow:
         final = await workflow.execute_activity_method(
             ExecutionActivities.finish, outcome, start_to_close_timeout=_SHORT
         )
-        await _deliver(ref.execution_id, request.policy)
+        state = await _deliver(ref.execution_id, request.policy)
+        workflow.logger.info(
+            "execution workflow ended",
+            extra=extra | {"phase": final.phase, "callback_state": state},
+        )
         return ExecutionWorkflowOutput(phase=final.phase)
 
     async def _run(self, ref: ExecutionRef, policy: ExecutionPolicy) -> FinishInput:

@@ -92,3 +92,13 @@ class CreateResult:
     created: bool
     # An existing execution got a new callback token (a retried caller).
     token_replaced: bool = False
+
+
+@dataclasses.dataclass
+class CallbackOverview:
+    """What the metrics read from the database at scrape time."""
+
+    phases: dict[int, int]  # Executions per phase.
+    waiting: int  # Executions whose caller still waits for the callback.
+    oldest_waiting: datetime.datetime | None  # Creation time of the oldest of them.
+    failed: int  # Executions whose callback could not be delivered.

@@ -14,6 +14,7 @@ from backend.stigmer_service.crypto import Cipher, token_hash
 from backend.stigmer_service.errors import Aborted, AlreadyExists, NotFound
 from backend.stigmer_service.store.records import (
     AgentRecord,
+    CallbackOverview,
     CreateResult,
     EnvValue,
     ExecutionRecord,
@@ -360,10 +361,13 @@ class Store:
         session_id: str,
         offset: int,
         limit: int,
+        callback_states: list[int] | None = None,
     ) -> tuple[list[ExecutionRecord], bool]:
         query = executions.select()
         if phases:
             query = query.where(executions.c.phase.in_(phases))
+        if callback_states:
+            query = query.where(executions.c.callback_state.in_(callback_states))
         if agent_id:
             query = query.where(executions.c.agent_id == agent_id)
         if session_id:
@@ -523,6 +527,60 @@ class Store:
                 .values(**values)
             )
         return bool(result.rowcount)
+
+    async def reopen_callback(self, execution_id: str) -> bool:
+        """FAILED (or stuck WAITING) callback of an ended execution -> WAITING, for a redelivery;
+        False when the execution has not ended, has no token, or its callback was delivered."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                executions.update()
+                .where(
+                    (executions.c.id == execution_id)
+                    & executions.c.phase.in_(states.TERMINAL_PHASES)
+                    & executions.c.token_enc.is_not(None)
+                    & executions.c.callback_state.in_(
+                        [states.CALLBACK_FAILED, states.CALLBACK_WAITING]
+                    )
+                )
+                .values(
+                    callback_state=states.CALLBACK_WAITING,
+                    version=executions.c.version + 1,
+                    updated_at=now(),
+                )
+            )
+        return bool(result.rowcount)
+
+    async def callback_overview(self) -> CallbackOverview:
+        async with self.engine.connect() as conn:
+            phases = {
+                int(row.phase): int(row.count)
+                for row in await conn.execute(
+                    sa.select(executions.c.phase, sa.func.count().label("count")).group_by(
+                        executions.c.phase
+                    )
+                )
+            }
+            waiting = (
+                await conn.execute(
+                    sa.select(sa.func.count(), sa.func.min(executions.c.created_at)).where(
+                        executions.c.callback_state == states.CALLBACK_WAITING
+                    )
+                )
+            ).one()
+            failed = await conn.scalar(
+                sa.select(sa.func.count()).where(
+                    executions.c.callback_state == states.CALLBACK_FAILED
+                )
+            )
+        oldest = waiting[1]
+        if isinstance(oldest, str):  # SQLite returns min() of a datetime column as text.
+            oldest = datetime.datetime.fromisoformat(oldest)
+        return CallbackOverview(
+            phases=phases,
+            waiting=int(waiting[0]),
+            oldest_waiting=_utc(oldest),
+            failed=int(failed or 0),
+        )
 
     def decrypt_env(self, record: ExecutionRecord) -> tuple[dict[str, str], dict[str, str]]:
         """(all values in clear, secret values by name) of an execution's runtime env."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -13,6 +14,8 @@ from ai.stigmer.agentic.agentexecution.v1 import spec_pb2
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from backend.common.logs import handshake_id
+from backend.workflow_runner import metrics
 from backend.workflow_runner.agent_call import convert, errors, secrets
 from backend.workflow_runner.agent_call.client import DEFAULT_DEADLINE_SECONDS, StigmerClient
 from backend.workflow_runner.agent_call.models import (
@@ -59,7 +62,10 @@ class CallAgentActivity:
         """
         info = activity.info()
         token = info.task_token
+        key = convert.idempotency_key(info)
+        started = time.monotonic()
         log = logger.bind(
+            handshake_id=handshake_id(key),
             workflow_id=info.workflow_id,
             run_id=info.workflow_run_id,
             activity_id=info.activity_id,
@@ -78,6 +84,7 @@ class CallAgentActivity:
             agent = await self._client.get_agent_by_reference(reference)
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
+                metrics.agent_calls.labels("agent_not_found").inc()
                 log.warning("agent not found", scope=call.scope, org=call.org)
                 raise ApplicationError(
                     f"agent {call.agent!r} not found (scope {call.scope or 'organization'}, "
@@ -88,7 +95,6 @@ class CallAgentActivity:
                 ) from None
             _raise_grpc(log, error, "resolving the agent")
 
-        key = convert.idempotency_key(info)
         execution = convert.agent_execution(
             call,
             agent_id=agent.metadata.id,
@@ -103,6 +109,8 @@ class CallAgentActivity:
             _raise_grpc(log, error, "creating the agent execution")
 
         execution_id = created.metadata.id
+        metrics.agent_calls.labels("created").inc()
+        metrics.agent_call_create_seconds.observe(time.monotonic() - started)
         log.info(
             "agent execution created; waiting for its callback",
             execution_id=execution_id,
@@ -125,6 +133,7 @@ class CallAgentActivity:
                 log.info("agent execution already ended", grpc_status=error.code().name)
                 return CancelAgentCallOutput(cancelled=False)
             _raise_grpc(log, error, "cancelling the agent execution")
+        metrics.agent_calls_cancelled.inc()
         log.info("agent execution cancelled")
         return CancelAgentCallOutput(cancelled=True)
 
@@ -146,6 +155,7 @@ def _runtime_env(env: dict[str, str], values: dict[str, str]) -> dict[str, spec_
 
 def _raise_grpc(log: Any, error: grpc.aio.AioRpcError, action: str) -> NoReturn:
     failure = errors.from_grpc_error(error, action)
+    metrics.agent_calls.labels("error").inc()
     log.warning(
         f"{action} failed",
         grpc_status=error.code().name,

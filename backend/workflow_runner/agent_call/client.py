@@ -9,6 +9,8 @@ from ai.stigmer.agentic.agent.v1 import query_pb2_grpc as agent_query_pb2_grpc
 from ai.stigmer.agentic.agentexecution.v1 import api_pb2, command_pb2, command_pb2_grpc
 from ai.stigmer.commons.apiresource import reference_pb2
 
+from backend.common import tracing
+
 # Every call is bounded: a hung service must fail the call (and retry it), never hang a slot.
 DEFAULT_DEADLINE_SECONDS = 15.0
 
@@ -35,7 +37,10 @@ class StigmerClient:
 
     def _open(self) -> grpc.aio.Channel:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._endpoint)
+            # With tracing on, each call carries the activity's trace context to the service.
+            self._channel = grpc.aio.insecure_channel(
+                self._endpoint, interceptors=tracing.grpc_client_interceptors() or None
+            )
         return self._channel
 
     async def get_agent_by_reference(

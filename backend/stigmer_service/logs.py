@@ -1,0 +1,7 @@
+"""The service's logging: the shared structlog setup (JSON lines when not on a terminal)."""
+
+from __future__ import annotations
+
+from backend.common.logs import configure, get, handshake_id
+
+__all__ = ["configure", "get", "handshake_id"]
