@@ -1,0 +1,127 @@
+"""One trace from the caller's workflow through the gRPC create, the execution workflow, the model
+call and the callback, with both components in-process and an in-memory span exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+import pytest_asyncio
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.client import Client
+
+from backend.common import temporal_dev_server, tracing
+from backend.stigmer_service import app
+from backend.workflow_runner.models import DslRunInput
+from backend.workflow_runner.worker import build_worker
+from tests.observability.helpers import AGENT, create_agent, one_call
+from tests.stigmer_service.conftest import fast_settings
+
+CREATE = "/ai.stigmer.agentic.agentexecution.v1.AgentExecutionCommandService/CreateAgentExecution"
+# (span name, a span it must descend from). Temporal's workflow spans are instants, so what a
+# workflow starts hangs off the span that started the workflow, next to RunWorkflow.
+EXPECTED_CHAIN = [
+    ("StartWorkflow:DslWorkflow", None),
+    ("RunWorkflow:DslWorkflow", "StartWorkflow:DslWorkflow"),
+    ("StartActivity:call_agent", "StartWorkflow:DslWorkflow"),
+    ("RunActivity:call_agent", "StartActivity:call_agent"),
+    (CREATE, "RunActivity:call_agent"),
+    ("StartWorkflow:AgentExecutionWorkflow", CREATE),
+    ("RunWorkflow:AgentExecutionWorkflow", "StartWorkflow:AgentExecutionWorkflow"),
+    ("RunActivity:run_agent", "StartWorkflow:AgentExecutionWorkflow"),
+    ("model call", "RunActivity:run_agent"),
+    ("RunActivity:deliver_callback", "StartWorkflow:AgentExecutionWorkflow"),
+    ("callback", "RunActivity:deliver_callback"),
+]
+
+
+@pytest_asyncio.fixture
+async def exporter() -> AsyncIterator[InMemorySpanExporter]:
+    spans = InMemorySpanExporter()
+    tracing.in_memory("observability-test", spans)
+    try:
+        yield spans
+    finally:
+        tracing.uninstall()
+
+
+def tree(spans: Sequence[ReadableSpan]) -> list[str]:
+    """`name  <- parent name` lines, in start order, for the closing note."""
+    by_id = {s.context.span_id: s for s in spans if s.context is not None}
+    lines = []
+    for span in sorted(spans, key=lambda s: s.start_time or 0):
+        parent = by_id.get(span.parent.span_id) if span.parent is not None else None
+        depth, up = 0, parent
+        while up is not None:
+            depth += 1
+            up = by_id.get(up.parent.span_id) if up.parent is not None else None
+        lines.append(
+            f"{'  ' * depth}{span.name}  <- {parent.name if parent else '(root)'}"
+            f"  [{span.kind.name.lower()}]"
+        )
+    return lines
+
+
+def ancestors(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> list[str]:
+    names = []
+    current = span
+    while current.parent is not None and current.parent.span_id in by_id:
+        current = by_id[current.parent.span_id]
+        names.append(current.name)
+    return names
+
+
+async def test_one_trace_spans_the_caller_and_the_execution_workflow(
+    exporter: InMemorySpanExporter,
+    temporal_server: temporal_dev_server.DevServer,
+    tmp_path: pathlib.Path,
+) -> None:
+    client = await Client.connect(
+        temporal_server.address, interceptors=tracing.temporal_interceptors()
+    )
+    async with app.running(fast_settings(tmp_path), client=client) as service:
+        await create_agent(service.address)
+        queue = f"traced-{uuid.uuid4()}"
+        async with build_worker(client, queue, stigmer_endpoint=service.address):
+            handle = await client.start_workflow(
+                "DslWorkflow",
+                DslRunInput(one_call("trace me"), {}),
+                id=f"traced-{uuid.uuid4().hex[:8]}",
+                task_queue=queue,
+            )
+            result = await asyncio.wait_for(handle.result(), 40)
+        assert result["answer"] == f"{AGENT}: trace me"
+        # The callback span ends right after the caller resumed; give it a moment.
+        deadline = time.monotonic() + 10
+        while not any(s.name == "callback" for s in exporter.get_finished_spans()):
+            assert time.monotonic() < deadline, [s.name for s in exporter.get_finished_spans()]
+            await asyncio.sleep(0.05)
+
+    spans = list(exporter.get_finished_spans())
+    print("\n".join(["", "trace:", *tree(spans)]))
+    by_name: dict[str, ReadableSpan] = {}
+    for span in spans:
+        by_name.setdefault(span.name, span)
+    missing = [name for name, _ in EXPECTED_CHAIN if name not in by_name]
+    assert not missing, f"missing spans {missing}; got {sorted(by_name)}"
+
+    trace_ids = {by_name[name].context.trace_id for name, _ in EXPECTED_CHAIN}  # type: ignore[union-attr]
+    assert len(trace_ids) == 1, "the workflow and the execution are in different traces"
+    by_id = {s.context.span_id: s for s in spans if s.context is not None}
+    for name, parent in EXPECTED_CHAIN:
+        if parent is None:
+            continue
+        assert parent in ancestors(by_name[name], by_id), (name, ancestors(by_name[name], by_id))
+
+    model = by_name["model call"]
+    assert model.attributes is not None
+    assert model.attributes["stigmer.model.provider"] == "offline"
+    assert model.attributes["stigmer.model"] == "offline/echo"
+    callback = by_name["callback"]
+    assert callback.attributes is not None
+    assert callback.attributes["stigmer.callback.outcome"] == "completed"
+    assert callback.attributes["stigmer.handshake_id"] == model.attributes["stigmer.handshake_id"]
