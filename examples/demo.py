@@ -353,8 +353,8 @@ def main(
 ) -> None:
     """Run the whole system on this machine and an example workflow through it."""
     state_dir = state_dir.expanduser().resolve()
-    workflow = workflow or DEFAULT_WORKFLOW
-    agents_file = agents or DEFAULT_AGENTS
+    workflow = workflow or example_path(DEFAULT_WORKFLOW)
+    agents_file = agents or example_path(DEFAULT_AGENTS)
     try:
         workflow_input, origin = read_input(input_, workflow)
         notes = state.claim(state_dir)
