@@ -91,10 +91,9 @@ def load_workflow(path: pathlib.Path, workflow_input: Any) -> dict[str, Any]:
     try:
         document = loader.load_file(path)
     except loader.InvalidDocumentError as invalid:
-        problems = "; ".join(str(p) for p in invalid.problems)
-        raise DemoError(f"{shown(path)} is not a valid workflow: {problems}") from None
-    problems = loader.validate_input(document, workflow_input)
-    if problems:
+        found = "; ".join(str(p) for p in invalid.problems)
+        raise DemoError(f"{shown(path)} is not a valid workflow: {found}") from None
+    if problems := loader.validate_input(document, workflow_input):
         raise DemoError("the input does not fit the workflow: " + "; ".join(map(str, problems)))
     return document
 
@@ -123,8 +122,8 @@ def logging_to(path: pathlib.Path) -> Iterator[None]:
             logging.getLogger().handlers.clear()
 
 
-def phase_name(value: int) -> str:
-    return str(status_pb2.ExecutionPhase.Name(value)).removeprefix("EXECUTION_PHASE_")  # type: ignore[arg-type]
+def phase_name(value: status_pb2.ExecutionPhase.ValueType) -> str:
+    return str(status_pb2.ExecutionPhase.Name(value)).removeprefix("EXECUTION_PHASE_")
 
 
 def print_progress(entry: ProgressEntry, elapsed: float) -> None:
@@ -370,11 +369,13 @@ def main(
         with logging_to(state_dir / "demo.log"):
             try:
                 exit_code = asyncio.run(supervise(demo.run, demo))
-            except Exception as error:  # noqa: BLE001 - reported in one line, details in the log
+            except Exception as error:  # - reported in one line, details in the log
                 logging.getLogger("examples.demo").exception("the demo failed")
                 message = describe_failure(error)
                 if message is None:
-                    message = f"{type(error).__name__}: {error} (details in {state_dir / 'demo.log'})"
+                    message = (
+                        f"{type(error).__name__}: {error} (details in {state_dir / 'demo.log'})"
+                    )
                 typer.echo(f"error: {message}", err=True)
                 exit_code = 1
     finally:

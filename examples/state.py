@@ -62,7 +62,9 @@ def claim(state_dir: pathlib.Path) -> list[str]:
     server_pid = _read_pid(state_dir / TEMPORAL_PID_FILE)
     if server_pid and _alive(server_pid) and str(state_dir) in _command_line(server_pid):
         terminate(server_pid)
-        notes.append(f"stopped a Temporal dev server left over by an earlier demo (pid {server_pid})")
+        notes.append(
+            f"stopped a Temporal dev server left over by an earlier demo (pid {server_pid})"
+        )
     (state_dir / TEMPORAL_PID_FILE).unlink(missing_ok=True)
     return notes
 

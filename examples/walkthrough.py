@@ -94,7 +94,7 @@ async def _report_progress(
 ) -> int:
     try:
         entries = await handle.query(PROGRESS_QUERY, result_type=list[ProgressEntry])
-    except Exception:  # noqa: BLE001 - a missed poll only delays the progress lines
+    except Exception:  # - a missed poll only delays the progress lines
         return shown
     for entry in entries[shown:]:
         on_progress(entry, elapsed)

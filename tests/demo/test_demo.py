@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -13,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -61,7 +61,9 @@ def processes_mentioning(text: str) -> list[str]:
 
 
 def assert_nothing_left(state_dir: pathlib.Path, output: str) -> None:
-    server_pid = int(re.search(r"pid (\d+)\)", output).group(1))  # type: ignore[union-attr]
+    printed_pid = re.search(r"pid (\d+)\)", output)
+    assert printed_pid, output
+    server_pid = int(printed_pid[1])
     with pytest.raises(ProcessLookupError):
         os.kill(server_pid, 0)
     assert processes_mentioning(str(state_dir)) == []
@@ -211,10 +213,9 @@ def test_interrupt_mid_run_stops_everything(tmp_path: pathlib.Path, signum: int)
 def test_dev_mode_fails_in_one_line_when_a_port_is_taken(tmp_path: pathlib.Path) -> None:
     state_dir = tmp_path / "state"
     with socket.socket() as holder:
-        try:
+        # If somebody else holds it, the demo must refuse all the same.
+        with contextlib.suppress(OSError):
             holder.bind(("127.0.0.1", 7233))
-        except OSError:
-            pass  # Somebody else holds it: the demo must refuse all the same.
         holder.listen()
         result = run_demo(state_dir, "dev")
     assert result.returncode == 1
