@@ -17,7 +17,11 @@ def policy(settings: Settings, timeout_seconds: float | None = None) -> Executio
     return ExecutionPolicy(
         timeout_seconds=timeout_seconds or settings.default_execution_timeout,
         activity_heartbeat_timeout=settings.activity_heartbeat_timeout,
-        caller_heartbeat_timeout=max(60.0, settings.caller_heartbeat_interval * 3),
+        # The activity that heartbeats the caller must itself be retried on a live worker well
+        # before the caller's own heartbeat timeout (60 s) runs out when a service replica dies.
+        caller_heartbeat_timeout=max(
+            settings.caller_heartbeat_interval * 3, settings.activity_heartbeat_timeout
+        ),
         model_max_attempts=settings.model_max_attempts,
         model_retry_initial_interval=settings.model_retry_initial_interval,
         callback_max_attempts=settings.callback_max_attempts,
