@@ -26,7 +26,7 @@ class MetricsServer:
     @property
     def address(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"{host}:{port}"
+        return f"{host!s}:{port}"
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -38,7 +38,7 @@ def serve(listen: str, registry: CollectorRegistry) -> MetricsServer:
     """Serves `registry` at http://LISTEN/metrics (any path, in fact) from a daemon thread."""
     host, port = split_listen(listen)
     # The `_created` timestamp series only double the page; rates need no more than `_total`.
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     server, thread = start_http_server(port, addr=host, registry=registry)
     return MetricsServer(server, thread)
 

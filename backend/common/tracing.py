@@ -119,11 +119,13 @@ def temporal_interceptors() -> list[TracingInterceptor]:
 def grpc_server_interceptors() -> list[grpc.aio.ServerInterceptor]:
     if _provider is None:
         return []
-    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(tracer_provider=_provider)
+    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
+        tracer_provider=_provider
+    )
     return [interceptor]
 
 
 def grpc_client_interceptors() -> list[Any]:
     if _provider is None:
         return []
-    return list(aio_client_interceptors(tracer_provider=_provider))
+    return list(aio_client_interceptors(tracer_provider=_provider))  # type: ignore[no-untyped-call]

@@ -553,11 +553,9 @@ class Store:
     async def callback_overview(self) -> CallbackOverview:
         async with self.engine.connect() as conn:
             phases = {
-                int(row.phase): int(row.count)
-                for row in await conn.execute(
-                    sa.select(executions.c.phase, sa.func.count().label("count")).group_by(
-                        executions.c.phase
-                    )
+                int(phase): int(count)
+                for phase, count in await conn.execute(
+                    sa.select(executions.c.phase, sa.func.count()).group_by(executions.c.phase)
                 )
             }
             waiting = (
