@@ -1,0 +1,79 @@
+"""Shared driver helpers: a fresh dev server, starting many workflows, bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+
+from backend.common import temporal_dev_server
+from backend.workflow_runner.agent_call.models import CallAgentInput
+from benchmarks.models import BenchCallInput
+from benchmarks.workflows import BenchCallWorkflow
+
+AGENT = "bench-agent"
+ORG = "bench"
+# Concurrent StartWorkflowExecution calls: enough to keep the server busy, not to flood it.
+START_CONCURRENCY = 64
+
+
+@contextlib.asynccontextmanager
+async def temporal() -> AsyncIterator[tuple[temporal_dev_server.DevServer, Client]]:
+    """An in-memory dev server of its own, so no run sees another's leftover workflows."""
+    server = await temporal_dev_server.start(db_filename=None)
+    try:
+        yield server, await Client.connect(server.address)
+    finally:
+        server.stop()
+
+
+def task_queue(name: str) -> str:
+    return f"bench-{name}-{uuid.uuid4().hex[:8]}"
+
+
+async def start_all(
+    count: int, start: Callable[[int], Awaitable[WorkflowHandle[Any, Any]]]
+) -> list[WorkflowHandle[Any, Any]]:
+    gate = asyncio.Semaphore(START_CONCURRENCY)
+
+    async def one(index: int) -> WorkflowHandle[Any, Any]:
+        async with gate:
+            return await start(index)
+
+    return list(await asyncio.gather(*(one(index) for index in range(count))))
+
+
+async def start_bench_calls(
+    client: Client,
+    queue: str,
+    design: str,
+    messages: Sequence[str],
+    endpoint: str,
+) -> list[WorkflowHandle[Any, Any]]:
+    prefix = uuid.uuid4().hex[:8]
+
+    async def start(index: int) -> WorkflowHandle[Any, Any]:
+        call = CallAgentInput(agent=AGENT, org=ORG, message=messages[index])
+        return await client.start_workflow(
+            BenchCallWorkflow.run,
+            BenchCallInput(design, call, endpoint),
+            id=f"{design}-{prefix}-{index}",
+            task_queue=queue,
+        )
+
+    return await start_all(len(messages), start)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float, every: float = 0.1) -> bool:
+    """True once `predicate` holds, False if it did not within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(every)
+    return True
