@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from backend.common import temporal_dev_server
 from backend.workflow_runner.agent_call.models import CallAgentInput
@@ -27,9 +28,15 @@ async def temporal() -> AsyncIterator[tuple[temporal_dev_server.DevServer, Clien
     """An in-memory dev server of its own, so no run sees another's leftover workflows."""
     server = await temporal_dev_server.start(db_filename=None)
     try:
-        yield server, await Client.connect(server.address)
+        yield server, await Client.connect(server.address, runtime=_quiet_runtime())
     finally:
         server.stop()
+
+
+def _quiet_runtime() -> Runtime:
+    """SDK core logs at ERROR only: late heartbeats of finished executions warn once each."""
+    quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet)))
 
 
 def task_queue(name: str) -> str:

@@ -1,0 +1,125 @@
+"""Measurement 2: from the agent's end to the caller's workflow resuming, per design."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from typing import Any
+
+import grpc
+from ai.stigmer.agentic.agentexecution.v1 import query_pb2, query_pb2_grpc, status_pb2
+
+from benchmarks import driver, fake_agent
+from benchmarks.models import BARE, HANDSHAKE_SERVICE, POLLING, BenchCallOutput
+from benchmarks.stack import Rig
+from benchmarks.stats import percentile
+
+# Agents end at a random moment in this window after their call was created, so that ends do
+# not line up with the polling design's 2 s poll.
+END_AFTER_SECONDS = (0.5, 2.5)
+
+
+@dataclasses.dataclass
+class LatencyResult:
+    design: str
+    calls: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+def _summarize(design: str, latencies: list[float]) -> LatencyResult:
+    ms = [value * 1000 for value in latencies]
+    return LatencyResult(
+        design, len(ms), percentile(ms, 50), percentile(ms, 95), percentile(ms, 99)
+    )
+
+
+async def _results(handles: list[Any], timeout: float) -> list[BenchCallOutput]:
+    return list(
+        await asyncio.wait_for(
+            asyncio.gather(*(h.result() for h in handles)), timeout
+        )
+    )
+
+
+async def run_fake_side(rig: Rig, design: str, calls: int) -> LatencyResult:
+    """The floor (`bare`: the token is completed) or polling (the status flips), same schedule."""
+    loop = asyncio.get_running_loop()
+    ends: dict[str, float] = {}
+    pending: set[asyncio.Task[None]] = set()
+
+    async def complete(execution: fake_agent.FakeExecution) -> None:
+        rig.fake.finish(execution)
+        assert execution.finished_at is not None
+        ends[execution.execution_id] = execution.finished_at
+        handle = rig.client.get_async_activity_handle(task_token=execution.token)
+        await handle.complete({"execution_id": execution.execution_id, "output": "done"})
+
+    def end(execution: fake_agent.FakeExecution) -> None:
+        if design == BARE:
+            task = asyncio.ensure_future(complete(execution))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        else:
+            rig.fake.finish(execution)
+            assert execution.finished_at is not None
+            ends[execution.execution_id] = execution.finished_at
+
+    rig.fake.on_create = lambda e: loop.call_later(random.uniform(*END_AFTER_SECONDS), end, e)
+    try:
+        handles = await driver.start_bench_calls(
+            rig.client,
+            rig.queue,
+            design,
+            [f"latency {i}" for i in range(calls)],
+            rig.fake_endpoint,
+        )
+        outputs = await _results(handles, 60 + calls * 0.5)
+    finally:
+        rig.fake.on_create = None
+    return _summarize(
+        design, [o.resumed_at - ends[str(o.result["execution_id"])] for o in outputs]
+    )
+
+
+async def run_service(rig: Rig, calls: int) -> list[LatencyResult]:
+    """The real handshake: the service's agent ends (its answer is stored), then calls back."""
+    low, high = END_AFTER_SECONDS
+    messages = [f"latency {i} #sleep={random.uniform(low, high):.3f}" for i in range(calls)]
+    handles = await driver.start_bench_calls(
+        rig.client, rig.queue, HANDSHAKE_SERVICE, messages, rig.fake_endpoint
+    )
+    outputs = await _results(handles, 60 + calls * 0.5)
+    from_answer: list[float] = []
+    from_phase: list[float] = []
+    async with grpc.aio.insecure_channel(rig.service_address) as channel:
+        stub = query_pb2_grpc.AgentExecutionQueryServiceStub(channel)
+        for output in outputs:
+            execution = await stub.GetAgentExecution(
+                query_pb2.GetAgentExecutionRequest(id=str(output.result["execution_id"])),
+                timeout=10,
+            )
+            answers = [
+                m
+                for m in execution.status.messages
+                if m.role == status_pb2.MESSAGE_ROLE_ASSISTANT and m.HasField("created_at")
+            ]
+            # The agent's end: its answer stored. The terminal phase is recorded one activity later.
+            phase = execution.status.completed_at.ToNanoseconds() / 1e9
+            answered = answers[-1].created_at.ToNanoseconds() / 1e9 if answers else phase
+            from_answer.append(output.resumed_at - answered)
+            from_phase.append(output.resumed_at - phase)
+    return [
+        _summarize(HANDSHAKE_SERVICE, from_answer),
+        _summarize(f"{HANDSHAKE_SERVICE} (from terminal phase)", from_phase),
+    ]
+
+
+async def run(rig: Rig, calls: int) -> list[LatencyResult]:
+    return [
+        await run_fake_side(rig, BARE, calls),
+        *await run_service(rig, calls),
+        await run_fake_side(rig, POLLING, calls),
+    ]
