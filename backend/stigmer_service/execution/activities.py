@@ -77,6 +77,9 @@ class ExecutionActivities:
     async def mark_running(self, ref: ExecutionRef) -> MarkRunningOutput:
         started = await self.store.mark_running(ref.execution_id)
         execution = await self.store.get_execution(ref.execution_id)
+        # A retry finds RUNNING when an earlier attempt wrote it but its completion was lost (the
+        # worker was killed): the execution runs, it was not cancelled before it ran.
+        started = started or execution.phase == states.PHASE_RUNNING
         log.info(
             "execution started" if started else "execution not pending", **_log_fields(execution)
         )
