@@ -1,0 +1,151 @@
+"""`./pants bench`: runs every measurement against its baseline and writes results.md + chart.png."""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import datetime
+import pathlib
+import pstats
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from backend.common import logs
+from benchmarks import capacity, latency, machine, profiling, report, stack, throughput
+from benchmarks.models import HANDSHAKE, POLLING
+
+app = typer.Typer(add_completion=False, help=__doc__)
+SLOTS = 4
+
+
+def _sizes(raw: str) -> list[int]:
+    return [int(part) for part in raw.split(",") if part.strip()]
+
+
+async def _capacity(
+    results: report.Results,
+    sizes: list[int],
+    repeat: int,
+    window: float,
+    full_slots_up_to: int,
+    work_dir: pathlib.Path,
+    deadline: float,
+) -> None:
+    for n in sizes:
+        designs = [(HANDSHAKE, SLOTS), (POLLING, SLOTS)]
+        if n <= full_slots_up_to:
+            # What polling needs to hold N calls in flight: N slots, each busy polling.
+            designs.append((POLLING, n))
+        for repetition in range(repeat):
+            if time.monotonic() > deadline and repetition > 0:
+                results.notes.append(
+                    f"capacity N={n}: {repetition} of {repeat} repetitions (time box reached)"
+                )
+                break
+            for design, slots in designs:
+                typer.echo(f"capacity: N={n} {design} K={slots} run {repetition + 1}/{repeat}")
+                result = await capacity.run(design, n, slots, window, work_dir)
+                typer.echo(f"  {result}")
+                results.capacity.append(result)
+
+
+async def _latency_and_throughput(
+    results: report.Results,
+    repeat: int,
+    latency_calls: int,
+    throughput_calls: int,
+    work_dir: pathlib.Path,
+    out: pathlib.Path,
+) -> None:
+    async with stack.running(work_dir) as rig:
+        for repetition in range(repeat):
+            typer.echo(f"latency: {latency_calls} calls per design, run {repetition + 1}/{repeat}")
+            results.latency.append(await latency.run(rig, latency_calls))
+            typer.echo(f"  {results.latency[-1]}")
+            typer.echo(f"throughput: {throughput_calls} calls, run {repetition + 1}/{repeat}")
+            results.throughput.append(
+                [
+                    await throughput.run_bare(rig, throughput_calls),
+                    await throughput.run_dsl(rig, throughput_calls),
+                ]
+            )
+            typer.echo(f"  {results.throughput[-1]}")
+        # One extra run under the profiler (slower, so not counted): service and driver here,
+        # the worker in its own process.
+        typer.echo("profile: one more throughput run under cProfile")
+        worker_profile = out / "profile-worker.pstats"
+        await rig.start_worker(profile=worker_profile)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        await throughput.run_dsl(rig, throughput_calls)
+        profiler.disable()
+        rig.stop_worker()
+    service_stats = pstats.Stats(profiler)
+    service_stats.dump_stats(str(out / "profile-service.pstats"))
+    profiling.write_text(service_stats, out / "profile-service.txt")
+    results.profiles["service + driver process"] = profiling.top_rows(service_stats)
+    if worker_profile.exists():
+        worker_stats = pstats.Stats(str(worker_profile))
+        profiling.write_text(worker_stats, out / "profile-worker.txt")
+        results.profiles["worker process"] = profiling.top_rows(worker_stats)
+
+
+@app.command()
+def main(
+    quick: Annotated[bool, typer.Option(help="small N, two repetitions (about 3 minutes)")] = False,
+    repeat: Annotated[int | None, typer.Option(help="repetitions of every measurement")] = None,
+    sizes: Annotated[str | None, typer.Option(help="N waiting calls, comma separated")] = None,
+    out: Annotated[pathlib.Path | None, typer.Option(help="results folder")] = None,
+    latency_calls: Annotated[int | None, typer.Option(help="calls per latency run")] = None,
+    throughput_calls: Annotated[int | None, typer.Option(help="calls per throughput run")] = None,
+    max_minutes: Annotated[
+        float, typer.Option(help="time box of the capacity runs; later repetitions are skipped")
+    ] = 8.0,
+) -> None:
+    """Waiting capacity, callback latency and throughput, each against its baseline."""
+    started = time.monotonic()
+    repeat = repeat or (2 if quick else 3)
+    size_list = _sizes(sizes) if sizes else ([100] if quick else [100, 1000, 10_000])
+    latency_calls = latency_calls or (20 if quick else 100)
+    throughput_calls = throughput_calls or (50 if quick else 300)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = (out or pathlib.Path("dist/benchmarks") / stamp).resolve()
+    work_dir = out / "work"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    # The in-process service logs as in production (JSON), to a file rather than the terminal.
+    log_file = open(out / "service.log", "a")  # noqa: SIM115
+    logs.configure(stream=log_file)
+    results = report.Results(
+        machine=machine.describe(),
+        command="./pants bench -- " + " ".join(sys.argv[1:]) if sys.argv[1:] else "./pants bench",
+    )
+    results.notes.append(
+        "The run shared its 2 cores with other work on the machine (see the load average)."
+    )
+    typer.echo(f"results in {out}")
+
+    async def everything() -> None:
+        deadline = started + max_minutes * 60
+        await _capacity(
+            results, size_list, repeat, 2.0 if quick else 5.0, 1000, work_dir, deadline
+        )
+        await _latency_and_throughput(
+            results, repeat, latency_calls, throughput_calls, work_dir, out
+        )
+
+    try:
+        asyncio.run(everything())
+    finally:
+        results.seconds = time.monotonic() - started
+        (out / "results.md").write_text(report.markdown(results))
+        report.chart(results, out / "chart.png")
+        log_file.close()
+    typer.echo((out / "results.md").read_text())
+    typer.echo(f"wrote {out / 'results.md'} and {out / 'chart.png'}")
+
+
+if __name__ == "__main__":
+    app()
