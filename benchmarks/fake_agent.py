@@ -104,7 +104,8 @@ class FakeAgentSide(
 @contextlib.asynccontextmanager
 async def serve() -> AsyncIterator[tuple[FakeAgentSide, str]]:
     """The fake on a fresh loopback port; yields it and its endpoint."""
-    fake = FakeAgentSide()
+    # The RPCs it does not define answer UNIMPLEMENTED through the generated base classes.
+    fake = FakeAgentSide()  # type: ignore[abstract]
     server = grpc.aio.server()
     agent_query_pb2_grpc.add_AgentQueryServiceServicer_to_server(fake, server)
     command_pb2_grpc.add_AgentExecutionCommandServiceServicer_to_server(fake, server)

@@ -37,11 +37,7 @@ def _summarize(design: str, latencies: list[float]) -> LatencyResult:
 
 
 async def _results(handles: list[Any], timeout: float) -> list[BenchCallOutput]:
-    return list(
-        await asyncio.wait_for(
-            asyncio.gather(*(h.result() for h in handles)), timeout
-        )
-    )
+    return list(await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout))
 
 
 async def run_fake_side(rig: Rig, design: str, calls: int) -> LatencyResult:
@@ -67,7 +63,10 @@ async def run_fake_side(rig: Rig, design: str, calls: int) -> LatencyResult:
             assert execution.finished_at is not None
             ends[execution.execution_id] = execution.finished_at
 
-    rig.fake.on_create = lambda e: loop.call_later(random.uniform(*END_AFTER_SECONDS), end, e)
+    def schedule(execution: fake_agent.FakeExecution) -> None:
+        loop.call_later(random.uniform(*END_AFTER_SECONDS), end, execution)
+
+    rig.fake.on_create = schedule
     try:
         handles = await driver.start_bench_calls(
             rig.client,
@@ -79,9 +78,7 @@ async def run_fake_side(rig: Rig, design: str, calls: int) -> LatencyResult:
         outputs = await _results(handles, 60 + calls * 0.5)
     finally:
         rig.fake.on_create = None
-    return _summarize(
-        design, [o.resumed_at - ends[str(o.result["execution_id"])] for o in outputs]
-    )
+    return _summarize(design, [o.resumed_at - ends[str(o.result["execution_id"])] for o in outputs])
 
 
 async def run_service(rig: Rig, calls: int) -> list[LatencyResult]:

@@ -10,14 +10,15 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 
-from benchmarks.capacity import CapacityResult  # noqa: E402
-from benchmarks.latency import LatencyResult  # noqa: E402
-from benchmarks.models import BARE, HANDSHAKE, HANDSHAKE_SERVICE  # noqa: E402
-from benchmarks.profiling import ProfileRow  # noqa: E402
-from benchmarks.stats import Summary  # noqa: E402
-from benchmarks.throughput import DSL, ThroughputResult  # noqa: E402
+from benchmarks.capacity import CapacityResult
+from benchmarks.latency import LatencyResult
+from benchmarks.models import BARE, HANDSHAKE, HANDSHAKE_SERVICE
+from benchmarks.profiling import ProfileRow
+from benchmarks.stats import Summary
+from benchmarks.throughput import DSL, ThroughputResult
 
 RSS_TARGET_MB = 300.0
 LATENCY_TARGET_RATIO = 1.5
@@ -118,7 +119,7 @@ def markdown(results: Results) -> str:
     out += [f"| {key} | {value} |" for key, value in results.machine.items()]
     out += [f"| wall time of the run | {results.seconds:.0f} s |", ""]
     out += [f"Command: `{results.command}`", ""]
-    out += ["Figures: median [min–max] over the repetitions.", ""]
+    out += ["Figures: median [min..max] over the repetitions.", ""]
     out += ["## Targets", "", *targets(results), ""]
 
     out += ["## 1. Waiting capacity (one worker process, K = 4 activity slots)", ""]
@@ -138,22 +139,31 @@ def markdown(results: Results) -> str:
     out.append("")
 
     out += ["## 2. Callback latency (agent's end → caller's workflow resumes), ms", ""]
-    out += ["| design | calls/run | p50 | p95 | p99 | p50 / floor p50 |", "| --- | --- | --- | --- | --- | --- |"]
-    for design, runs in _latency_by_design(results).items():
+    out += [
+        "| design | calls/run | p50 | p95 | p99 | p50 / floor p50 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for design, latencies in _latency_by_design(results).items():
         ratio = Summary.of(_latency_ratios(results, design)).format(1)
         out.append(
-            f"| {design} | {runs[0].calls} | {Summary.of([r.p50_ms for r in runs]).format()} "
-            f"| {Summary.of([r.p95_ms for r in runs]).format()} "
-            f"| {Summary.of([r.p99_ms for r in runs]).format()} | {ratio}x |"
+            f"| {design} | {latencies[0].calls} "
+            f"| {Summary.of([r.p50_ms for r in latencies]).format()} "
+            f"| {Summary.of([r.p95_ms for r in latencies]).format()} "
+            f"| {Summary.of([r.p99_ms for r in latencies]).format()} | {ratio}x |"
         )
     out.append("")
 
     out += ["## 3. Throughput (all calls started at once, until the last result)", ""]
-    out += ["| design | calls/run | calls per second | ratio to floor |", "| --- | --- | --- | --- |"]
-    for design, runs in _throughput_by_design(results).items():
-        ratio = "1.0x" if design == FLOOR else f"{Summary.of(_throughput_ratios(results)).format(2)}x"
+    out += [
+        "| design | calls/run | calls per second | ratio to floor |",
+        "| --- | --- | --- | --- |",
+    ]
+    for design, rates in _throughput_by_design(results).items():
+        ratio = (
+            "1.0x" if design == FLOOR else f"{Summary.of(_throughput_ratios(results)).format(2)}x"
+        )
         out.append(
-            f"| {design} | {runs[0].calls} | {Summary.of([r.per_second for r in runs]).format()} "
+            f"| {design} | {rates[0].calls} | {Summary.of([r.per_second for r in rates]).format()} "
             f"| {ratio} |"
         )
     out.append("")
@@ -205,7 +215,11 @@ def chart(results: Results, path: pathlib.Path) -> None:
     _bars(
         throughput_axis,
         list(throughput),
-        {"calls/s": [Summary.of([r.per_second for r in runs]).median for runs in throughput.values()]},
+        {
+            "calls/s": [
+                Summary.of([r.per_second for r in runs]).median for runs in throughput.values()
+            ]
+        },
     )
     throughput_axis.axhline(THROUGHPUT_TARGET, color="grey", linestyle=":", label="target")
     throughput_axis.set_title("Throughput")
@@ -214,7 +228,7 @@ def chart(results: Results, path: pathlib.Path) -> None:
     plt.close(figure)
 
 
-def _bars(axis: plt.Axes, labels: Sequence[str], series: dict[str, list[float]]) -> None:
+def _bars(axis: Axes, labels: Sequence[str], series: dict[str, list[float]]) -> None:
     width = 0.8 / max(len(series), 1)
     for index, (name, values) in enumerate(series.items()):
         positions = [i + index * width for i in range(len(labels))]

@@ -35,4 +35,4 @@ class Summary:
     def format(self, digits: int = 1) -> str:
         if self.low == self.high:
             return f"{self.median:.{digits}f}"
-        return f"{self.median:.{digits}f} [{self.low:.{digits}f}–{self.high:.{digits}f}]"
+        return f"{self.median:.{digits}f} [{self.low:.{digits}f}..{self.high:.{digits}f}]"

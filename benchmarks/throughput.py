@@ -26,7 +26,7 @@ ONE_CALL: dict[str, Any] = {
                 "with": {
                     "agent": driver.AGENT,
                     "org": driver.ORG,
-                    "message": "${ \"call \" + (.n|tostring) }",
+                    "message": '${ "call " + (.n|tostring) }',
                     "config": {"model": "offline/echo", "timeout": "PT2M"},
                 },
             }
