@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
+import pytest
 from ai.stigmer.agentic.agentexecution.v1 import status_pb2
 from temporalio.client import Client
 
@@ -13,6 +14,9 @@ from tests.system import flows
 from tests.system.stack import Stack
 
 IN_FLIGHT = 50
+# Fifty calls through a crash and a restart take 30-90 s on two busy cores; the default 120 s
+# per-test limit is too tight for that spread, so these get more (still bounded).
+pytestmark = pytest.mark.timeout(300)
 
 
 @dataclasses.dataclass
