@@ -155,8 +155,8 @@ def markdown(results: Results) -> str:
 
     out += ["## 3. Throughput (all calls started at once, until the last result)", ""]
     out += [
-        "| design | calls/run | calls per second | ratio to floor |",
-        "| --- | --- | --- | --- |",
+        "| design | calls/run | calls per second | ratio to floor | failed calls |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for design, rates in _throughput_by_design(results).items():
         ratio = (
@@ -164,7 +164,7 @@ def markdown(results: Results) -> str:
         )
         out.append(
             f"| {design} | {rates[0].calls} | {Summary.of([r.per_second for r in rates]).format()} "
-            f"| {ratio} |"
+            f"| {ratio} | {sum(r.failed for r in rates)} |"
         )
     out.append("")
 
