@@ -102,6 +102,9 @@ def main(
     out: Annotated[pathlib.Path | None, typer.Option(help="results folder")] = None,
     latency_calls: Annotated[int | None, typer.Option(help="calls per latency run")] = None,
     throughput_calls: Annotated[int | None, typer.Option(help="calls per throughput run")] = None,
+    capacity_only: Annotated[
+        bool, typer.Option(help="only the waiting-capacity runs (e.g. one big N)")
+    ] = False,
     max_minutes: Annotated[
         float, typer.Option(help="time box of the capacity runs; later repetitions are skipped")
     ] = 6.0,
@@ -134,9 +137,10 @@ def main(
 
     async def everything() -> None:
         # The fixed-size measurements first, the capacity runs (which grow with N) last.
-        await _latency_and_throughput(
-            results, repeat, latency_calls, throughput_calls, work_dir, out
-        )
+        if not capacity_only:
+            await _latency_and_throughput(
+                results, repeat, latency_calls, throughput_calls, work_dir, out
+            )
         deadline = started + max_minutes * 60
         await _capacity(
             results, size_list, repeat, 2.0 if quick else 5.0, full_slots_up_to, work_dir, deadline
