@@ -133,6 +133,12 @@ class FakeStigmer(
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
         raise AssertionError
 
+    async def RedeliverCallback(
+        self, request: command_pb2.RedeliverCallbackRequest, context: Context
+    ) -> api_pb2.AgentExecution:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
+        raise AssertionError
+
 
 @contextlib.asynccontextmanager
 async def serve_fake() -> AsyncIterator[tuple[FakeStigmer, str]]:
