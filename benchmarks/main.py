@@ -128,7 +128,7 @@ def main(
     logs.configure(stream=log_file)
     results = report.Results(
         machine=machine.describe(),
-        command="./pants bench -- " + " ".join(sys.argv[1:]) if sys.argv[1:] else "./pants bench",
+        command="./pants bench " + " ".join(sys.argv[1:]) if sys.argv[1:] else "./pants bench",
     )
     results.notes.append(
         "The run shared its 2 cores with other work on the machine (see the load average)."
