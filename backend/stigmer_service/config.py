@@ -52,6 +52,9 @@ class Settings:
     # How often `watch` looks for changes in the database.
     watch_poll_interval: float = 0.2
     grace_period: float = 10.0
+    # Activity slots of the execution worker: one per running execution (its caller heartbeat)
+    # plus the short activities; size it for the concurrent calls one replica should carry.
+    max_concurrent_activities: int = 2000
     # HOST:PORT of the Prometheus endpoint of our metrics, and of Temporal's SDK metrics;
     # empty: not served.
     metrics_listen: str = ""
@@ -81,6 +84,9 @@ class Settings:
                 "STIGMER_ACTIVITY_HEARTBEAT_TIMEOUT", defaults.activity_heartbeat_timeout
             ),
             grace_period=_float("STIGMER_GRACE_PERIOD", defaults.grace_period),
+            max_concurrent_activities=int(
+                _float("STIGMER_MAX_CONCURRENT_ACTIVITIES", defaults.max_concurrent_activities)
+            ),
             metrics_listen=os.environ.get("STIGMER_METRICS_LISTEN", ""),
             temporal_metrics_listen=os.environ.get("STIGMER_TEMPORAL_METRICS_LISTEN", ""),
             test_callback_delay=_float("STIGMER_TEST_CALLBACK_DELAY", 0.0),

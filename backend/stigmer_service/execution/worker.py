@@ -39,4 +39,8 @@ def create_worker(
         task_queue=settings.task_queue,
         workflows=[AgentExecutionWorkflow, CallbackWorkflow],
         activities=activities.all(),
+        # Every running execution holds a slot for its whole life in `caller_heartbeat` (which
+        # mostly sleeps); with Temporal's default of 100, the 101st concurrent call queued behind
+        # those loops until callers timed out (seen in the benchmarks).
+        max_concurrent_activities=settings.max_concurrent_activities,
     )
