@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import json
 import logging
 import pathlib
 import re
 import signal
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
@@ -116,10 +118,25 @@ def logging_to(path: pathlib.Path) -> Iterator[None]:
         for handler in logging.getLogger().handlers:
             handler.addFilter(_RedactTaskTokens())
         logging.captureWarnings(True)
+        # Coroutines of workflows evicted at shutdown can be collected late, even at interpreter
+        # exit, and Python prints their GeneratorExit on stderr: it belongs in the log too. The
+        # hook stays installed after this block, since that collection may happen later still.
+        sys.unraisablehook = functools.partial(_unraisable_to_file, path)
         try:
             yield
         finally:
             logging.getLogger().handlers.clear()
+
+
+def _unraisable_to_file(path: pathlib.Path, unraisable: Any) -> None:
+    text = "".join(
+        traceback.format_exception(
+            unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback
+        )
+    )
+    with contextlib.suppress(OSError), path.open("a", encoding="utf-8") as stream:
+        stream.write(f"{unraisable.err_msg or 'Exception ignored in'}: {unraisable.object!r}\n")
+        stream.write(_TASK_TOKEN.sub("TaskToken(<redacted>)", text))
 
 
 def phase_name(value: status_pb2.ExecutionPhase.ValueType) -> str:
