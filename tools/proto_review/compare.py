@@ -94,12 +94,13 @@ def _type_signature(field: FieldProto) -> str:
     return f"{label}{type_name}"
 
 
-def _reserved(ranges: object) -> frozenset[int]:
+def _reserved(ranges: object, *, end_inclusive: bool) -> frozenset[int]:
+    """Reserved numbers; message ranges are end-exclusive, enum ranges end-inclusive. Only the
+    first 10,000 numbers of a range are listed (`reserved 1000 to max` would be millions)."""
     numbers: set[int] = set()
     for reserved in ranges:  # type: ignore[attr-defined]
-        # Message ranges are end-exclusive, enum ranges end-inclusive; small ranges only.
-        end = reserved.end
-        numbers.update(range(reserved.start, min(end + 1, reserved.start + 10_000)))
+        end = reserved.end + 1 if end_inclusive else reserved.end
+        numbers.update(range(reserved.start, min(end, reserved.start + 10_000)))
     return frozenset(numbers)
 
 
@@ -124,18 +125,13 @@ def _index(descriptors: descriptor_pb2.FileDescriptorSet) -> _Api:
         for name, message in _walk_messages(package, file.message_type):
             if message.options.map_entry:
                 continue
-            message_end_exclusive = frozenset(
-                n
-                for r in message.reserved_range
-                for n in range(r.start, min(r.end, r.start + 10_000))
-            )
             api.messages[name] = _Message(
                 file=file.name,
                 package=package,
                 fields={
                     f.number: _Field(f.name, f.number, _type_signature(f)) for f in message.field
                 },
-                reserved_numbers=message_end_exclusive,
+                reserved_numbers=_reserved(message.reserved_range, end_inclusive=False),
             )
             enums.extend((f"{name}.{e.name}", e) for e in message.enum_type)
         for name, enum_proto in enums:
@@ -143,7 +139,7 @@ def _index(descriptors: descriptor_pb2.FileDescriptorSet) -> _Api:
                 file=file.name,
                 package=package,
                 values={v.number: v.name for v in enum_proto.value},
-                reserved_numbers=_reserved(enum_proto.reserved_range),
+                reserved_numbers=_reserved(enum_proto.reserved_range, end_inclusive=True),
             )
         for service in file.service:
             service_name = f"{package}.{service.name}"
