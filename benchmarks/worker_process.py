@@ -16,7 +16,7 @@ import typer
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from backend.common import logs
+from backend.common import logs, sandbox
 from backend.workflow_runner.activities import call_http
 from backend.workflow_runner.agent_call.activities import agent_call_activities
 from backend.workflow_runner.workflows import DslWorkflow
@@ -46,6 +46,7 @@ async def _run(
             baselines.bare_async,
         ],
         max_concurrent_activities=slots,
+        workflow_runner=sandbox.workflow_runner(),
         graceful_shutdown_timeout=timedelta(seconds=2),
     )
     async with worker:

@@ -13,7 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from backend.common import metrics as endpoints
-from backend.common import tracing
+from backend.common import sandbox, tracing
 from backend.workflow_runner import metrics
 from backend.workflow_runner.activities import call_http
 from backend.workflow_runner.agent_call.activities import agent_call_activities
@@ -45,6 +45,7 @@ def build_worker(
         activities=[call_http, *agent_activities],
         max_concurrent_activities=max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
+        workflow_runner=sandbox.workflow_runner(),
     )
 
 

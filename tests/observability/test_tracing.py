@@ -34,8 +34,8 @@ EXPECTED_CHAIN = [
     ("RunWorkflow:AgentExecutionWorkflow", "StartWorkflow:AgentExecutionWorkflow"),
     ("RunActivity:run_agent", "StartWorkflow:AgentExecutionWorkflow"),
     ("model call", "RunActivity:run_agent"),
-    ("RunActivity:deliver_callback", "StartWorkflow:AgentExecutionWorkflow"),
-    ("callback", "RunActivity:deliver_callback"),
+    # The activity that ran the agent calls the caller back itself.
+    ("callback", "RunActivity:run_agent"),
 ]
 
 

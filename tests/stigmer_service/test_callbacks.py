@@ -21,11 +21,12 @@ from ai.stigmer.agentic.agentexecution.v1 import (
 )
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from backend.common import temporal_dev_server
 from backend.stigmer_service import app
-from backend.stigmer_service.execution import worker
+from backend.stigmer_service.execution import callback, worker
 from backend.stigmer_service.execution.models import CallbackWorkflowInput
 from backend.stigmer_service.execution.workflows import CallbackWorkflow
 from tests.stigmer_service import caller
@@ -239,7 +240,7 @@ async def test_late_callback_is_recorded_as_already_closed(
     assert stored.status.callback.delivered_at.seconds > 0
 
 
-async def test_duplicate_callback_is_harmless(
+async def test_duplicate_callback_is_not_sent_and_would_be_harmless(
     stigmer: Stubs, temporal_client: Client, caller_queue: str
 ) -> None:
     agent = await stigmer.agent("echo")
@@ -252,20 +253,34 @@ async def test_duplicate_callback_is_harmless(
     execution = await next_execution()
     await wait_for(stigmer, execution.metadata.id, callback_settled)
     settings = stigmer.service.settings
+    # A second delivery of the same token (a racing cancel, an operator) is not sent at all.
     again = await temporal_client.execute_workflow(
         CallbackWorkflow.run,
         CallbackWorkflowInput(execution.metadata.id, worker.policy(settings)),
         id=f"duplicate-{uuid.uuid4()}",
         task_queue=settings.task_queue,
     )
-    assert again.state == status_pb2.CALLBACK_STATE_ALREADY_CLOSED
+    assert again.state == status_pb2.CALLBACK_STATE_DELIVERED
     stored = await stigmer.queries.GetAgentExecution(
         query_pb2.GetAgentExecutionRequest(id=execution.metadata.id)
     )
     assert stored.status.phase == status_pb2.EXECUTION_PHASE_COMPLETED
     assert stored.status.output == result["output"] == "once"
-    assert stored.status.callback.state == status_pb2.CALLBACK_STATE_ALREADY_CLOSED
-    assert stored.status.callback.attempts == 2
+    assert stored.status.callback.state == status_pb2.CALLBACK_STATE_DELIVERED
+    assert stored.status.callback.attempts == 1
+    # Were it sent, Temporal would refuse it: a token completes its activity once.
+    store = stigmer.service.store
+    token, _ = await store.load_token(execution.metadata.id)
+    record = await store.get_execution(execution.metadata.id)
+    with pytest.raises(RPCError) as refused:
+        await callback.send(temporal_client, store, token, record, rpc_timeout=5)
+    assert refused.value.status == RPCStatusCode.NOT_FOUND
+    # And a NOT_FOUND racing a delivery never turns DELIVERED into ALREADY_CLOSED.
+    assert not await store.record_callback(
+        execution.metadata.id,
+        for_token_hash=record.token_hash,
+        state=status_pb2.CALLBACK_STATE_ALREADY_CLOSED,
+    )
 
 
 async def assistant_messages(stigmer: Stubs, execution_id: str) -> int:

@@ -10,8 +10,7 @@ from typing import Any, TypeVar
 
 from opentelemetry.trace import StatusCode
 from temporalio import activity
-from temporalio.api.enums.v1 import WorkflowExecutionStatus
-from temporalio.client import AsyncActivityCancelledError, Client
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -21,13 +20,11 @@ from backend.stigmer_service.config import Settings
 from backend.stigmer_service.errors import NotFound
 from backend.stigmer_service.execution import callback
 from backend.stigmer_service.execution.models import (
-    CallerHeartbeatOutput,
     DeliverCallbackInput,
     DeliverCallbackOutput,
     ExecutionRef,
     FinishInput,
     FinishOutput,
-    MarkRunningOutput,
     RunAgentOutput,
 )
 from backend.stigmer_service.metrics import ServiceMetrics
@@ -74,29 +71,53 @@ class ExecutionActivities:
         self.metrics = metrics or ServiceMetrics()
 
     @activity.defn
-    async def mark_running(self, ref: ExecutionRef) -> MarkRunningOutput:
+    async def run_agent(self, ref: ExecutionRef) -> RunAgentOutput:
+        """Marks the execution running, runs the model on the message (secrets are decrypted only
+        here), records the answer and the end in one transaction, and calls the caller back
+        at once: the agent's end reaches the caller without another activity or workflow task.
+        The workflow retries a delivery that failed here."""
         started = await self.store.mark_running(ref.execution_id)
         execution = await self.store.get_execution(ref.execution_id)
-        # A retry finds RUNNING when an earlier attempt wrote it but its completion was lost (the
-        # worker was killed): the execution runs, it was not cancelled before it ran.
-        started = started or execution.phase == states.PHASE_RUNNING
-        log.info(
-            "execution started" if started else "execution not pending", **_log_fields(execution)
-        )
-        return MarkRunningOutput(started=started, has_token=execution.token_present)
-
-    @activity.defn
-    async def run_agent(self, ref: ExecutionRef) -> RunAgentOutput:
-        """Runs the model on the message; secrets are decrypted only here."""
-        execution = await self.store.get_execution(ref.execution_id)
         fields = _log_fields(execution)
+        if execution.phase in states.TERMINAL_PHASES:
+            # Cancelled before it ran, or a retry of an attempt that recorded the end but whose
+            # completion never reached Temporal (the worker died): deliver what is recorded,
+            # without running the agent a second time.
+            log.info("execution already ended", phase=execution.phase, **fields)
+            return await self._ended(execution)
+        if started:
+            log.info("execution started", **fields)
         recorded = [m for m in execution.messages if m.role == states.ROLE_ASSISTANT]
         if recorded:
-            # An earlier attempt got the model's answer and recorded it, but its completion never
-            # reached Temporal (the worker or the server died in between): the agent has run, so
-            # return its answer rather than running it a second time.
+            # An answer recorded through UpdateAgentExecutionStatus: the agent has answered.
             log.info("model answer already recorded", attempt=activity.info().attempt, **fields)
-            return RunAgentOutput(output=recorded[-1].content)
+            reply = recorded[-1].content
+        else:
+            reply = await self._model_answer(execution, fields)
+        wrote = await self.store.complete(execution.id, reply, append=not recorded)
+        execution = await self.store.get_execution(execution.id)
+        log.info(
+            "execution ended",
+            phase=execution.phase,
+            error_type=execution.error_type,
+            overwritten=not wrote,
+            **fields,
+        )
+        return await self._ended(execution)
+
+    async def _ended(self, execution: ExecutionRecord) -> RunAgentOutput:
+        state = execution.callback_state
+        if state == states.CALLBACK_WAITING:
+            # The first of the `callback_max_attempts` delivery attempts; the workflow makes
+            # the others.
+            state, _ = await self._deliver(
+                execution.id,
+                attempt=activity.info().attempt,
+                last_attempt=self.settings.callback_max_attempts <= 1,
+            )
+        return RunAgentOutput(phase=execution.phase, callback_state=state)
+
+    async def _model_answer(self, execution: ExecutionRecord, fields: dict[str, str]) -> str:
         try:
             agent = await self.store.get_agent(execution.agent_id)
         except NotFound as error:
@@ -159,9 +180,7 @@ class ExecutionActivities:
                 ) from None
             finally:
                 self.metrics.model_call.labels(provider_name).observe(time.monotonic() - started)
-        reply = placeholders.mask(reply, secret_values)
-        await self.store.append_message(execution.id, states.ROLE_ASSISTANT, reply)
-        return RunAgentOutput(output=reply)
+        return placeholders.mask(reply, secret_values)
 
     async def _heartbeating(self, call: Awaitable[T]) -> T:
         """Awaits `call`, heartbeating meanwhile so that a dead worker is noticed quickly."""
@@ -180,49 +199,6 @@ class ExecutionActivities:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
-
-    @activity.defn
-    async def caller_heartbeat(self, ref: ExecutionRef) -> CallerHeartbeatOutput:
-        """Keeps the caller's activity alive; returns when the caller was cancelled or closed."""
-        while True:
-            token, _ = await self.store.load_token(ref.execution_id)
-            if token:
-                try:
-                    await self.client.get_async_activity_handle(task_token=token).heartbeat()
-                except AsyncActivityCancelledError:
-                    return CallerHeartbeatOutput(True, "the caller's activity was cancelled")
-                except RPCError as error:
-                    if error.status == RPCStatusCode.NOT_FOUND and await self._caller_closed(
-                        ref.execution_id
-                    ):
-                        return CallerHeartbeatOutput(True, "the caller's workflow has closed")
-                    # Timed out or retried caller: a new attempt may still bring a new token.
-                    execution = await self.store.get_execution(ref.execution_id)
-                    log.info(
-                        "caller heartbeat not delivered",
-                        status=error.status.name if error.status else "",
-                        **_log_fields(execution),
-                    )
-            activity.heartbeat()
-            await asyncio.sleep(self.settings.caller_heartbeat_interval)
-
-    async def _caller_closed(self, execution_id: str) -> bool:
-        execution = await self.store.get_execution(execution_id)
-        workflow_id = str(execution.caller.get("workflowId", ""))
-        namespace = str(execution.caller.get("namespace", ""))
-        if not workflow_id or (namespace and namespace != self.client.namespace):
-            return False
-        run_id = str(execution.caller.get("runId", "")) or None
-        try:
-            description = await self.client.get_workflow_handle(
-                workflow_id, run_id=run_id
-            ).describe()
-        except RPCError:
-            return False
-        return bool(
-            description.raw_description.workflow_execution_info.status
-            != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
-        )
 
     @activity.defn
     async def finish(self, outcome: FinishInput) -> FinishOutput:
@@ -246,13 +222,31 @@ class ExecutionActivities:
 
     @activity.defn
     async def deliver_callback(self, request: DeliverCallbackInput) -> DeliverCallbackOutput:
-        """Completes, fails or cancels the caller's activity once; NOT_FOUND means already closed."""
-        token, hashed = await self.store.load_token(request.execution_id)
-        if not token:
-            return DeliverCallbackOutput(states.CALLBACK_NOT_REQUESTED)
-        execution = await self.store.get_execution(request.execution_id)
-        fields = _log_fields(execution) | {"token_hash": hashed}
+        """Completes, fails or cancels the caller's activity once; NOT_FOUND means already closed.
+        A failed attempt is retried by Temporal, up to `max_attempts`."""
         attempt = activity.info().attempt
+        state, error = await self._deliver(
+            request.execution_id, attempt=attempt, last_attempt=attempt >= request.max_attempts
+        )
+        if error is not None and state != states.CALLBACK_FAILED:
+            raise error
+        return DeliverCallbackOutput(state)
+
+    async def _deliver(
+        self, execution_id: str, *, attempt: int, last_attempt: bool = False
+    ) -> tuple[int, Exception | None]:
+        """One delivery attempt to the current token: the callback state it leaves, and the
+        error when it failed (WAITING, or FAILED on the last attempt)."""
+        token, hashed = await self.store.load_token(execution_id)
+        if not token:
+            return states.CALLBACK_NOT_REQUESTED, None
+        execution = await self.store.get_execution(execution_id)
+        if execution.token_hash == hashed and execution.callback_state in (
+            states.CALLBACK_DELIVERED,
+            states.CALLBACK_ALREADY_CLOSED,
+        ):
+            return execution.callback_state, None  # This token has had its callback.
+        fields = _log_fields(execution) | {"token_hash": hashed}
         await self._test_hold(attempt, fields)
         with tracing.tracer(__name__).start_as_current_span(
             "callback",
@@ -274,22 +268,18 @@ class ExecutionActivities:
                         self.settings.callback_rpc_timeout,
                     )
                 )
-            except RPCError as error:
-                if error.status == RPCStatusCode.NOT_FOUND:
+            except Exception as error:
+                if isinstance(error, RPCError) and error.status == RPCStatusCode.NOT_FOUND:
                     await self.store.record_callback(
                         execution.id, for_token_hash=hashed, state=states.CALLBACK_ALREADY_CLOSED
                     )
                     self.metrics.callback_already_closed()
                     span.set_attribute("stigmer.callback.outcome", "already_closed")
                     log.info("callback found the caller already closed", **fields)
-                    return DeliverCallbackOutput(states.CALLBACK_ALREADY_CLOSED)
+                    return states.CALLBACK_ALREADY_CLOSED, None
                 span.set_attribute("stigmer.callback.outcome", "error")
                 span.set_status(StatusCode.ERROR, type(error).__name__)
-                return await self._failed_attempt(execution.id, hashed, request, error, fields)
-            except Exception as error:
-                span.set_attribute("stigmer.callback.outcome", "error")
-                span.set_status(StatusCode.ERROR, type(error).__name__)
-                return await self._failed_attempt(execution.id, hashed, request, error, fields)
+                return await self._failed_attempt(execution.id, hashed, error, last_attempt, fields)
             await self.store.record_callback(
                 execution.id, for_token_hash=hashed, state=states.CALLBACK_DELIVERED
             )
@@ -297,7 +287,7 @@ class ExecutionActivities:
             outcome = states.OUTCOME_NAMES.get(execution.phase, "")
             span.set_attribute("stigmer.callback.outcome", outcome)
         log.info("callback delivered", outcome=outcome, **fields)
-        return DeliverCallbackOutput(states.CALLBACK_DELIVERED)
+        return states.CALLBACK_DELIVERED, None
 
     async def _test_hold(self, attempt: int, fields: dict[str, str]) -> None:
         """Test hook (STIGMER_TEST_CALLBACK_DELAY, unset in production): holds the first
@@ -312,27 +302,18 @@ class ExecutionActivities:
         self,
         execution_id: str,
         hashed: str,
-        request: DeliverCallbackInput,
         error: Exception,
+        last: bool,
         fields: dict[str, str],
-    ) -> DeliverCallbackOutput:
+    ) -> tuple[int, Exception]:
         description = f"{type(error).__name__}: {error}"
-        last = activity.info().attempt >= request.max_attempts
         state = states.CALLBACK_FAILED if last else states.CALLBACK_WAITING
         await self.store.record_callback(
             execution_id, for_token_hash=hashed, state=state, last_error=description
         )
         self.metrics.callback_error()
         log.warning("callback attempt failed", error=description, final=last, **fields)
-        if last:
-            return DeliverCallbackOutput(states.CALLBACK_FAILED)
-        raise error
+        return state, error
 
     def all(self) -> list[Any]:
-        return [
-            self.mark_running,
-            self.run_agent,
-            self.caller_heartbeat,
-            self.finish,
-            self.deliver_callback,
-        ]
+        return [self.run_agent, self.finish, self.deliver_callback]

@@ -11,7 +11,6 @@ class ExecutionPolicy:
 
     timeout_seconds: float = 600.0
     activity_heartbeat_timeout: float = 30.0
-    caller_heartbeat_timeout: float = 60.0
     model_max_attempts: int = 3
     model_retry_initial_interval: float = 1.0
     callback_max_attempts: int = 5
@@ -48,20 +47,22 @@ class ExecutionRef:
 
 
 @dataclasses.dataclass
-class MarkRunningOutput:
-    started: bool  # False when the execution had already left PENDING (cancelled first).
-    has_token: bool
-
-
-@dataclasses.dataclass
 class RunAgentOutput:
-    output: str
+    """The execution's recorded end (the agent's, or an earlier writer's such as a cancel) and
+    where its callback stands after the activity's own delivery attempt."""
+
+    phase: int
+    callback_state: int
 
 
 @dataclasses.dataclass
-class CallerHeartbeatOutput:
-    caller_cancelled: bool
-    reason: str = ""
+class CallerSweepInput:
+    """Input of the service's one caller-heartbeat workflow."""
+
+    # How long one activity sweeps before the workflow continues as new (keeps history short).
+    run_seconds: float = 600.0
+    # A dead sweeper is replaced by another replica's worker within this timeout.
+    heartbeat_timeout: float = 30.0
 
 
 @dataclasses.dataclass

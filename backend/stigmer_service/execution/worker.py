@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
+from backend.common import sandbox
 from backend.stigmer_service.config import Settings
+from backend.stigmer_service.execution import callers
 from backend.stigmer_service.execution.activities import ExecutionActivities
-from backend.stigmer_service.execution.models import ExecutionPolicy
+from backend.stigmer_service.execution.callers import CallerHeartbeats, CallerHeartbeatWorkflow
+from backend.stigmer_service.execution.models import CallerSweepInput, ExecutionPolicy
 from backend.stigmer_service.execution.workflows import AgentExecutionWorkflow, CallbackWorkflow
 from backend.stigmer_service.metrics import ServiceMetrics
 from backend.stigmer_service.store.repository import Store
@@ -17,11 +23,6 @@ def policy(settings: Settings, timeout_seconds: float | None = None) -> Executio
     return ExecutionPolicy(
         timeout_seconds=timeout_seconds or settings.default_execution_timeout,
         activity_heartbeat_timeout=settings.activity_heartbeat_timeout,
-        # The activity that heartbeats the caller must itself be retried on a live worker well
-        # before the caller's own heartbeat timeout (60 s) runs out when a service replica dies.
-        caller_heartbeat_timeout=max(
-            settings.caller_heartbeat_interval * 3, settings.activity_heartbeat_timeout
-        ),
         model_max_attempts=settings.model_max_attempts,
         model_retry_initial_interval=settings.model_retry_initial_interval,
         callback_max_attempts=settings.callback_max_attempts,
@@ -34,13 +35,24 @@ def create_worker(
 ) -> Worker:
     """The worker; tracing comes with the client's interceptors."""
     activities = ExecutionActivities(store, client, settings, metrics)
+    heartbeats = CallerHeartbeats(store, client, settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[AgentExecutionWorkflow, CallbackWorkflow],
-        activities=activities.all(),
-        # Every running execution holds a slot for its whole life in `caller_heartbeat` (which
-        # mostly sleeps); with Temporal's default of 100, the 101st concurrent call queued behind
-        # those loops until callers timed out (seen in the benchmarks).
+        workflows=[AgentExecutionWorkflow, CallbackWorkflow, CallerHeartbeatWorkflow],
+        activities=[*activities.all(), heartbeats.heartbeat_callers],
         max_concurrent_activities=settings.max_concurrent_activities,
+        workflow_runner=sandbox.workflow_runner(),
+    )
+
+
+async def start_caller_heartbeats(client: Client, settings: Settings) -> None:
+    """Starts the deployment's one caller sweeper, unless a replica already did."""
+    await client.start_workflow(
+        CallerHeartbeatWorkflow.run,
+        CallerSweepInput(heartbeat_timeout=settings.activity_heartbeat_timeout),
+        id=callers.workflow_id(settings.task_queue),
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        rpc_timeout=timedelta(seconds=settings.start_rpc_timeout),
     )

@@ -37,17 +37,20 @@ def callback_workflow_id(execution_id: str, token_hash: str) -> str:
     return f"agent-execution-{execution_id}-callback-{token_hash}"
 
 
-async def _deliver(execution_id: str, policy: ExecutionPolicy) -> int:
+async def _deliver(execution_id: str, policy: ExecutionPolicy, already_made: int = 0) -> int:
+    """Delivers the recorded end with retries: the attempts the policy allows, less those
+    already made (by `run_agent`)."""
+    attempts = max(1, policy.callback_max_attempts - already_made)
     result = await workflow.execute_activity_method(
         ExecutionActivities.deliver_callback,
-        DeliverCallbackInput(execution_id, policy.callback_max_attempts),
+        DeliverCallbackInput(execution_id, attempts),
         start_to_close_timeout=_SHORT,
         # The activity heartbeats: a delivery cut short by a crashed worker is retried on another
         # within this timeout rather than after the whole start-to-close timeout.
         heartbeat_timeout=timedelta(seconds=policy.activity_heartbeat_timeout),
         retry_policy=RetryPolicy(
             initial_interval=timedelta(seconds=policy.callback_retry_initial_interval),
-            maximum_attempts=policy.callback_max_attempts,
+            maximum_attempts=attempts,
         ),
     )
     return result.state
@@ -78,27 +81,31 @@ class AgentExecutionWorkflow:
         extra = {"execution_id": request.execution_id, "handshake_id": request.handshake_id}
         workflow.logger.info("execution workflow started", extra=extra)
         try:
-            outcome = await self._run(ref, request.policy)
+            ended = await self._run(ref, request.policy)
         except asyncio.CancelledError:
             # The workflow itself was cancelled (through Temporal): the execution is cancelled.
-            outcome = FinishInput(ref.execution_id, states.PHASE_CANCELLED)
-        final = await workflow.execute_activity_method(
-            ExecutionActivities.finish, outcome, start_to_close_timeout=_SHORT
-        )
-        state = await _deliver(ref.execution_id, request.policy)
+            ended = FinishInput(ref.execution_id, states.PHASE_CANCELLED)
+        if isinstance(ended, RunAgentOutput):
+            # The usual path: `run_agent` recorded the end and called the caller back itself.
+            phase, state = ended.phase, ended.callback_state
+            if state == states.CALLBACK_WAITING:
+                # Its attempt failed; the others are made here.
+                state = await _deliver(ref.execution_id, request.policy, already_made=1)
+        else:
+            final = await workflow.execute_activity_method(
+                ExecutionActivities.finish, ended, start_to_close_timeout=_SHORT
+            )
+            phase = final.phase
+            state = await _deliver(ref.execution_id, request.policy)
         workflow.logger.info(
-            "execution workflow ended",
-            extra=extra | {"phase": final.phase, "callback_state": state},
+            "execution workflow ended", extra=extra | {"phase": phase, "callback_state": state}
         )
-        return ExecutionWorkflowOutput(phase=final.phase)
+        return ExecutionWorkflowOutput(phase=phase)
 
-    async def _run(self, ref: ExecutionRef, policy: ExecutionPolicy) -> FinishInput:
-        started = await workflow.execute_activity_method(
-            ExecutionActivities.mark_running, ref, start_to_close_timeout=_SHORT
-        )
-        if not started.started:
-            # Cancelled before it ran: `finish` keeps the phase already written.
-            return FinishInput(ref.execution_id, states.PHASE_CANCELLED)
+    async def _run(
+        self, ref: ExecutionRef, policy: ExecutionPolicy
+    ) -> RunAgentOutput | FinishInput:
+        """The agent's recorded end, or the end to record: failed, timed out or cancelled."""
         agent = workflow.start_activity_method(
             ExecutionActivities.run_agent,
             ref,
@@ -109,54 +116,34 @@ class AgentExecutionWorkflow:
                 maximum_attempts=policy.model_max_attempts,
             ),
         )
-        pending: set[asyncio.Future[Any]] = {agent}
-        caller: asyncio.Future[Any] | None = None
-        if started.has_token:
-            caller = workflow.start_activity_method(
-                ExecutionActivities.caller_heartbeat,
-                ref,
-                start_to_close_timeout=timedelta(seconds=policy.timeout_seconds + 120),
-                heartbeat_timeout=timedelta(seconds=policy.caller_heartbeat_timeout),
-                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1)),
-            )
-            pending.add(caller)
         cancel = asyncio.ensure_future(
             workflow.wait_condition(lambda: self._cancel_reason is not None)
         )
-        pending.add(cancel)
-        deadline = workflow.now() + timedelta(seconds=policy.timeout_seconds)
         try:
-            while True:
-                remaining = (deadline - workflow.now()).total_seconds()
-                if remaining <= 0:
-                    return FinishInput(
-                        ref.execution_id,
-                        states.PHASE_FAILED,
-                        error_type=states.ERROR_TIMEOUT,
-                        error_message=f"the execution did not end within {policy.timeout_seconds:g}s",
-                    )
-                done, still = await workflow.wait(
-                    pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                )
-                pending = set(still)
-                if agent in done:
-                    return self._agent_outcome(ref, agent)
-                if cancel in done:
-                    return FinishInput(ref.execution_id, states.PHASE_CANCELLED)
-                if caller is not None and caller in done:
-                    try:
-                        seen = caller.result()
-                    except ActivityError:
-                        continue  # Heartbeating gave up; the agent still runs.
-                    if seen.caller_cancelled:
-                        workflow.logger.info("caller gone: %s", seen.reason)
-                        return FinishInput(ref.execution_id, states.PHASE_CANCELLED)
+            done, _ = await workflow.wait(
+                {agent, cancel},
+                timeout=policy.timeout_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if agent in done:
+                return self._agent_outcome(ref, agent)
+            if cancel in done:
+                workflow.logger.info("execution cancelled: %s", self._cancel_reason)
+                return FinishInput(ref.execution_id, states.PHASE_CANCELLED)
+            return FinishInput(
+                ref.execution_id,
+                states.PHASE_FAILED,
+                error_type=states.ERROR_TIMEOUT,
+                error_message=f"the execution did not end within {policy.timeout_seconds:g}s",
+            )
         finally:
-            for task in (agent, cancel, *(t for t in [caller] if t is not None)):
+            for task in (agent, cancel):
                 await _discard(task)
 
     @staticmethod
-    def _agent_outcome(ref: ExecutionRef, agent: asyncio.Future[Any]) -> FinishInput:
+    def _agent_outcome(
+        ref: ExecutionRef, agent: asyncio.Future[Any]
+    ) -> RunAgentOutput | FinishInput:
         try:
             result: RunAgentOutput = agent.result()
         except ActivityError as error:
@@ -176,7 +163,7 @@ class AgentExecutionWorkflow:
                 error_type=states.ERROR_MODEL,
                 error_message=str(cause or error),
             )
-        return FinishInput(ref.execution_id, states.PHASE_COMPLETED, output=result.output)
+        return result
 
 
 @workflow.defn

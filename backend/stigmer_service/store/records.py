@@ -102,3 +102,17 @@ class CallbackOverview:
     waiting: int  # Executions whose caller still waits for the callback.
     oldest_waiting: datetime.datetime | None  # Creation time of the oldest of them.
     failed: int  # Executions whose callback could not be delivered.
+
+
+@dataclasses.dataclass(repr=False)
+class WaitingCaller:
+    """A caller to heartbeat: its execution has not ended. Holds the clear token, so its repr
+    names only the execution and the token's hash."""
+
+    execution_id: str
+    token: bytes
+    token_hash: str
+    caller: dict[str, Any]
+
+    def __repr__(self) -> str:
+        return f"WaitingCaller({self.execution_id}, token_hash={self.token_hash})"

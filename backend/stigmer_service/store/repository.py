@@ -20,6 +20,7 @@ from backend.stigmer_service.store.records import (
     ExecutionRecord,
     MessageRecord,
     NewExecution,
+    WaitingCaller,
 )
 from backend.stigmer_service.store.tables import agents, executions, messages
 
@@ -480,7 +481,67 @@ class Store:
             )
         return bool(result.rowcount)
 
+    async def complete(self, execution_id: str, answer: str, *, append: bool = True) -> bool:
+        """Records the agent's answer and the COMPLETED phase in one transaction, unless the
+        execution has already ended; True if this call wrote them. `append=False`: the answer is
+        already among the messages.
+
+        One transaction rather than `append_message` then `finish`: the end reaches the caller
+        one commit sooner, and no reader ever sees the answer without the phase."""
+        at = now()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                executions.update()
+                .where((executions.c.id == execution_id) & _NOT_TERMINAL)
+                .values(
+                    phase=states.PHASE_COMPLETED,
+                    output=answer,
+                    completed_at=at,
+                    callback_outcome=states.OUTCOME_COMPLETED,
+                    version=executions.c.version + 1,
+                    updated_at=at,
+                )
+            )
+            if not result.rowcount:
+                return False
+            if append:
+                await conn.execute(
+                    messages.insert().values(
+                        execution_id=execution_id,
+                        role=states.ROLE_ASSISTANT,
+                        content=answer,
+                        created_at=at,
+                    )
+                )
+        return True
+
     # Callback --------------------------------------------------------------------------------
+
+    async def waiting_callers(self) -> list[WaitingCaller]:
+        """The callers of executions that have not ended, with their clear tokens (to heartbeat)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        executions.c.id,
+                        executions.c.token_enc,
+                        executions.c.token_hash,
+                        executions.c.caller,
+                    ).where(
+                        executions.c.phase.in_([states.PHASE_PENDING, states.PHASE_RUNNING])
+                        & executions.c.token_enc.is_not(None)
+                    )
+                )
+            ).all()
+        return [
+            WaitingCaller(
+                execution_id=row.id,
+                token=self.cipher.decrypt_bytes(row.token_enc),
+                token_hash=row.token_hash,
+                caller=dict(row.caller or {}),
+            )
+            for row in rows
+        ]
 
     async def load_token(self, execution_id: str) -> tuple[bytes, str]:
         """The clear callback token (empty when none) and its hash."""
@@ -522,7 +583,11 @@ class Store:
             result = await conn.execute(
                 executions.update()
                 .where(
-                    (executions.c.id == execution_id) & (executions.c.token_hash == for_token_hash)
+                    (executions.c.id == execution_id)
+                    & (executions.c.token_hash == for_token_hash)
+                    # Two racing deliveries of one token (the agent's end and a cancel): the
+                    # loser's NOT_FOUND must not turn the winner's DELIVERED into ALREADY_CLOSED.
+                    & (executions.c.callback_state != states.CALLBACK_DELIVERED)
                 )
                 .values(**values)
             )
