@@ -84,40 +84,56 @@ class ExecutionActivities:
             # completion never reached Temporal (the worker died): deliver what is recorded,
             # without running the agent a second time.
             log.info("execution already ended", phase=execution.phase, **fields)
-            return await self._ended(execution)
+            return await self._ended(execution.id)
         if started:
             log.info("execution started", **fields)
         recorded = [m for m in execution.messages if m.role == states.ROLE_ASSISTANT]
+        slug: str | None = None
         if recorded:
             # An answer recorded through UpdateAgentExecutionStatus: the agent has answered.
             log.info("model answer already recorded", attempt=activity.info().attempt, **fields)
             reply = recorded[-1].content
         else:
-            reply = await self._model_answer(execution, fields)
+            reply, slug = await self._model_answer(execution, fields)
         wrote = await self.store.complete(execution.id, reply, append=not recorded)
-        execution = await self.store.get_execution(execution.id)
-        log.info(
-            "execution ended",
-            phase=execution.phase,
-            error_type=execution.error_type,
-            overwritten=not wrote,
-            **fields,
-        )
-        return await self._ended(execution)
+        return await self._ended(execution.id, fields=fields, wrote=wrote, agent_slug=slug)
 
-    async def _ended(self, execution: ExecutionRecord) -> RunAgentOutput:
+    async def _ended(
+        self,
+        execution_id: str,
+        *,
+        fields: dict[str, str] | None = None,
+        wrote: bool = False,
+        agent_slug: str | None = None,
+    ) -> RunAgentOutput:
+        """Logs the end (when this activity recorded it) and makes the first delivery attempt."""
+        execution, token, hashed = await self.store.for_delivery(execution_id)
+        if fields is not None:
+            log.info(
+                "execution ended",
+                phase=execution.phase,
+                error_type=execution.error_type,
+                overwritten=not wrote,
+                **fields,
+            )
         state = execution.callback_state
-        if state == states.CALLBACK_WAITING:
+        if state == states.CALLBACK_WAITING and token:
             # The first of the `callback_max_attempts` delivery attempts; the workflow makes
             # the others.
-            state, _ = await self._deliver(
-                execution.id,
+            state, _ = await self._deliver_to(
+                execution,
+                token,
+                hashed,
                 attempt=activity.info().attempt,
                 last_attempt=self.settings.callback_max_attempts <= 1,
+                agent_slug=agent_slug,
             )
         return RunAgentOutput(phase=execution.phase, callback_state=state)
 
-    async def _model_answer(self, execution: ExecutionRecord, fields: dict[str, str]) -> str:
+    async def _model_answer(
+        self, execution: ExecutionRecord, fields: dict[str, str]
+    ) -> tuple[str, str]:
+        """The model's answer (secrets masked) and the agent's slug."""
         try:
             agent = await self.store.get_agent(execution.agent_id)
         except NotFound as error:
@@ -180,7 +196,7 @@ class ExecutionActivities:
                 ) from None
             finally:
                 self.metrics.model_call.labels(provider_name).observe(time.monotonic() - started)
-        return placeholders.mask(reply, secret_values)
+        return placeholders.mask(reply, secret_values), agent.slug
 
     async def _heartbeating(self, call: Awaitable[T]) -> T:
         """Awaits `call`, heartbeating meanwhile so that a dead worker is noticed quickly."""
@@ -237,15 +253,25 @@ class ExecutionActivities:
     ) -> tuple[int, Exception | None]:
         """One delivery attempt to the current token: the callback state it leaves, and the
         error when it failed (WAITING, or FAILED on the last attempt)."""
-        token, hashed = await self.store.load_token(execution_id)
+        execution, token, hashed = await self.store.for_delivery(execution_id)
         if not token:
             return states.CALLBACK_NOT_REQUESTED, None
-        execution = await self.store.get_execution(execution_id)
-        if execution.token_hash == hashed and execution.callback_state in (
-            states.CALLBACK_DELIVERED,
-            states.CALLBACK_ALREADY_CLOSED,
-        ):
+        if execution.callback_state in (states.CALLBACK_DELIVERED, states.CALLBACK_ALREADY_CLOSED):
             return execution.callback_state, None  # This token has had its callback.
+        return await self._deliver_to(
+            execution, token, hashed, attempt=attempt, last_attempt=last_attempt
+        )
+
+    async def _deliver_to(
+        self,
+        execution: ExecutionRecord,
+        token: bytes,
+        hashed: str,
+        *,
+        attempt: int,
+        last_attempt: bool,
+        agent_slug: str | None = None,
+    ) -> tuple[int, Exception | None]:
         fields = _log_fields(execution) | {"token_hash": hashed}
         await self._test_hold(attempt, fields)
         with tracing.tracer(__name__).start_as_current_span(
@@ -266,6 +292,7 @@ class ExecutionActivities:
                         token,
                         execution,
                         self.settings.callback_rpc_timeout,
+                        agent_slug,
                     )
                 )
             except Exception as error:

@@ -15,12 +15,16 @@ from backend.stigmer_service.store.records import ExecutionRecord
 from backend.stigmer_service.store.repository import Store
 
 
-async def result_payload(store: Store, execution: ExecutionRecord) -> dict[str, Any]:
+async def result_payload(
+    store: Store, execution: ExecutionRecord, agent_slug: str | None = None
+) -> dict[str, Any]:
     """The success payload, shaped like the runner's CallAgentOutput."""
-    try:
-        slug = (await store.get_agent(execution.agent_id)).slug
-    except NotFound:
-        slug = ""
+    slug = agent_slug
+    if slug is None:
+        try:
+            slug = (await store.get_agent(execution.agent_id)).slug
+        except NotFound:
+            slug = ""
     return {
         "execution_id": execution.id,
         "output": execution.output,
@@ -31,13 +35,21 @@ async def result_payload(store: Store, execution: ExecutionRecord) -> dict[str, 
 
 
 async def send(
-    client: Client, store: Store, token: bytes, execution: ExecutionRecord, rpc_timeout: float
+    client: Client,
+    store: Store,
+    token: bytes,
+    execution: ExecutionRecord,
+    rpc_timeout: float,
+    agent_slug: str | None = None,
 ) -> None:
-    """One delivery attempt; raises the Temporal RPCError when it fails."""
+    """One delivery attempt; raises the Temporal RPCError when it fails. `agent_slug`: the
+    agent's, when the caller already has it (saves a query)."""
     handle = client.get_async_activity_handle(task_token=token)
     timeout = datetime.timedelta(seconds=rpc_timeout)
     if execution.phase == states.PHASE_COMPLETED:
-        await handle.complete(await result_payload(store, execution), rpc_timeout=timeout)
+        await handle.complete(
+            await result_payload(store, execution, agent_slug), rpc_timeout=timeout
+        )
     elif execution.phase == states.PHASE_FAILED:
         error = ApplicationError(
             execution.error_message or execution.error_type,

@@ -336,6 +336,18 @@ class Store:
             record.messages = await self._messages(conn, [execution_id])
         return record
 
+    async def for_delivery(self, execution_id: str) -> tuple[ExecutionRecord, bytes, str]:
+        """The execution without its messages, its clear callback token (empty when none) and
+        the token's hash: what a callback needs, in one query."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(executions.select().where(executions.c.id == execution_id))
+            ).first()
+        if row is None:
+            raise NotFound(f"execution {execution_id} not found")
+        token = b"" if row.token_enc is None else self.cipher.decrypt_bytes(row.token_enc)
+        return _execution(row), token, row.token_hash if token else ""
+
     async def execution_version(self, execution_id: str) -> int | None:
         async with self.engine.connect() as conn:
             version = await conn.scalar(
