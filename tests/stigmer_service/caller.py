@@ -34,6 +34,8 @@ class CallInput:
     # Temporal retries it, after `retry_interval`, with a new token).
     first_attempt: str = "wait"
     retry_interval: float = 0.1
+    # As the workflow runner's: the service must heartbeat the activity within it.
+    heartbeat_timeout: float = 60.0
 
 
 # Every token the calling activity handed over, and every execution id it got, in order.
@@ -89,7 +91,7 @@ class CallerWorkflow:
             call_agent,
             call,
             start_to_close_timeout=timedelta(seconds=call.activity_timeout),
-            heartbeat_timeout=timedelta(seconds=60),
+            heartbeat_timeout=timedelta(seconds=call.heartbeat_timeout),
             retry_policy=RetryPolicy(
                 maximum_attempts=call.max_attempts,
                 initial_interval=timedelta(seconds=call.retry_interval),

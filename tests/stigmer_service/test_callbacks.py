@@ -26,7 +26,7 @@ from temporalio.worker import Worker
 
 from backend.common import temporal_dev_server
 from backend.stigmer_service import app
-from backend.stigmer_service.execution import callback, worker
+from backend.stigmer_service.execution import callback, callers, worker
 from backend.stigmer_service.execution.models import CallbackWorkflowInput
 from backend.stigmer_service.execution.workflows import CallbackWorkflow
 from tests.stigmer_service import caller
@@ -214,6 +214,31 @@ async def test_cancelling_the_callers_workflow_cancels_the_execution(
     assert stored.status.phase == status_pb2.EXECUTION_PHASE_CANCELLED
     assert stored.status.callback.state == status_pb2.CALLBACK_STATE_DELIVERED
     assert stored.status.callback.outcome == status_pb2.CALLBACK_OUTCOME_CANCELLED
+
+
+async def test_one_sweeper_keeps_a_long_waiting_caller_alive(
+    stigmer: Stubs, temporal_client: Client, caller_queue: str
+) -> None:
+    """The agent runs three times the caller's heartbeat timeout; the service's one caller
+    sweeper (every 0.5 s here) keeps the caller's activity alive meanwhile."""
+    settings = stigmer.service.settings
+    sweeper = temporal_client.get_workflow_handle(callers.workflow_id(settings.task_queue))
+    first_run = (await sweeper.describe()).run_id
+    # Another replica starting (or this one restarting) joins the running sweeper.
+    await worker.start_caller_heartbeats(temporal_client, settings)
+    assert (await sweeper.describe()).run_id == first_run
+    agent = await stigmer.agent("echo")
+    handle = await start_call(
+        temporal_client,
+        caller_queue,
+        caller.CallInput(
+            stigmer.endpoint, agent.metadata.id, "#sleep=6 #reply=still here", heartbeat_timeout=2
+        ),
+    )
+    result = await asyncio.wait_for(handle.result(), WAIT)
+    assert result["output"] == "still here"
+    history = await handle.fetch_history()
+    assert not any(e.activity_task_timed_out_event_attributes.ByteSize() for e in history.events)
 
 
 async def test_late_callback_is_recorded_as_already_closed(

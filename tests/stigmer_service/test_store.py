@@ -139,6 +139,79 @@ async def test_a_new_token_replaces_the_stored_one(store: Store) -> None:
     )
 
 
+async def test_complete_writes_answer_and_end_at_once_and_returns_the_current_token(
+    store: Store,
+) -> None:
+    agent = await agent_id(store)
+    execution = (await store.create_execution(new(agent, key="k", token=b"token-1"))).execution
+    assert await store.mark_running(execution.id)
+    # A retried caller replaced the token while the agent ran: the end goes to the new one.
+    await store.create_execution(new(agent, key="k", token=b"token-2"))
+    ended = await store.complete(execution.id, "the answer")
+    assert ended is not None
+    record, token, hashed = ended
+    assert (record.phase, record.output) == (states.PHASE_COMPLETED, "the answer")
+    assert record.callback_outcome == states.OUTCOME_COMPLETED
+    assert record.callback_state == states.CALLBACK_WAITING
+    assert token == b"token-2" and hashed == record.token_hash
+    stored = await store.get_execution(execution.id)
+    assert [(m.role, m.content) for m in stored.messages] == [
+        (states.ROLE_USER, "hi"),
+        (states.ROLE_ASSISTANT, "the answer"),
+    ]
+    assert stored.completed_at == record.completed_at is not None
+    # Ended: a late answer changes nothing and adds no message.
+    assert await store.complete(execution.id, "late") is None
+    assert len((await store.get_execution(execution.id)).messages) == 2
+
+
+async def test_complete_racing_a_cancel_has_one_winner(store: Store) -> None:
+    agent = await agent_id(store)
+    for _ in range(5):
+        execution = (await store.create_execution(new(agent))).execution
+        completed, cancelled = await asyncio.gather(
+            store.complete(execution.id, "answer"),
+            store.finish(execution.id, phase=states.PHASE_CANCELLED),
+        )
+        assert (completed is not None) != cancelled
+        stored = await store.get_execution(execution.id)
+        answers = [m for m in stored.messages if m.role == states.ROLE_ASSISTANT]
+        if cancelled:
+            assert stored.phase == states.PHASE_CANCELLED and not answers
+        else:
+            assert stored.phase == states.PHASE_COMPLETED and len(answers) == 1
+
+
+async def test_waiting_callers_are_the_unended_executions_with_a_token(store: Store) -> None:
+    agent = await agent_id(store)
+    pending = (await store.create_execution(new(agent, token=b"t-pending"))).execution
+    running = (await store.create_execution(new(agent, token=b"t-running"))).execution
+    await store.mark_running(running.id)
+    ended = (await store.create_execution(new(agent, token=b"t-ended"))).execution
+    await store.finish(ended.id, phase=states.PHASE_FAILED, error_type="X")
+    await store.create_execution(new(agent))  # No caller waits.
+    waiting = {c.execution_id: c for c in await store.waiting_callers()}
+    assert set(waiting) == {pending.id, running.id}
+    assert waiting[running.id].token == b"t-running"
+    assert waiting[running.id].token_hash == running.token_hash
+    assert b"t-running" not in repr(waiting[running.id]).encode()
+
+
+async def test_a_delivered_callback_is_never_downgraded(store: Store) -> None:
+    execution = (await store.create_execution(new(await agent_id(store), token=b"t"))).execution
+    await store.finish(execution.id, phase=states.PHASE_COMPLETED)
+    hashed = execution.token_hash
+    assert await store.record_callback(
+        execution.id, for_token_hash=hashed, state=states.CALLBACK_DELIVERED
+    )
+    # The loser of two racing deliveries sees NOT_FOUND: it must not overwrite the winner.
+    assert not await store.record_callback(
+        execution.id, for_token_hash=hashed, state=states.CALLBACK_ALREADY_CLOSED
+    )
+    stored = await store.get_execution(execution.id)
+    assert (stored.callback_state, stored.callback_attempts) == (states.CALLBACK_DELIVERED, 1)
+
+
 async def test_secrets_and_tokens_are_encrypted_at_rest(store: Store) -> None:
     agent = await agent_id(store)
     created = await store.create_execution(

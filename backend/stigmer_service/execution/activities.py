@@ -84,7 +84,7 @@ class ExecutionActivities:
             # completion never reached Temporal (the worker died): deliver what is recorded,
             # without running the agent a second time.
             log.info("execution already ended", phase=execution.phase, **fields)
-            return await self._ended(execution.id)
+            return await self._ended(*await self.store.for_delivery(execution.id))
         if started:
             log.info("execution started", **fields)
         recorded = [m for m in execution.messages if m.role == states.ROLE_ASSISTANT]
@@ -95,27 +95,28 @@ class ExecutionActivities:
             reply = recorded[-1].content
         else:
             reply, slug = await self._model_answer(execution, fields)
-        wrote = await self.store.complete(execution.id, reply, append=not recorded)
-        return await self._ended(execution.id, fields=fields, wrote=wrote, agent_slug=slug)
+        ended = await self.store.complete(execution.id, reply, append=not recorded)
+        # None: another writer (a cancel) ended it first; its end is what the caller gets.
+        wrote = ended is not None
+        ended = ended or await self.store.for_delivery(execution.id)
+        log.info(
+            "execution ended",
+            phase=ended[0].phase,
+            error_type=ended[0].error_type,
+            overwritten=not wrote,
+            **fields,
+        )
+        return await self._ended(*ended, agent_slug=slug)
 
     async def _ended(
         self,
-        execution_id: str,
+        execution: ExecutionRecord,
+        token: bytes,
+        hashed: str,
         *,
-        fields: dict[str, str] | None = None,
-        wrote: bool = False,
         agent_slug: str | None = None,
     ) -> RunAgentOutput:
-        """Logs the end (when this activity recorded it) and makes the first delivery attempt."""
-        execution, token, hashed = await self.store.for_delivery(execution_id)
-        if fields is not None:
-            log.info(
-                "execution ended",
-                phase=execution.phase,
-                error_type=execution.error_type,
-                overwritten=not wrote,
-                **fields,
-            )
+        """Makes the first delivery attempt of a recorded end."""
         state = execution.callback_state
         if state == states.CALLBACK_WAITING and token:
             # The first of the `callback_max_attempts` delivery attempts; the workflow makes

@@ -345,6 +345,9 @@ class Store:
             ).first()
         if row is None:
             raise NotFound(f"execution {execution_id} not found")
+        return self._delivery(row)
+
+    def _delivery(self, row: Any) -> tuple[ExecutionRecord, bytes, str]:
         token = b"" if row.token_enc is None else self.cipher.decrypt_bytes(row.token_enc)
         return _execution(row), token, row.token_hash if token else ""
 
@@ -493,29 +496,34 @@ class Store:
             )
         return bool(result.rowcount)
 
-    async def complete(self, execution_id: str, answer: str, *, append: bool = True) -> bool:
+    async def complete(
+        self, execution_id: str, answer: str, *, append: bool = True
+    ) -> tuple[ExecutionRecord, bytes, str] | None:
         """Records the agent's answer and the COMPLETED phase in one transaction, unless the
-        execution has already ended; True if this call wrote them. `append=False`: the answer is
-        already among the messages.
+        execution has already ended (None). `append=False`: the answer is already among the
+        messages.
 
-        One transaction rather than `append_message` then `finish`: the end reaches the caller
-        one commit sooner, and no reader ever sees the answer without the phase."""
+        Returns what `for_delivery` would, read by the same statement (UPDATE ... RETURNING):
+        the callback goes out one query sooner, to the token current at the end."""
         at = now()
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                executions.update()
-                .where((executions.c.id == execution_id) & _NOT_TERMINAL)
-                .values(
-                    phase=states.PHASE_COMPLETED,
-                    output=answer,
-                    completed_at=at,
-                    callback_outcome=states.OUTCOME_COMPLETED,
-                    version=executions.c.version + 1,
-                    updated_at=at,
+            row = (
+                await conn.execute(
+                    executions.update()
+                    .where((executions.c.id == execution_id) & _NOT_TERMINAL)
+                    .values(
+                        phase=states.PHASE_COMPLETED,
+                        output=answer,
+                        completed_at=at,
+                        callback_outcome=states.OUTCOME_COMPLETED,
+                        version=executions.c.version + 1,
+                        updated_at=at,
+                    )
+                    .returning(*executions.c)
                 )
-            )
-            if not result.rowcount:
-                return False
+            ).first()
+            if row is None:
+                return None
             if append:
                 await conn.execute(
                     messages.insert().values(
@@ -525,7 +533,7 @@ class Store:
                         created_at=at,
                     )
                 )
-        return True
+        return self._delivery(row)
 
     # Callback --------------------------------------------------------------------------------
 
