@@ -52,7 +52,7 @@ class Settings:
     # How often `watch` looks for changes in the database.
     watch_poll_interval: float = 0.2
     grace_period: float = 10.0
-    # Activity slots of the execution worker: one per running execution (its caller heartbeat)
+    # Activity slots of the execution worker: one per running agent (`run_agent` awaits the model)
     # plus the short activities; size it for the concurrent calls one replica should carry.
     max_concurrent_activities: int = 2000
     # HOST:PORT of the Prometheus endpoint of our metrics, and of Temporal's SDK metrics;
