@@ -18,7 +18,7 @@ from benchmarks.latency import LatencyResult
 from benchmarks.models import BARE, HANDSHAKE, HANDSHAKE_SERVICE
 from benchmarks.profiling import ProfileRow
 from benchmarks.stats import Summary
-from benchmarks.throughput import DSL, ThroughputResult
+from benchmarks.throughput import DSL, PROCESSES, ThroughputResult
 
 RSS_TARGET_MB = 300.0
 LATENCY_TARGET_RATIO = 1.5
@@ -154,19 +154,31 @@ def markdown(results: Results) -> str:
     out.append("")
 
     out += ["## 3. Throughput (all calls started at once, until the last result)", ""]
+    cpu_columns = " | ".join(f"CPU ms/call: {name}" for name in PROCESSES)
     out += [
-        "| design | calls/run | calls per second | ratio to floor | failed calls |",
-        "| --- | --- | --- | --- | --- |",
+        f"| design | calls/run | calls per second | ratio to floor | failed calls | {cpu_columns} |",
+        "| --- | --- | --- | --- | --- |" + " --- |" * len(PROCESSES),
     ]
     for design, rates in _throughput_by_design(results).items():
         ratio = (
             "1.0x" if design == FLOOR else f"{Summary.of(_throughput_ratios(results)).format(2)}x"
         )
+        cpu = " | ".join(
+            Summary.of([r.cpu_ms_per_call.get(name, 0.0) for r in rates]).format()
+            for name in PROCESSES
+        )
         out.append(
             f"| {design} | {rates[0].calls} | {Summary.of([r.per_second for r in rates]).format()} "
-            f"| {ratio} | {sum(r.failed for r in rates)} |"
+            f"| {ratio} | {sum(r.failed for r in rates)} | {cpu} |"
         )
-    out.append("")
+    out += [
+        "",
+        "CPU per call: user + system seconds of each process over the run, divided by the calls "
+        "(`temporal`: the dev server; `worker`: the workflow runner's worker; `service+driver`: "
+        "the Stigmer service with its execution worker, and the driver, one process). Two cores "
+        "give at most 2,000 CPU ms per second: the sum of a row bounds its calls per second.",
+        "",
+    ]
 
     for name, rows in results.profiles.items():
         out += [f"## Profile: {name} (top by own time)", ""]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 import uuid
 from typing import Any
 
+import psutil  # type: ignore[import-untyped]
 from temporalio.client import WorkflowHandle
 
 from backend.workflow_runner.agent_call.models import CallAgentInput
@@ -36,27 +38,47 @@ ONE_CALL: dict[str, Any] = {
 DSL = "handshake (DSL → service)"
 
 
+# The three processes whose CPU a call costs: where the time goes, per call.
+PROCESSES = ("temporal", "worker", "service+driver")
+
+
 @dataclasses.dataclass
 class ThroughputResult:
     design: str
     calls: int
     seconds: float
     failed: int = 0  # calls whose workflow failed (counted out of the rate)
+    # CPU milliseconds per call of each process over the run (user + system).
+    cpu_ms_per_call: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def per_second(self) -> float:
         return (self.calls - self.failed) / self.seconds
 
 
+def _cpu_seconds(rig: Rig) -> dict[str, float]:
+    pids = [rig.server.process.pid, rig.worker.pid if rig.worker else 0, os.getpid()]
+    seconds = {}
+    for name, pid in zip(PROCESSES, pids, strict=True):
+        try:
+            times = psutil.Process(pid).cpu_times()
+            seconds[name] = times.user + times.system
+        except psutil.Error:
+            seconds[name] = 0.0
+    return seconds
+
+
 async def _timed(
-    design: str, calls: int, start: Any, check: Any, timeout: float
+    rig: Rig, design: str, calls: int, start: Any, check: Any, timeout: float
 ) -> ThroughputResult:
+    cpu_before = _cpu_seconds(rig)
     began = time.monotonic()
     handles: list[WorkflowHandle[Any, Any]] = await driver.start_all(calls, start)
     results = await asyncio.wait_for(
         asyncio.gather(*(h.result() for h in handles), return_exceptions=True), timeout
     )
     elapsed = time.monotonic() - began
+    cpu_after = _cpu_seconds(rig)
     failed = 0
     for index, result in enumerate(results):
         if isinstance(result, BaseException):
@@ -64,7 +86,8 @@ async def _timed(
             failed += 1
         else:
             check(index, result)
-    return ThroughputResult(design, calls, elapsed, failed)
+    cpu = {name: (cpu_after[name] - cpu_before[name]) * 1000 / calls for name in PROCESSES}
+    return ThroughputResult(design, calls, elapsed, failed, cpu)
 
 
 async def run_bare(rig: Rig, calls: int) -> ThroughputResult:
@@ -97,7 +120,7 @@ async def run_bare(rig: Rig, calls: int) -> ThroughputResult:
         assert result.result["output"] == "done", result
 
     try:
-        return await _timed(f"{BARE} (floor)", calls, start, check, 60 + calls)
+        return await _timed(rig, f"{BARE} (floor)", calls, start, check, 60 + calls)
     finally:
         rig.fake.on_create = None
 
@@ -118,4 +141,4 @@ async def run_dsl(rig: Rig, calls: int) -> ThroughputResult:
         # The offline model answers "<agent>: <message>": proof that the agent really ran.
         assert f"call {index}" in str(result), result
 
-    return await _timed(DSL, calls, start, check, 60 + calls)
+    return await _timed(rig, DSL, calls, start, check, 60 + calls)
