@@ -44,11 +44,16 @@ def task_queue(name: str) -> str:
 
 
 async def start_all(
-    count: int, start: Callable[[int], Awaitable[WorkflowHandle[Any, Any]]]
+    count: int,
+    start: Callable[[int], Awaitable[WorkflowHandle[Any, Any]]],
+    per_second: float = 0.0,
 ) -> list[WorkflowHandle[Any, Any]]:
+    """Starts `count` workflows: all at once, or `per_second` of them each second."""
     gate = asyncio.Semaphore(START_CONCURRENCY)
 
     async def one(index: int) -> WorkflowHandle[Any, Any]:
+        if per_second:
+            await asyncio.sleep(index / per_second)
         async with gate:
             return await start(index)
 
@@ -61,6 +66,7 @@ async def start_bench_calls(
     design: str,
     messages: Sequence[str],
     endpoint: str,
+    per_second: float = 0.0,
 ) -> list[WorkflowHandle[Any, Any]]:
     prefix = uuid.uuid4().hex[:8]
 
@@ -73,7 +79,7 @@ async def start_bench_calls(
             task_queue=queue,
         )
 
-    return await start_all(len(messages), start)
+    return await start_all(len(messages), start, per_second)
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float, every: float = 0.1) -> bool:

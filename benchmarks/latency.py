@@ -18,6 +18,9 @@ from benchmarks.stats import percentile
 # Agents end at a random moment in this window after their call was created, so that ends do
 # not line up with the polling design's 2 s poll.
 END_AFTER_SECONDS = (0.5, 2.5)
+# Calls start at this steady rate: latency at a load every design sustains (well under the
+# handshake's throughput, see measurement 3), not the queueing of a burst.
+CALLS_PER_SECOND = 5.0
 
 
 @dataclasses.dataclass
@@ -74,6 +77,7 @@ async def run_fake_side(rig: Rig, design: str, calls: int) -> LatencyResult:
             design,
             [f"latency {i}" for i in range(calls)],
             rig.fake_endpoint,
+            CALLS_PER_SECOND,
         )
         outputs = await _results(handles, 60 + calls * 0.5)
     finally:
@@ -86,7 +90,7 @@ async def run_service(rig: Rig, calls: int) -> LatencyResult:
     low, high = END_AFTER_SECONDS
     messages = [f"latency {i} #sleep={random.uniform(low, high):.3f}" for i in range(calls)]
     handles = await driver.start_bench_calls(
-        rig.client, rig.queue, HANDSHAKE_SERVICE, messages, rig.fake_endpoint
+        rig.client, rig.queue, HANDSHAKE_SERVICE, messages, rig.fake_endpoint, CALLS_PER_SECOND
     )
     outputs = await _results(handles, 60 + calls * 0.5)
     latencies: list[float] = []

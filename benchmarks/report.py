@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
 from benchmarks.capacity import CapacityResult
-from benchmarks.latency import LatencyResult
+from benchmarks.latency import CALLS_PER_SECOND, END_AFTER_SECONDS, LatencyResult
 from benchmarks.models import BARE, HANDSHAKE, HANDSHAKE_SERVICE
 from benchmarks.profiling import ProfileRow
 from benchmarks.stats import Summary
@@ -138,7 +138,13 @@ def markdown(results: Results) -> str:
         )
     out.append("")
 
-    out += ["## 2. Callback latency (agent's end → caller's workflow resumes), ms", ""]
+    out += [
+        "## 2. Callback latency (agent's end → caller's workflow resumes), ms",
+        "",
+        f"Calls start at {CALLS_PER_SECOND:g} per second; each agent ends "
+        f"{END_AFTER_SECONDS[0]:g} to {END_AFTER_SECONDS[1]:g} s after its call was created.",
+        "",
+    ]
     out += [
         "| design | calls/run | p50 | p95 | p99 | p50 / floor p50 |",
         "| --- | --- | --- | --- | --- | --- |",
