@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import datetime
+import os
 import pathlib
 import pstats
 import signal
@@ -130,9 +131,6 @@ def main(
         machine=machine.describe(),
         command="./pants bench " + " ".join(sys.argv[1:]) if sys.argv[1:] else "./pants bench",
     )
-    results.notes.append(
-        "The run shared its 2 cores with other work on the machine (see the load average)."
-    )
     typer.echo(f"results in {out}")
 
     async def everything() -> None:
@@ -155,6 +153,11 @@ def main(
         results.notes.append("The run was interrupted; the tables hold what was measured.")
     finally:
         results.seconds = time.monotonic() - started
+        # Other work on the machine shows here (the run itself keeps the cores busy).
+        results.notes.append(
+            "Load average at the end of the run: "
+            + " ".join(f"{value:.2f}" for value in os.getloadavg())
+        )
         (out / "results.md").write_text(report.markdown(results))
         report.chart(results, out / "chart.png")
         log_file.close()
