@@ -17,7 +17,10 @@ from backend.common import metrics as endpoints
 from backend.common import tracing
 from backend.stigmer_service import crypto, logs, server
 from backend.stigmer_service.config import Settings
-from backend.stigmer_service.execution.worker import create_worker, start_caller_heartbeats
+from backend.stigmer_service.execution.worker import (
+    create_worker,
+    keep_starting_caller_heartbeats,
+)
 from backend.stigmer_service.metrics import ServiceMetrics
 from backend.stigmer_service.store import db
 from backend.stigmer_service.store.repository import Store
@@ -76,8 +79,11 @@ async def running(
     )
     worker = create_worker(client, store, settings, metrics) if run_worker else None
     worker_task = asyncio.ensure_future(worker.run()) if worker else None
-    if worker is not None:
-        await start_caller_heartbeats(client, settings)
+    sweeper_start = (
+        asyncio.ensure_future(keep_starting_caller_heartbeats(client, settings))
+        if worker is not None
+        else None
+    )
     await grpc_server.start()
     metrics_server = (
         endpoints.serve(settings.metrics_listen, metrics.registry)
@@ -99,6 +105,10 @@ async def running(
     try:
         yield service
     finally:
+        if sweeper_start is not None:
+            sweeper_start.cancel()
+            with contextlib.suppress(BaseException):
+                await sweeper_start
         if metrics_server is not None:
             metrics_server.stop()
         metrics.forget_store()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import pathlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -223,7 +224,14 @@ async def test_one_sweeper_keeps_a_long_waiting_caller_alive(
     sweeper (every 0.5 s here) keeps the caller's activity alive meanwhile."""
     settings = stigmer.service.settings
     sweeper = temporal_client.get_workflow_handle(callers.workflow_id(settings.task_queue))
-    first_run = (await sweeper.describe()).run_id
+    deadline = time.monotonic() + WAIT
+    while True:  # The service starts it in the background as it comes up.
+        try:
+            first_run = (await sweeper.describe()).run_id
+            break
+        except RPCError:
+            assert time.monotonic() < deadline, "the caller sweeper never started"
+            await asyncio.sleep(0.1)
     # Another replica starting (or this one restarting) joins the running sweeper.
     await worker.start_caller_heartbeats(temporal_client, settings)
     assert (await sweeper.describe()).run_id == first_run

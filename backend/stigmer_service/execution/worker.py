@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import tenacity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from backend.common import sandbox
+from backend.stigmer_service import logs
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.execution import callers
 from backend.stigmer_service.execution.activities import ExecutionActivities
@@ -17,6 +19,8 @@ from backend.stigmer_service.execution.models import CallerSweepInput, Execution
 from backend.stigmer_service.execution.workflows import AgentExecutionWorkflow, CallbackWorkflow
 from backend.stigmer_service.metrics import ServiceMetrics
 from backend.stigmer_service.store.repository import Store
+
+log = logs.get(__name__)
 
 
 def policy(settings: Settings, timeout_seconds: float | None = None) -> ExecutionPolicy:
@@ -44,6 +48,26 @@ def create_worker(
         max_concurrent_activities=settings.max_concurrent_activities,
         workflow_runner=sandbox.workflow_runner(),
     )
+
+
+async def keep_starting_caller_heartbeats(client: Client, settings: Settings) -> None:
+    """`start_caller_heartbeats` until it succeeds: a Temporal outage while the service starts
+    must not stop the service (its worker reconnects on its own), nor leave callers without the
+    sweeper once Temporal is back."""
+
+    def warn(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "could not start the caller sweeper; retrying",
+            error=type(error).__name__,
+            attempt=state.attempt_number,
+        )
+
+    async for attempt in tenacity.AsyncRetrying(
+        wait=tenacity.wait_exponential(multiplier=0.5, max=30), before_sleep=warn
+    ):
+        with attempt:
+            await start_caller_heartbeats(client, settings)
 
 
 async def start_caller_heartbeats(client: Client, settings: Settings) -> None:
