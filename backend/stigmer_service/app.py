@@ -19,7 +19,7 @@ from backend.stigmer_service import crypto, logs, server
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.execution.worker import (
     create_worker,
-    keep_starting_caller_heartbeats,
+    keep_caller_heartbeats_running,
 )
 from backend.stigmer_service.metrics import ServiceMetrics
 from backend.stigmer_service.store import db
@@ -80,7 +80,7 @@ async def running(
     worker = create_worker(client, store, settings, metrics) if run_worker else None
     worker_task = asyncio.ensure_future(worker.run()) if worker else None
     sweeper_start = (
-        asyncio.ensure_future(keep_starting_caller_heartbeats(client, settings))
+        asyncio.ensure_future(keep_caller_heartbeats_running(client, settings))
         if worker is not None
         else None
     )

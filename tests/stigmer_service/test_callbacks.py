@@ -20,7 +20,7 @@ from ai.stigmer.agentic.agentexecution.v1 import (
     spec_pb2,
     status_pb2,
 )
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
@@ -224,14 +224,7 @@ async def test_one_sweeper_keeps_a_long_waiting_caller_alive(
     sweeper (every 0.5 s here) keeps the caller's activity alive meanwhile."""
     settings = stigmer.service.settings
     sweeper = temporal_client.get_workflow_handle(callers.workflow_id(settings.task_queue))
-    deadline = time.monotonic() + WAIT
-    while True:  # The service starts it in the background as it comes up.
-        try:
-            first_run = (await sweeper.describe()).run_id
-            break
-        except RPCError:
-            assert time.monotonic() < deadline, "the caller sweeper never started"
-            await asyncio.sleep(0.1)
+    first_run = await running_sweeper_run(temporal_client, settings.task_queue)
     # Another replica starting (or this one restarting) joins the running sweeper.
     await worker.start_caller_heartbeats(temporal_client, settings)
     assert (await sweeper.describe()).run_id == first_run
@@ -247,6 +240,38 @@ async def test_one_sweeper_keeps_a_long_waiting_caller_alive(
     assert result["output"] == "still here"
     history = await handle.fetch_history()
     assert not any(e.activity_task_timed_out_event_attributes.ByteSize() for e in history.events)
+
+
+async def running_sweeper_run(client: Client, task_queue: str) -> str:
+    """The run id of the queue's sweeper once it runs (the service starts it in the background)."""
+    sweeper = client.get_workflow_handle(callers.workflow_id(task_queue))
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            description = await sweeper.describe()
+            if description.status == WorkflowExecutionStatus.RUNNING:
+                return description.run_id or ""
+        except RPCError:
+            pass
+        assert time.monotonic() < deadline, "the caller sweeper is not running"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_terminated_sweeper_is_started_again(
+    temporal_client: Client, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker, "SWEEPER_CHECK_INTERVAL", 0.5)
+    settings = fast_settings(tmp_path)
+    async with app.running(settings, client=temporal_client):
+        first = await running_sweeper_run(temporal_client, settings.task_queue)
+        await temporal_client.get_workflow_handle(
+            callers.workflow_id(settings.task_queue)
+        ).terminate("an operator's mistake")
+        deadline = time.monotonic() + WAIT
+        while (again := await running_sweeper_run(temporal_client, settings.task_queue)) == first:
+            assert time.monotonic() < deadline, "the terminated sweeper was not started again"
+            await asyncio.sleep(0.1)
+        assert again != first
 
 
 async def test_late_callback_is_recorded_as_already_closed(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import tenacity
@@ -48,6 +49,18 @@ def create_worker(
         max_concurrent_activities=settings.max_concurrent_activities,
         workflow_runner=sandbox.workflow_runner(),
     )
+
+
+# How often each replica makes sure the sweeper runs (one cheap idempotent start).
+SWEEPER_CHECK_INTERVAL = 60.0
+
+
+async def keep_caller_heartbeats_running(client: Client, settings: Settings) -> None:
+    """Makes sure the sweeper runs, now and every minute after: should it be terminated or fail
+    for good, a live replica starts it again."""
+    while True:
+        await keep_starting_caller_heartbeats(client, settings)
+        await asyncio.sleep(SWEEPER_CHECK_INTERVAL)
 
 
 async def keep_starting_caller_heartbeats(client: Client, settings: Settings) -> None:
