@@ -298,6 +298,52 @@ async def test_late_callback_is_recorded_as_already_closed(
     assert stored.status.callback.delivered_at.seconds > 0
 
 
+@pytest.mark.parametrize(
+    ("message", "outcome"),
+    [
+        ("#reply=landed", status_pb2.CALLBACK_OUTCOME_COMPLETED),
+        ("#fail=ModelError", status_pb2.CALLBACK_OUTCOME_FAILED),
+    ],
+)
+async def test_a_delivery_whose_answer_was_lost_is_recorded_delivered(
+    stigmer: Stubs,
+    temporal_client: Client,
+    caller_queue: str,
+    monkeypatch: pytest.MonkeyPatch,
+    message: str,
+    outcome: int,
+) -> None:
+    """Temporal applied the first completion but its answer never came back (a server restart,
+    an RPC timeout): the retry gets NOT_FOUND, and the caller's history shows it was ours."""
+    real_send = callback.send
+    sends: list[str] = []
+
+    async def applied_then_lost(*args: Any, **kwargs: Any) -> None:
+        await real_send(*args, **kwargs)
+        sends.append("applied")
+        if len(sends) == 1:
+            raise RPCError("the answer was lost", RPCStatusCode.UNAVAILABLE, b"")
+
+    monkeypatch.setattr(callback, "send", applied_then_lost)
+    agent = await stigmer.agent("echo")
+    handle = await start_call(
+        temporal_client,
+        caller_queue,
+        caller.CallInput(stigmer.endpoint, agent.metadata.id, message),
+    )
+    if outcome == status_pb2.CALLBACK_OUTCOME_COMPLETED:
+        assert (await asyncio.wait_for(handle.result(), WAIT))["output"] == "landed"
+    else:
+        with pytest.raises(WorkflowFailureError):
+            await asyncio.wait_for(handle.result(), WAIT)
+    execution = await next_execution()
+    stored = await wait_for(stigmer, execution.metadata.id, callback_settled)
+    assert sends == ["applied"]  # The retry found the activity closed and sent nothing more.
+    assert stored.status.callback.state == status_pb2.CALLBACK_STATE_DELIVERED
+    assert stored.status.callback.outcome == outcome
+    assert stored.status.callback.attempts == 2
+
+
 async def test_duplicate_callback_is_not_sent_and_would_be_harmless(
     stigmer: Stubs, temporal_client: Client, caller_queue: str
 ) -> None:

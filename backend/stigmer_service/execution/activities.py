@@ -297,7 +297,8 @@ class ExecutionActivities:
                     )
                 )
             except Exception as error:
-                if isinstance(error, RPCError) and error.status == RPCStatusCode.NOT_FOUND:
+                not_found = isinstance(error, RPCError) and error.status == RPCStatusCode.NOT_FOUND
+                if not_found and not await callback.landed(self.client, execution):
                     await self.store.record_callback(
                         execution.id, for_token_hash=hashed, state=states.CALLBACK_ALREADY_CLOSED
                     )
@@ -305,9 +306,15 @@ class ExecutionActivities:
                     span.set_attribute("stigmer.callback.outcome", "already_closed")
                     log.info("callback found the caller already closed", **fields)
                     return states.CALLBACK_ALREADY_CLOSED, None
-                span.set_attribute("stigmer.callback.outcome", "error")
-                span.set_status(StatusCode.ERROR, type(error).__name__)
-                return await self._failed_attempt(execution.id, hashed, error, last_attempt, fields)
+                if not_found:
+                    # An earlier attempt of ours closed it; only its answer was lost.
+                    log.info("an earlier callback attempt had been delivered", **fields)
+                else:
+                    span.set_attribute("stigmer.callback.outcome", "error")
+                    span.set_status(StatusCode.ERROR, type(error).__name__)
+                    return await self._failed_attempt(
+                        execution.id, hashed, error, last_attempt, fields
+                    )
             await self.store.record_callback(
                 execution.id, for_token_hash=hashed, state=states.CALLBACK_DELIVERED
             )

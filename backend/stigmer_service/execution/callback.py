@@ -60,7 +60,8 @@ async def send(
         await handle.fail(error, rpc_timeout=timeout)
     elif execution.phase == states.PHASE_CANCELLED:
         try:
-            await handle.report_cancellation(rpc_timeout=timeout)
+            # The execution id in the details lets `landed` recognise this delivery later.
+            await handle.report_cancellation({"execution_id": execution.id}, rpc_timeout=timeout)
         except RPCError as error:
             # Temporal accepts report_cancellation only after the caller asked to cancel, and
             # fail() only with an application failure. When the cancellation came from this side
@@ -78,3 +79,53 @@ async def send(
             )
     else:
         raise ValueError(f"execution {execution.id} has not ended (phase {execution.phase})")
+
+
+async def landed(client: Client, execution: ExecutionRecord) -> bool:
+    """After NOT_FOUND: did one of our own deliveries close the caller's activity?
+
+    A completion can be applied by Temporal while its answer is lost (a server restart, an RPC
+    timeout): the retry then finds the activity closed. The caller's history tells the two
+    cases apart: our deliveries close the activity with this execution's id in the result, the
+    failure details or the cancellation details; a timeout or another closer does not.
+    """
+    caller = execution.caller
+    workflow_id = str(caller.get("workflowId", ""))
+    activity_id = str(caller.get("activityId", ""))
+    namespace = str(caller.get("namespace", ""))
+    if not workflow_id or not activity_id or (namespace and namespace != client.namespace):
+        return False
+    try:
+        history = await client.get_workflow_handle(
+            workflow_id, run_id=str(caller.get("runId", "")) or None
+        ).fetch_history()
+    except RPCError:
+        return False
+    scheduled = {
+        event.event_id
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+        and event.activity_task_scheduled_event_attributes.activity_id == activity_id
+    }
+    for event in history.events:
+        if event.HasField("activity_task_completed_event_attributes"):
+            completed = event.activity_task_completed_event_attributes
+            closes, payloads = completed.scheduled_event_id, completed.result.payloads
+        elif event.HasField("activity_task_failed_event_attributes"):
+            failed = event.activity_task_failed_event_attributes
+            closes = failed.scheduled_event_id
+            payloads = failed.failure.application_failure_info.details.payloads
+        elif event.HasField("activity_task_canceled_event_attributes"):
+            canceled = event.activity_task_canceled_event_attributes
+            closes, payloads = canceled.scheduled_event_id, canceled.details.payloads
+        else:
+            continue
+        if closes not in scheduled or not payloads:
+            continue
+        try:
+            values = await client.data_converter.decode(list(payloads))
+        except Exception:
+            continue
+        if any(isinstance(v, dict) and v.get("execution_id") == execution.id for v in values):
+            return True
+    return False
