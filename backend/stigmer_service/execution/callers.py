@@ -93,6 +93,9 @@ class CallerHeartbeats:
                 status=error.status.name if error.status else "",
                 **fields,
             )
+        except Exception as error:
+            # One caller's odd failure must not stop the sweep of all the others.
+            log.warning("caller heartbeat failed", error=type(error).__name__, **fields)
 
     async def _stop(self, caller: WaitingCaller, reason: str) -> None:
         log.info("caller gone", reason=reason, execution_id=caller.execution_id)
