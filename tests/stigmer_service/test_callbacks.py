@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import pathlib
 import time
@@ -272,6 +273,48 @@ async def test_a_terminated_sweeper_is_started_again(
             assert time.monotonic() < deadline, "the terminated sweeper was not started again"
             await asyncio.sleep(0.1)
         assert again != first
+
+
+async def test_the_sweeper_moves_to_another_replica_when_its_own_stops(
+    temporal_client: Client, tmp_path: pathlib.Path, caller_queue: str
+) -> None:
+    """Two replicas share the database and the task queue. The sweeper runs on the first; the
+    first stops while an agent runs for three times the caller's heartbeat timeout; the second
+    takes the sweeper over (after the sweeper's heartbeat timeout) and the caller gets its
+    answer."""
+    settings = fast_settings(tmp_path, activity_heartbeat_timeout=1.0)
+    async with contextlib.AsyncExitStack() as replicas:
+        first = await replicas.enter_async_context(app.running(settings, client=temporal_client))
+        await running_sweeper_run(temporal_client, settings.task_queue)
+        # A replica is its own process, with its own Temporal client.
+        own_client = await Client.connect(temporal_client.service_client.config.target_host)
+        second = await replicas.enter_async_context(app.running(settings, client=own_client))
+        stubs = await open_stubs(second)
+        replicas.push_async_callback(stubs.channel.close)
+        agent = await stubs.agent("echo")
+        handle = await start_call(
+            temporal_client,
+            caller_queue,
+            caller.CallInput(
+                second.address, agent.metadata.id, "#sleep=9 #reply=survived", heartbeat_timeout=3
+            ),
+        )
+        execution = await next_execution()
+        await wait_for(
+            stubs,
+            execution.metadata.id,
+            lambda e: e.status.phase == status_pb2.EXECUTION_PHASE_RUNNING,
+        )
+        # The first replica goes away: its worker stops, its activities are retried elsewhere.
+        await first.server.stop(0)
+        assert first.worker is not None
+        await first.worker.shutdown()
+        result = await asyncio.wait_for(handle.result(), WAIT)
+        assert result["output"] == "survived"
+        history = await handle.fetch_history()
+        assert not any(
+            e.activity_task_timed_out_event_attributes.ByteSize() for e in history.events
+        )
 
 
 async def test_late_callback_is_recorded_as_already_closed(

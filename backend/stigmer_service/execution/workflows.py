@@ -125,20 +125,28 @@ class AgentExecutionWorkflow:
                 timeout=policy.timeout_seconds,
                 return_when=asyncio.FIRST_COMPLETED,
             )
-            if agent in done:
-                return self._agent_outcome(ref, agent)
-            if cancel in done:
-                workflow.logger.info("execution cancelled: %s", self._cancel_reason)
-                return FinishInput(ref.execution_id, states.PHASE_CANCELLED)
-            return FinishInput(
-                ref.execution_id,
-                states.PHASE_FAILED,
-                error_type=states.ERROR_TIMEOUT,
-                error_message=f"the execution did not end within {policy.timeout_seconds:g}s",
-            )
-        finally:
+        except GeneratorExit:
+            # The worker evicted this run from its cache (it is shutting down): the coroutine is
+            # being closed and must not await anything; a replay elsewhere takes over.
+            raise
+        except BaseException:
+            # The workflow was cancelled: stop the agent, then `run` records the end.
             for task in (agent, cancel):
                 await _discard(task)
+            raise
+        for task in (agent, cancel):
+            await _discard(task)
+        if agent in done:
+            return self._agent_outcome(ref, agent)
+        if cancel in done:
+            workflow.logger.info("execution cancelled: %s", self._cancel_reason)
+            return FinishInput(ref.execution_id, states.PHASE_CANCELLED)
+        return FinishInput(
+            ref.execution_id,
+            states.PHASE_FAILED,
+            error_type=states.ERROR_TIMEOUT,
+            error_message=f"the execution did not end within {policy.timeout_seconds:g}s",
+        )
 
     @staticmethod
     def _agent_outcome(
