@@ -239,6 +239,11 @@ async def test_one_sweeper_keeps_a_long_waiting_caller_alive(
     )
     result = await asyncio.wait_for(handle.result(), WAIT)
     assert result["output"] == "still here"
+    await assert_never_timed_out(handle)
+
+
+async def assert_never_timed_out(handle: WorkflowHandle[Any, Any]) -> None:
+    """The caller's activity never hit its heartbeat (or any) timeout."""
     history = await handle.fetch_history()
     assert not any(e.activity_task_timed_out_event_attributes.ByteSize() for e in history.events)
 
@@ -311,10 +316,7 @@ async def test_the_sweeper_moves_to_another_replica_when_its_own_stops(
         await first.worker.shutdown()
         result = await asyncio.wait_for(handle.result(), WAIT)
         assert result["output"] == "survived"
-        history = await handle.fetch_history()
-        assert not any(
-            e.activity_task_timed_out_event_attributes.ByteSize() for e in history.events
-        )
+        await assert_never_timed_out(handle)
 
 
 async def test_late_callback_is_recorded_as_already_closed(
@@ -417,7 +419,7 @@ async def test_duplicate_callback_is_not_sent_and_would_be_harmless(
     assert stored.status.callback.attempts == 1
     # Were it sent, Temporal would refuse it: a token completes its activity once.
     store = stigmer.service.store
-    token, _ = await store.load_token(execution.metadata.id)
+    _, token, _ = await store.for_delivery(execution.metadata.id)
     record = await store.get_execution(execution.metadata.id)
     with pytest.raises(RPCError) as refused:
         await callback.send(temporal_client, store, token, record, rpc_timeout=5)

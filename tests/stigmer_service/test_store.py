@@ -128,7 +128,7 @@ async def test_a_new_token_replaces_the_stored_one(store: Store) -> None:
     assert not same.created and not same.token_replaced
     replaced = await store.create_execution(new(agent, key="k", token=b"token-2"))
     assert replaced.token_replaced and replaced.execution.id == first.execution.id
-    token, hashed = await store.load_token(first.execution.id)
+    _, token, hashed = await store.for_delivery(first.execution.id)
     assert token == b"token-2"
     assert hashed == replaced.execution.token_hash != first.execution.token_hash
     # A delivery recorded against the dead token's hash changes nothing.

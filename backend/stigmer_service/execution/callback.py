@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -81,6 +81,16 @@ async def send(
         raise ValueError(f"execution {execution.id} has not ended (phase {execution.phase})")
 
 
+def caller_workflow(client: Client, caller: dict[str, Any]) -> WorkflowHandle[Any, Any] | None:
+    """The caller's workflow, from the CallerInfo stored with the execution; None when it is
+    unknown or in another namespace than this client's."""
+    workflow_id = str(caller.get("workflowId", ""))
+    namespace = str(caller.get("namespace", ""))
+    if not workflow_id or (namespace and namespace != client.namespace):
+        return None
+    return client.get_workflow_handle(workflow_id, run_id=str(caller.get("runId", "")) or None)
+
+
 async def landed(client: Client, execution: ExecutionRecord) -> bool:
     """After NOT_FOUND: did one of our own deliveries close the caller's activity?
 
@@ -89,16 +99,12 @@ async def landed(client: Client, execution: ExecutionRecord) -> bool:
     cases apart: our deliveries close the activity with this execution's id in the result, the
     failure details or the cancellation details; a timeout or another closer does not.
     """
-    caller = execution.caller
-    workflow_id = str(caller.get("workflowId", ""))
-    activity_id = str(caller.get("activityId", ""))
-    namespace = str(caller.get("namespace", ""))
-    if not workflow_id or not activity_id or (namespace and namespace != client.namespace):
+    activity_id = str(execution.caller.get("activityId", ""))
+    handle = caller_workflow(client, execution.caller)
+    if handle is None or not activity_id:
         return False
     try:
-        history = await client.get_workflow_handle(
-            workflow_id, run_id=str(caller.get("runId", "")) or None
-        ).fetch_history()
+        history = await handle.fetch_history()
     except RPCError:
         return False
     scheduled = {

@@ -29,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 with workflow.unsafe.imports_passed_through():
     from backend.stigmer_service import logs
     from backend.stigmer_service.config import Settings
+    from backend.stigmer_service.execution import callback
     from backend.stigmer_service.execution.models import CallerSweepInput
     from backend.stigmer_service.execution.workflows import workflow_id as execution_workflow_id
     from backend.stigmer_service.store.records import WaitingCaller
@@ -112,15 +113,11 @@ class CallerHeartbeats:
             )
 
     async def _caller_closed(self, caller: WaitingCaller) -> bool:
-        workflow_id = str(caller.caller.get("workflowId", ""))
-        namespace = str(caller.caller.get("namespace", ""))
-        if not workflow_id or (namespace and namespace != self.client.namespace):
+        handle = callback.caller_workflow(self.client, caller.caller)
+        if handle is None:
             return False
-        run_id = str(caller.caller.get("runId", "")) or None
         try:
-            description = await self.client.get_workflow_handle(
-                workflow_id, run_id=run_id
-            ).describe()
+            description = await handle.describe()
         except RPCError:
             return False
         return bool(

@@ -56,13 +56,14 @@ async def _deliver(execution_id: str, policy: ExecutionPolicy, already_made: int
     return result.state
 
 
-async def _discard(task: asyncio.Future[Any]) -> None:
-    """Cancels a task we no longer need and waits for it to settle."""
-    if not task.done():
-        task.cancel()
-    # Its outcome no longer matters.
-    with contextlib.suppress(BaseException):
-        await task
+async def _discard(*tasks: asyncio.Future[Any]) -> None:
+    """Cancels tasks we no longer need and waits for them to settle."""
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+        # Its outcome no longer matters.
+        with contextlib.suppress(BaseException):
+            await task
 
 
 @workflow.defn
@@ -131,11 +132,9 @@ class AgentExecutionWorkflow:
             raise
         except BaseException:
             # The workflow was cancelled: stop the agent, then `run` records the end.
-            for task in (agent, cancel):
-                await _discard(task)
+            await _discard(agent, cancel)
             raise
-        for task in (agent, cancel):
-            await _discard(task)
+        await _discard(agent, cancel)
         if agent in done:
             return self._agent_outcome(ref, agent)
         if cancel in done:

@@ -347,14 +347,18 @@ class Store:
         if result.rowcount == 0:
             raise NotFound(f"execution {execution_id} not found")
 
+    @staticmethod
+    async def _execution_row(conn: AsyncConnection, execution_id: str) -> Any:
+        row = (
+            await conn.execute(executions.select().where(executions.c.id == execution_id))
+        ).first()
+        if row is None:
+            raise NotFound(f"execution {execution_id} not found")
+        return row
+
     async def get_execution(self, execution_id: str) -> ExecutionRecord:
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(executions.select().where(executions.c.id == execution_id))
-            ).first()
-            if row is None:
-                raise NotFound(f"execution {execution_id} not found")
-            record = _execution(row)
+            record = _execution(await self._execution_row(conn, execution_id))
             record.messages = await self._messages(conn, [execution_id])
         return record
 
@@ -362,11 +366,7 @@ class Store:
         """The execution without its messages, its clear callback token (empty when none) and
         the token's hash: what a callback needs, in one query."""
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(executions.select().where(executions.c.id == execution_id))
-            ).first()
-        if row is None:
-            raise NotFound(f"execution {execution_id} not found")
+            row = await self._execution_row(conn, execution_id)
         return self._delivery(row)
 
     def _delivery(self, row: Any) -> tuple[ExecutionRecord, bytes, str]:
@@ -572,22 +572,6 @@ class Store:
             )
             for row in rows
         ]
-
-    async def load_token(self, execution_id: str) -> tuple[bytes, str]:
-        """The clear callback token (empty when none) and its hash."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(executions.c.token_enc, executions.c.token_hash).where(
-                        executions.c.id == execution_id
-                    )
-                )
-            ).first()
-        if row is None:
-            raise NotFound(f"execution {execution_id} not found")
-        if row.token_enc is None:
-            return b"", ""
-        return self.cipher.decrypt_bytes(row.token_enc), row.token_hash
 
     async def record_callback(
         self,
