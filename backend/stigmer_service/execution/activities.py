@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from opentelemetry.trace import StatusCode
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
 from backend.common import tracing
@@ -139,7 +139,10 @@ class ExecutionActivities:
             agent = await self.store.get_agent(execution.agent_id)
         except NotFound as error:
             raise ApplicationError(
-                str(error), type=states.ERROR_AGENT_NOT_FOUND, non_retryable=True
+                str(error),
+                type=states.ERROR_AGENT_NOT_FOUND,
+                non_retryable=True,
+                category=ApplicationErrorCategory.BENIGN,
             ) from None
         env, secrets = self.store.decrypt_env(execution)
         secret_values = list(secrets.values())
@@ -193,7 +196,11 @@ class ExecutionActivities:
                     "model call failed", error_type=error.error_type, error=message, **fields
                 )
                 raise ApplicationError(
-                    message, type=error.error_type, non_retryable=not error.retryable
+                    message,
+                    type=error.error_type,
+                    non_retryable=not error.retryable,
+                    # Expected: our own warning above is its one log line; no traceback.
+                    category=ApplicationErrorCategory.BENIGN,
                 ) from None
             finally:
                 self.metrics.model_call.labels(provider_name).observe(time.monotonic() - started)

@@ -12,7 +12,7 @@ import grpc
 import structlog
 from ai.stigmer.agentic.agentexecution.v1 import spec_pb2
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from backend.common.logs import handshake_id
 from backend.workflow_runner import metrics
@@ -92,6 +92,7 @@ class CallAgentActivity:
                     {"agent": call.agent, "scope": call.scope, "org": call.org},
                     type=errors.AGENT_NOT_FOUND,
                     non_retryable=True,
+                    category=ApplicationErrorCategory.BENIGN,
                 ) from None
             _raise_grpc(log, error, "resolving the agent")
 

@@ -9,7 +9,7 @@ from ai.stigmer.agentic.agentexecution.v1 import api_pb2, spec_pb2
 from ai.stigmer.commons.apiresource import metadata_pb2, reference_pb2
 from google.protobuf import duration_pb2
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from backend.workflow_runner.agent_call.models import CallAgentInput, CallAgentOutput
 
@@ -35,6 +35,7 @@ def owner_scope(scope: str) -> reference_pb2.ApiResourceOwnerScope.ValueType:
             f"unknown agent scope {scope!r}; expected one of {', '.join(_SCOPES)}",
             type=INVALID_AGENT_CALL,
             non_retryable=True,
+            category=ApplicationErrorCategory.BENIGN,
         ) from None
 
 

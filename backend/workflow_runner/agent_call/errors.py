@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import grpc
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 AGENT_NOT_FOUND = "AgentNotFound"
 
@@ -39,4 +39,5 @@ def from_grpc_error(error: grpc.aio.AioRpcError, action: str) -> ApplicationErro
         {"grpc_status": code.name, "grpc_details": details},
         type=code.name,
         non_retryable=code in NON_RETRYABLE_CODES,
+        category=ApplicationErrorCategory.BENIGN,
     )

@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from backend.workflow_runner.agent_call.models import SECRET_PLACEHOLDER_PATTERN
 
@@ -49,6 +49,7 @@ def resolve_secrets(names: Iterable[str], resolver: SecretResolver) -> dict[str,
                 {"secret": name},
                 type=SECRET_NOT_FOUND,
                 non_retryable=True,
+                category=ApplicationErrorCategory.BENIGN,
             )
         values[name] = value
     return values
