@@ -16,7 +16,6 @@ HANDSHAKE_SERVICE = "handshake-service"
 POLLING = "polling"
 # Temporal's floor: an activity that hands over its token and is completed by it, nothing else.
 BARE = "bare"
-DESIGNS = (HANDSHAKE, HANDSHAKE_SERVICE, POLLING, BARE)
 
 POLL_AGENT_CALL_ACTIVITY = "bench_poll_agent_call"
 BARE_ASYNC_ACTIVITY = "bench_bare_async"
@@ -44,10 +43,3 @@ class BenchCallOutput:
 class PollInput:
     call: CallAgentInput
     endpoint: str
-
-
-@dataclasses.dataclass
-class PollOutput:
-    execution_id: str
-    output: str
-    polls: int

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sysconfig
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
@@ -197,13 +196,3 @@ async def start(attempts: int = 3, **options: Any) -> DevServer:
             if attempt == attempts or server.process.returncode is None:
                 raise
     raise AssertionError("unreachable")
-
-
-@contextlib.asynccontextmanager
-async def running_dev_server(**options: Any) -> AsyncIterator[DevServer]:
-    """Starts a dev server for the duration of the block; see `launch` for the options."""
-    server = await start(**options)
-    try:
-        yield server
-    finally:
-        server.stop()
