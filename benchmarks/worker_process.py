@@ -46,7 +46,8 @@ async def _run(
             baselines.bare_async,
         ],
         max_concurrent_activities=slots,
-        workflow_runner=sandbox.workflow_runner(),
+        # Our bench workflow's modules are passed through like `backend`'s (see sandbox.py).
+        workflow_runner=sandbox.workflow_runner("benchmarks"),
         graceful_shutdown_timeout=timedelta(seconds=2),
     )
     async with worker:

@@ -13,10 +13,14 @@ from __future__ import annotations
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 # Top-level packages imported once per process instead of once per workflow run.
-PASSTHROUGH = ("backend", "benchmarks", "ai", "google.protobuf", "jq", "jsonschema", "yaml")
+PASSTHROUGH = ("backend", "ai", "google.protobuf", "jq", "jsonschema", "yaml")
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
+def workflow_runner(*extra_passthrough: str) -> SandboxedWorkflowRunner:
+    """The sandbox with `PASSTHROUGH` and the caller's own packages (e.g. a benchmark's) passed
+    through, so that this module names no package outside `backend`."""
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            *PASSTHROUGH, *extra_passthrough
+        )
     )
