@@ -47,10 +47,15 @@ def temporal_runtime(listen: str) -> Runtime:
     """A Temporal runtime whose SDK metrics (workers, polls, task latencies) Prometheus scrapes
     at http://LISTEN/metrics; pass it to `Client.connect(runtime=...)`. One per process."""
     split_listen(listen)  # Fails early on a malformed address.
+    # Prometheus conventions, so the names say their unit: `_total` counters, and durations in
+    # seconds named so (`temporal_activity_schedule_to_start_latency_seconds_bucket`, ...).
     return Runtime(
         telemetry=TelemetryConfig(
             metrics=PrometheusConfig(
-                bind_address=listen, counters_total_suffix=True, durations_as_seconds=True
+                bind_address=listen,
+                counters_total_suffix=True,
+                unit_suffix=True,
+                durations_as_seconds=True,
             )
         )
     )
