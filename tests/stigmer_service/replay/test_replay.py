@@ -1,0 +1,125 @@
+"""Replay tests of the service's workflows: a change that breaks determinism fails here.
+
+Both ways, as sdk-python does: runs on a real service are replayed right away, and the committed
+histories of every end (see histories.py to record them again) are replayed against the current
+code. A deliberately changed copy of each workflow must fail to replay them.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio import workflow
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from backend.common import sandbox
+from backend.stigmer_service.execution.callers import CallerHeartbeats, CallerHeartbeatWorkflow
+from backend.stigmer_service.execution.models import (
+    CallbackWorkflowInput,
+    CallbackWorkflowOutput,
+    CallerSweepInput,
+    ExecutionWorkflowInput,
+    ExecutionWorkflowOutput,
+)
+from backend.stigmer_service.execution.workflows import AgentExecutionWorkflow, CallbackWorkflow
+from tests.stigmer_service.conftest import Stubs
+from tests.stigmer_service.replay import histories
+
+WORKFLOWS: list[type] = [AgentExecutionWorkflow, CallbackWorkflow, CallerHeartbeatWorkflow]
+HISTORY_FILES = sorted(histories.HISTORIES.glob("*.json"))
+
+
+def load(path: pathlib.Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+async def replay(history: WorkflowHistory, workflows: Sequence[type]) -> Exception | None:
+    # Our workers' sandbox, with this module passed through for the changed workflows below.
+    replayer = Replayer(workflows=workflows, workflow_runner=sandbox.workflow_runner("tests"))
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    return result.replay_failure
+
+
+def test_every_recording_has_a_committed_history() -> None:
+    assert {path.stem for path in HISTORY_FILES} == {r.name for r in histories.RECORDINGS}
+    # Every workflow of the service has its ends recorded.
+    assert {r.workflow for r in histories.RECORDINGS} == {w.__name__ for w in WORKFLOWS}
+
+
+@pytest.mark.parametrize("recording", histories.RECORDINGS, ids=lambda r: r.name)
+async def test_committed_history_replays(recording: histories.Recording) -> None:
+    history = load(histories.HISTORIES / f"{recording.name}.json")
+    # The file is the end it is named after.
+    assert histories.workflow_type(history) == recording.workflow
+    assert history.events[-1].event_type == recording.last_event
+    assert await replay(history, WORKFLOWS) is None
+
+
+async def test_runs_on_a_live_service_replay(stigmer: Stubs, temporal_client: Client) -> None:
+    async with histories.caller_worker(temporal_client) as queue:
+        recorded = await histories.record_all(histories.Stack(stigmer, temporal_client, queue))
+    assert set(recorded) == {r.name for r in histories.RECORDINGS}
+    for name, history in recorded.items():
+        assert await replay(history, WORKFLOWS) is None, name
+
+
+# Careless edits, each registered under the real workflow's name.
+
+
+@workflow.defn(name=AgentExecutionWorkflow.__name__)
+class _PausingExecutionWorkflow(AgentExecutionWorkflow):
+    """Waits a moment before it starts the agent: a timer the recorded runs did not have."""
+
+    @workflow.run
+    async def run(self, request: ExecutionWorkflowInput) -> ExecutionWorkflowOutput:
+        await workflow.sleep(timedelta(seconds=1))
+        return await super().run(request)
+
+
+@workflow.defn(name=CallbackWorkflow.__name__)
+class _SilentCallbackWorkflow:
+    """Reports the callback delivered without delivering it: an activity removed."""
+
+    @workflow.run
+    async def run(self, request: CallbackWorkflowInput) -> CallbackWorkflowOutput:
+        return CallbackWorkflowOutput(state=3)
+
+
+@workflow.defn(name=CallerHeartbeatWorkflow.__name__)
+class _RestingSweeperWorkflow:
+    """Rests between its runs: a timer inserted between the sweep and the continue-as-new."""
+
+    @workflow.run
+    async def run(self, request: CallerSweepInput) -> None:
+        await workflow.execute_activity_method(
+            CallerHeartbeats.heartbeat_callers,
+            request,
+            start_to_close_timeout=timedelta(seconds=request.run_seconds + 60),
+            heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout),
+        )
+        await workflow.sleep(timedelta(seconds=5))
+        workflow.continue_as_new(request)
+
+
+CHANGED: list[tuple[str, Any]] = [
+    ("execution_completed", _PausingExecutionWorkflow),
+    ("callback_redelivered", _SilentCallbackWorkflow),
+    ("sweeper_continued_as_new", _RestingSweeperWorkflow),
+]
+
+
+@pytest.mark.parametrize(("name", "changed"), CHANGED, ids=[name for name, _ in CHANGED])
+async def test_a_changed_workflow_does_not_replay(name: str, changed: Any) -> None:
+    history = load(histories.HISTORIES / f"{name}.json")
+    # The real workflow replays it (so the failure below is the change's doing).
+    assert await replay(history, WORKFLOWS) is None
+    others = [w for w in WORKFLOWS if w.__name__ != histories.workflow_type(history)]
+    failure = await replay(history, [changed, *others])
+    assert isinstance(failure, NondeterminismError), failure
+    print(f"{name} against {changed.__name__}: {failure}")
