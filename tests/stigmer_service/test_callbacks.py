@@ -30,9 +30,10 @@ from backend.common import temporal_dev_server
 from backend.stigmer_service import app
 from backend.stigmer_service.execution import callback, callers, worker
 from backend.stigmer_service.execution.models import CallbackWorkflowInput
+from backend.stigmer_service.execution.policies import execution_policy
 from backend.stigmer_service.execution.workflows import CallbackWorkflow
 from tests.stigmer_service import caller
-from tests.stigmer_service.conftest import Stubs, fast_settings, open_stubs
+from tests.support.service import Stubs, fast_settings, open_stubs
 
 WAIT = 30
 
@@ -405,7 +406,7 @@ async def test_duplicate_callback_is_not_sent_and_would_be_harmless(
     # A second delivery of the same token (a racing cancel, an operator) is not sent at all.
     again = await temporal_client.execute_workflow(
         CallbackWorkflow.run,
-        CallbackWorkflowInput(execution.metadata.id, worker.policy(settings)),
+        CallbackWorkflowInput(execution.metadata.id, execution_policy(settings)),
         id=f"duplicate-{uuid.uuid4()}",
         task_queue=settings.task_queue,
     )

@@ -27,8 +27,8 @@ from backend.stigmer_service.errors import (
     NotFound,
     Unavailable,
 )
-from backend.stigmer_service.execution import worker
 from backend.stigmer_service.execution.models import CallbackWorkflowInput, ExecutionWorkflowInput
+from backend.stigmer_service.execution.policies import execution_policy
 from backend.stigmer_service.execution.workflows import (
     AgentExecutionWorkflow,
     CallbackWorkflow,
@@ -133,7 +133,7 @@ class Executions:
                 AgentExecutionWorkflow.run,
                 ExecutionWorkflowInput(
                     record.id,
-                    worker.policy(self.settings, timeout),
+                    execution_policy(self.settings, timeout),
                     handshake_id=logs.handshake_id(record.idempotency_key),
                 ),
                 id=workflow_id(record.id),
@@ -152,7 +152,7 @@ class Executions:
         try:
             await self.client.start_workflow(
                 CallbackWorkflow.run,
-                CallbackWorkflowInput(record.id, worker.policy(self.settings)),
+                CallbackWorkflowInput(record.id, execution_policy(self.settings)),
                 id=callback_workflow_id(record.id, record.token_hash),
                 task_queue=self.settings.task_queue,
                 rpc_timeout=self._rpc_timeout,

@@ -23,13 +23,12 @@ from datetime import timedelta
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import AsyncActivityCancelledError, Client
-from temporalio.common import RetryPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 with workflow.unsafe.imports_passed_through():
     from backend.stigmer_service import logs
     from backend.stigmer_service.config import Settings
-    from backend.stigmer_service.execution import callback
+    from backend.stigmer_service.execution import callback, policies
     from backend.stigmer_service.execution.models import CallerSweepInput
     from backend.stigmer_service.execution.workflows import workflow_id as execution_workflow_id
     from backend.stigmer_service.store.records import WaitingCaller
@@ -137,9 +136,6 @@ class CallerHeartbeatWorkflow:
             request,
             start_to_close_timeout=timedelta(seconds=request.run_seconds + 60),
             heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout),
-            # Unlimited attempts: a sweeper must always run while any replica does.
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)
-            ),
+            retry_policy=policies.SWEEPER_RETRY,
         )
         workflow.continue_as_new(request)

@@ -16,23 +16,12 @@ from backend.stigmer_service.config import Settings
 from backend.stigmer_service.execution import callers
 from backend.stigmer_service.execution.activities import ExecutionActivities
 from backend.stigmer_service.execution.callers import CallerHeartbeats, CallerHeartbeatWorkflow
-from backend.stigmer_service.execution.models import CallerSweepInput, ExecutionPolicy
+from backend.stigmer_service.execution.models import CallerSweepInput
 from backend.stigmer_service.execution.workflows import AgentExecutionWorkflow, CallbackWorkflow
 from backend.stigmer_service.metrics import ServiceMetrics
 from backend.stigmer_service.store.repository import Store
 
 log = logs.get(__name__)
-
-
-def policy(settings: Settings, timeout_seconds: float | None = None) -> ExecutionPolicy:
-    return ExecutionPolicy(
-        timeout_seconds=timeout_seconds or settings.default_execution_timeout,
-        activity_heartbeat_timeout=settings.activity_heartbeat_timeout,
-        model_max_attempts=settings.model_max_attempts,
-        model_retry_initial_interval=settings.model_retry_initial_interval,
-        callback_max_attempts=settings.callback_max_attempts,
-        callback_retry_initial_interval=settings.callback_retry_initial_interval,
-    )
 
 
 def create_worker(

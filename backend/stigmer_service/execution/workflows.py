@@ -8,11 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from backend.stigmer_service import states
+    from backend.stigmer_service.execution import policies
     from backend.stigmer_service.execution.activities import ExecutionActivities
     from backend.stigmer_service.execution.models import (
         CallbackWorkflowInput,
@@ -48,10 +48,7 @@ async def _deliver(execution_id: str, policy: ExecutionPolicy, already_made: int
         # The activity heartbeats: a delivery cut short by a crashed worker is retried on another
         # within this timeout rather than after the whole start-to-close timeout.
         heartbeat_timeout=timedelta(seconds=policy.activity_heartbeat_timeout),
-        retry_policy=RetryPolicy(
-            initial_interval=timedelta(seconds=policy.callback_retry_initial_interval),
-            maximum_attempts=attempts,
-        ),
+        retry_policy=policies.callback_retry(policy, attempts),
     )
     return result.state
 
@@ -112,10 +109,7 @@ class AgentExecutionWorkflow:
             ref,
             start_to_close_timeout=timedelta(seconds=policy.timeout_seconds + 60),
             heartbeat_timeout=timedelta(seconds=policy.activity_heartbeat_timeout),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=policy.model_retry_initial_interval),
-                maximum_attempts=policy.model_max_attempts,
-            ),
+            retry_policy=policies.model_retry(policy),
         )
         cancel = asyncio.ensure_future(
             workflow.wait_condition(lambda: self._cancel_reason is not None)

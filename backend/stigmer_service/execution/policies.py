@@ -1,0 +1,47 @@
+"""Timeouts and retry policies of the execution workflows, next to the models they fill.
+
+The API builds an `ExecutionPolicy` from the settings when it starts a workflow (so replays see
+the values of the start); the workflows turn it into Temporal `RetryPolicy`s here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+from backend.stigmer_service.config import Settings
+from backend.stigmer_service.execution.models import ExecutionPolicy
+
+# Unlimited attempts: a sweeper must always run while any replica does.
+SWEEPER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)
+)
+
+
+def execution_policy(settings: Settings, timeout_seconds: float | None = None) -> ExecutionPolicy:
+    """The policy of one execution: its own timeout, or the settings' default."""
+    return ExecutionPolicy(
+        timeout_seconds=timeout_seconds or settings.default_execution_timeout,
+        activity_heartbeat_timeout=settings.activity_heartbeat_timeout,
+        model_max_attempts=settings.model_max_attempts,
+        model_retry_initial_interval=settings.model_retry_initial_interval,
+        callback_max_attempts=settings.callback_max_attempts,
+        callback_retry_initial_interval=settings.callback_retry_initial_interval,
+    )
+
+
+def model_retry(policy: ExecutionPolicy) -> RetryPolicy:
+    """Retries of the agent activity (transient provider errors, a crashed worker)."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=policy.model_retry_initial_interval),
+        maximum_attempts=policy.model_max_attempts,
+    )
+
+
+def callback_retry(policy: ExecutionPolicy, attempts: int) -> RetryPolicy:
+    """Retries of a delivery: `attempts` in all (the policy's, less those already made)."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=policy.callback_retry_initial_interval),
+        maximum_attempts=attempts,
+    )
