@@ -143,10 +143,11 @@ async def cancelled_through_temporal(stack: Stack, slug: str) -> WorkflowHandle[
 
 
 async def redelivered(stack: Stack, slug: str) -> WorkflowHandle[Any, Any]:
-    """The caller's retry brings a new token after the execution ended: a CallbackWorkflow
-    delivers the recorded end to it."""
+    """The caller's retry brings a new token after the execution ended (its first attempt
+    crashed; the retry comes 3 s later, as in test_callbacks' "after-the-end" case): a
+    CallbackWorkflow delivers the recorded end to the new token."""
     handle, execution_id = await _call(
-        stack, slug, "#reply=again", max_attempts=2, first_attempt="crash", retry_interval=1.5
+        stack, slug, "#reply=again", max_attempts=2, first_attempt="crash", retry_interval=3.0
     )
     await handle.result()
     stored = await _until(
