@@ -24,7 +24,10 @@ from backend.stigmer_service.api.executions import (
     AgentExecutionQueryService,
     Executions,
 )
-from backend.stigmer_service.api.interceptors import ServiceInterceptor
+from backend.stigmer_service.api.interceptors.access_log import AccessLogInterceptor
+from backend.stigmer_service.api.interceptors.auth import BearerAuthInterceptor
+from backend.stigmer_service.api.interceptors.error_mapping import ErrorMappingInterceptor
+from backend.stigmer_service.api.interceptors.request_id import RequestIdInterceptor
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.store.repository import Store
 
@@ -34,6 +37,20 @@ SERVICE_NAMES = (
     command_pb2.DESCRIPTOR.services_by_name["AgentExecutionCommandService"].full_name,
     query_pb2.DESCRIPTOR.services_by_name["AgentExecutionQueryService"].full_name,
 )
+
+
+def service_interceptors(api_token: str) -> list[grpc.aio.ServerInterceptor]:
+    """Ours, outermost first (grpc runs the first one's wrapper around all the others)."""
+    return [
+        # First, so that every log line of the call, the others' too, carries its request id.
+        RequestIdInterceptor(),
+        # Outside auth and error mapping, so that its one line sees the code they abort with.
+        AccessLogInterceptor(),
+        # Before the request is decoded or handled: without the token nothing else is told.
+        BearerAuthInterceptor(api_token),
+        # Next to the handlers: what they raise becomes a canonical status code.
+        ErrorMappingInterceptor(),
+    ]
 
 
 def create_server(
@@ -46,7 +63,10 @@ def create_server(
     # The tracing interceptor comes first, so that the RPC's span (continuing the caller's trace)
     # is current while the handler runs and starts the execution's workflow.
     server = grpc.aio.server(
-        interceptors=[*tracing.grpc_server_interceptors(), ServiceInterceptor(settings.api_token)]
+        interceptors=[
+            *tracing.grpc_server_interceptors(),
+            *service_interceptors(settings.api_token),
+        ]
     )
     executions = Executions(store, client, settings)
     agent_command_grpc.add_AgentCommandServiceServicer_to_server(AgentCommandService(store), server)

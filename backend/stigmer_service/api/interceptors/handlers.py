@@ -1,0 +1,43 @@
+"""Rewrapping a method handler's behaviour: the one piece the service's interceptors share."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
+
+import grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Unary = Callable[[Any, Context], Awaitable[Any]]
+Stream = Callable[[Any, Context], AsyncIterator[Any]]
+Deserializer = Callable[[bytes], Any]
+
+
+def metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
+    """The call's text metadata (binary `-bin` values left out)."""
+    return {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+
+
+def wrap(
+    handler: grpc.RpcMethodHandler[Any, Any],
+    unary: Callable[[Unary], Unary],
+    stream: Callable[[Stream], Stream],
+    request_deserializer: Deserializer | None = None,
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """The handler with its behaviour wrapped, for methods with one request (unary or streamed
+    answers); client-streaming methods (reflection) are returned unchanged, as they always were."""
+    deserializer = request_deserializer or handler.request_deserializer
+    # grpc's stubs type a handler's behaviour as the sync one; on an aio server it is async.
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            unary(cast(Unary, handler.unary_unary)),
+            request_deserializer=deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            stream(cast(Stream, handler.unary_stream)),
+            request_deserializer=deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
