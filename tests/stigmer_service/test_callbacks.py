@@ -420,7 +420,7 @@ async def test_duplicate_callback_is_not_sent_and_would_be_harmless(
     assert stored.status.callback.attempts == 1
     # Were it sent, Temporal would refuse it: a token completes its activity once.
     store = stigmer.service.store
-    _, token, _ = await store.for_delivery(execution.metadata.id)
+    token = (await store.for_delivery(execution.metadata.id)).token
     record = await store.get_execution(execution.metadata.id)
     with pytest.raises(RPCError) as refused:
         await callback.send(temporal_client, store, token, record, rpc_timeout=5)

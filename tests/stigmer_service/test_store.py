@@ -128,7 +128,8 @@ async def test_a_new_token_replaces_the_stored_one(store: Store) -> None:
     assert not same.created and not same.token_replaced
     replaced = await store.create_execution(new(agent, key="k", token=b"token-2"))
     assert replaced.token_replaced and replaced.execution.id == first.execution.id
-    _, token, hashed = await store.for_delivery(first.execution.id)
+    delivery = await store.for_delivery(first.execution.id)
+    token, hashed = delivery.token, delivery.token_hash
     assert token == b"token-2"
     assert hashed == replaced.execution.token_hash != first.execution.token_hash
     # A delivery recorded against the dead token's hash changes nothing.
@@ -149,7 +150,7 @@ async def test_complete_writes_answer_and_end_at_once_and_returns_the_current_to
     await store.create_execution(new(agent, key="k", token=b"token-2"))
     ended = await store.complete(execution.id, "the answer")
     assert ended is not None
-    record, token, hashed = ended
+    record, token, hashed = ended.execution, ended.token, ended.token_hash
     assert (record.phase, record.output) == (states.PHASE_COMPLETED, "the answer")
     assert record.callback_outcome == states.OUTCOME_COMPLETED
     assert record.callback_state == states.CALLBACK_WAITING

@@ -188,7 +188,7 @@ async def _tokens(stack: Stack) -> list[bytes]:
     try:
         tokens = []
         for execution in await flows.list_executions(stack.service_address):
-            _, token, _ = await store.for_delivery(execution.metadata.id)
+            token = (await store.for_delivery(execution.metadata.id)).token
             if token:
                 tokens.append(token)
         return tokens

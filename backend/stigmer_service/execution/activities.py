@@ -30,7 +30,7 @@ from backend.stigmer_service.execution.models import (
 from backend.stigmer_service.metrics import ServiceMetrics
 from backend.stigmer_service.providers import registry
 from backend.stigmer_service.providers.base import ChatMessage, ModelCallError, ModelRequest
-from backend.stigmer_service.store.records import ExecutionRecord
+from backend.stigmer_service.store.records import Delivery, ExecutionRecord
 from backend.stigmer_service.store.repository import Store
 
 log = logs.get(__name__)
@@ -84,7 +84,7 @@ class ExecutionActivities:
             # completion never reached Temporal (the worker died): deliver what is recorded,
             # without running the agent a second time.
             log.info("execution already ended", phase=execution.phase, **fields)
-            return await self._ended(*await self.store.for_delivery(execution.id))
+            return await self._ended(await self.store.for_delivery(execution.id))
         if started:
             log.info("execution started", **fields)
         recorded = [m for m in execution.messages if m.role == states.ROLE_ASSISTANT]
@@ -101,22 +101,16 @@ class ExecutionActivities:
         ended = ended or await self.store.for_delivery(execution.id)
         log.info(
             "execution ended",
-            phase=ended[0].phase,
-            error_type=ended[0].error_type,
+            phase=ended.execution.phase,
+            error_type=ended.execution.error_type,
             overwritten=not wrote,
             **fields,
         )
-        return await self._ended(*ended, agent_slug=slug)
+        return await self._ended(ended, agent_slug=slug)
 
-    async def _ended(
-        self,
-        execution: ExecutionRecord,
-        token: bytes,
-        hashed: str,
-        *,
-        agent_slug: str | None = None,
-    ) -> RunAgentOutput:
+    async def _ended(self, ended: Delivery, *, agent_slug: str | None = None) -> RunAgentOutput:
         """Makes the first delivery attempt of a recorded end."""
+        execution, token, hashed = ended.execution, ended.token, ended.token_hash
         state = execution.callback_state
         if state == states.CALLBACK_WAITING and token:
             # The first of the `callback_max_attempts` delivery attempts; the workflow makes
@@ -261,7 +255,8 @@ class ExecutionActivities:
     ) -> tuple[int, Exception | None]:
         """One delivery attempt to the current token: the callback state it leaves, and the
         error when it failed (WAITING, or FAILED on the last attempt)."""
-        execution, token, hashed = await self.store.for_delivery(execution_id)
+        delivery = await self.store.for_delivery(execution_id)
+        execution, token, hashed = delivery.execution, delivery.token, delivery.token_hash
         if not token:
             return states.CALLBACK_NOT_REQUESTED, None
         if execution.callback_state in (states.CALLBACK_DELIVERED, states.CALLBACK_ALREADY_CLOSED):

@@ -86,6 +86,20 @@ class ExecutionRecord:
     messages: list[MessageRecord] = dataclasses.field(default_factory=list)
 
 
+@dataclasses.dataclass(frozen=True, repr=False)
+class Delivery:
+    """What one callback attempt needs: the execution (without its messages) and the callback
+    token current when it was read. Holds the clear token, so its repr names only the execution
+    and the token's hash."""
+
+    execution: ExecutionRecord
+    token: bytes  # Empty when the caller asked for no callback.
+    token_hash: str  # Empty when there is no token.
+
+    def __repr__(self) -> str:
+        return f"Delivery({self.execution.id}, token_hash={self.token_hash})"
+
+
 @dataclasses.dataclass
 class CreateResult:
     execution: ExecutionRecord

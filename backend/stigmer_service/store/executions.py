@@ -1,0 +1,209 @@
+"""Reads and writes of executions and their messages (phase changes are in `phases`)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from backend.stigmer_service import ids, states
+from backend.stigmer_service.crypto import token_hash
+from backend.stigmer_service.errors import NotFound
+from backend.stigmer_service.store.base import StoreBase, execution_record, now
+from backend.stigmer_service.store.records import (
+    CreateResult,
+    ExecutionRecord,
+    MessageRecord,
+    NewExecution,
+)
+from backend.stigmer_service.store.tables import agents, executions, messages
+
+
+class ExecutionStore(StoreBase):
+    async def create_execution(self, new: NewExecution) -> CreateResult:
+        """Inserts a PENDING execution, or returns the one with the same idempotency key."""
+        at = now()
+        execution_id = ids.new_execution_id()
+        env = {
+            name: {
+                "value": self.cipher.encrypt_text(value) if secret else value,
+                "is_secret": secret,
+            }
+            for name, (value, secret) in new.runtime_env.items()
+        }
+        values = {
+            "id": execution_id,
+            "org": new.org,
+            "name": new.name or execution_id,
+            "labels": new.labels,
+            "agent_id": new.agent_id,
+            "session_id": new.session_id,
+            "message": new.message,
+            "config": new.config,
+            "caller": new.caller,
+            "runtime_env": env,
+            "token_enc": self.cipher.encrypt_bytes(new.token) if new.token else None,
+            "token_hash": token_hash(new.token),
+            "idempotency_key": new.idempotency_key or None,
+            "phase": states.PHASE_PENDING,
+            "output": "",
+            "error_type": "",
+            "error_message": "",
+            "error_retryable": False,
+            "callback_state": (
+                states.CALLBACK_WAITING if new.token else states.CALLBACK_NOT_REQUESTED
+            ),
+            "callback_outcome": states.OUTCOME_UNSPECIFIED,
+            "callback_attempts": 0,
+            "callback_last_error": "",
+            "version": 1,
+            "created_at": at,
+            "updated_at": at,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(executions.insert().values(**values))
+                await conn.execute(
+                    messages.insert().values(
+                        execution_id=execution_id,
+                        role=states.ROLE_USER,
+                        content=new.message,
+                        created_at=at,
+                    )
+                )
+                await conn.execute(
+                    agents.update()
+                    .where(agents.c.id == new.agent_id)
+                    .values(execution_count=agents.c.execution_count + 1, last_execution_at=at)
+                )
+        except IntegrityError:
+            if not new.idempotency_key:
+                raise
+            return await self._existing_for_key(new)
+        return CreateResult(await self.get_execution(execution_id), created=True)
+
+    async def _existing_for_key(self, new: NewExecution) -> CreateResult:
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    executions.select().where(
+                        (executions.c.org == new.org)
+                        & (executions.c.idempotency_key == new.idempotency_key)
+                    )
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"execution with idempotency key {new.idempotency_key} vanished")
+            stored = self.cipher.decrypt_bytes(row.token_enc) if row.token_enc else b""
+            replaced = bool(new.token) and new.token != stored
+            if replaced:
+                # The callback now targets the live attempt; its delivery starts over.
+                await conn.execute(
+                    executions.update()
+                    .where(executions.c.id == row.id)
+                    .values(
+                        token_enc=self.cipher.encrypt_bytes(new.token),
+                        token_hash=token_hash(new.token),
+                        callback_state=states.CALLBACK_WAITING,
+                        callback_attempts=0,
+                        callback_last_error="",
+                        callback_delivered_at=None,
+                        version=executions.c.version + 1,
+                        updated_at=now(),
+                    )
+                )
+            execution_id = row.id
+        return CreateResult(
+            await self.get_execution(execution_id), created=False, token_replaced=replaced
+        )
+
+    async def delete_execution(self, execution_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(messages.delete().where(messages.c.execution_id == execution_id))
+            result = await conn.execute(executions.delete().where(executions.c.id == execution_id))
+        if result.rowcount == 0:
+            raise NotFound(f"execution {execution_id} not found")
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord:
+        async with self.engine.connect() as conn:
+            record = execution_record(await self._execution_row(conn, execution_id))
+            record.messages = await self._messages(conn, [execution_id])
+        return record
+
+    async def execution_version(self, execution_id: str) -> int | None:
+        async with self.engine.connect() as conn:
+            version = await conn.scalar(
+                sa.select(executions.c.version).where(executions.c.id == execution_id)
+            )
+        return None if version is None else int(version)
+
+    async def list_executions(
+        self,
+        *,
+        phases: list[int],
+        agent_id: str,
+        session_id: str,
+        offset: int,
+        limit: int,
+        callback_states: list[int] | None = None,
+    ) -> tuple[list[ExecutionRecord], bool]:
+        query = executions.select()
+        if phases:
+            query = query.where(executions.c.phase.in_(phases))
+        if callback_states:
+            query = query.where(executions.c.callback_state.in_(callback_states))
+        if agent_id:
+            query = query.where(executions.c.agent_id == agent_id)
+        if session_id:
+            query = query.where(executions.c.session_id == session_id)
+        query = (
+            query.order_by(executions.c.created_at.desc(), executions.c.id.desc())
+            .offset(offset)
+            .limit(limit + 1)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            records = [execution_record(r) for r in rows[:limit]]
+            for record in records:
+                record.messages = await self._messages(conn, [record.id])
+        return records, len(rows) > limit
+
+    async def session_agent(self, session_id: str) -> str | None:
+        """The agent of the session's first execution."""
+        async with self.engine.connect() as conn:
+            agent_id = await conn.scalar(
+                sa.select(executions.c.agent_id)
+                .where(executions.c.session_id == session_id)
+                .order_by(executions.c.created_at, executions.c.id)
+                .limit(1)
+            )
+        return None if agent_id is None else str(agent_id)
+
+    async def session_history(self, execution: ExecutionRecord) -> list[MessageRecord]:
+        """User and assistant messages of the session's executions created before this one."""
+        async with self.engine.connect() as conn:
+            earlier = (
+                await conn.execute(
+                    sa.select(executions.c.id)
+                    .where(
+                        (executions.c.session_id == execution.session_id)
+                        & (executions.c.id != execution.id)
+                        & (executions.c.created_at <= execution.created_at)
+                    )
+                    .order_by(executions.c.created_at, executions.c.id)
+                )
+            ).all()
+            if not earlier:
+                return []
+            history = await self._messages(conn, [r.id for r in earlier])
+        return [m for m in history if m.role in (states.ROLE_USER, states.ROLE_ASSISTANT)]
+
+    def decrypt_env(self, record: ExecutionRecord) -> tuple[dict[str, str], dict[str, str]]:
+        """(all values in clear, secret values by name) of an execution's runtime env."""
+        clear: dict[str, str] = {}
+        secrets: dict[str, str] = {}
+        for name, env in record.runtime_env.items():
+            value = self.cipher.decrypt_text(env.value) if env.is_secret else env.value
+            clear[name] = value
+            if env.is_secret:
+                secrets[name] = value
+        return clear, secrets
