@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import pathlib
-import sys
 import uuid
 from typing import Annotated, Any
 
@@ -225,7 +224,3 @@ def _dsl_error(failure: WorkflowFailureError) -> DslError:
         str(cause or failure),
         "/",
     )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())

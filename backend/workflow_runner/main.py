@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from backend.common import cli_main
 from backend.workflow_runner.cli import app
 
 if __name__ == "__main__":
-    app(prog_name="workflow-runner")
+    cli_main.run(lambda: app(prog_name="workflow-runner"))
