@@ -13,7 +13,7 @@ from __future__ import annotations
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 # Top-level packages imported once per process instead of once per workflow run.
-PASSTHROUGH = ("backend", "ai", "google.protobuf", "jq", "jsonschema", "yaml")
+PASSTHROUGH = ("backend", "ai", "google.protobuf", "jq", "jsonschema", "uritemplate", "yaml")
 
 
 def workflow_runner(*extra_passthrough: str) -> SandboxedWorkflowRunner:

@@ -1,4 +1,11 @@
-"""The `call: http` activity: one HTTP request with httpx; Temporal's retry policy does the retrying."""
+"""The `call: http` activity: one HTTP request with httpx.
+
+Who retries a failed request: inside a `try`, the document alone (its `catch`/`retry`; the engine
+makes one attempt). Elsewhere the engine retries what is safe to send again: 408, 429, 5xx and
+transport errors for idempotent methods, and for any method a connection that was never made
+(the request did not leave). A POST or PATCH that reached the server is never resent by the
+engine; a document that wants it resent says so with `try`/`retry`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from typing import Any
 import httpx
 from temporalio import activity
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from backend.workflow_runner.agent_call import secrets
 from backend.workflow_runner.dsl import errors
@@ -28,15 +35,30 @@ HTTP_RETRY_POLICY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=5,
 )
+# One attempt: the document's own `try` decides what happens on failure.
+SINGLE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 # Worth another try: the server said so (429), or it or its proxy had trouble (408, 5xx).
 _RETRYABLE_STATUS = frozenset({408, 429})
+# RFC 9110 section 9.2.2: sending these again has the effect of sending them once.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+# Failures before the request left this process: safe to retry whatever the method.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def retry_policy(call: HttpCallInput) -> RetryPolicy:
+    """The engine's retries of one call: none inside a `try`, else HTTP_RETRY_POLICY (of which the
+    activity marks unsafe resends non-retryable)."""
+    return SINGLE_ATTEMPT if call.document_handles_errors else HTTP_RETRY_POLICY
+
+
 _DETAIL_LIMIT = 500
 
 
 @activity.defn(name=CALL_HTTP_ACTIVITY)
 async def call_http(call: HttpCallInput) -> HttpCallOutput:
-    """Sends the request; 408/429/5xx and transport errors retry, other 4xx fail for good."""
+    """Sends the request; what may be retried is in this module's docstring."""
     call = _with_secrets(call, secrets.env_secret_resolver)
+    idempotent = call.method in IDEMPOTENT_METHODS
     request_body: dict[str, Any] = {}
     if isinstance(call.body, str | bytes):
         request_body["content"] = call.body
@@ -61,7 +83,11 @@ async def call_http(call: HttpCallInput) -> HttpCallOutput:
                 call.task_path,
             )
             raise ApplicationError(
-                failure.describe(), failure.to_dict(), type=HTTP_TRANSPORT_ERROR_TYPE
+                failure.describe(),
+                failure.to_dict(),
+                type=HTTP_TRANSPORT_ERROR_TYPE,
+                non_retryable=not (idempotent or isinstance(error, _NOT_SENT)),
+                category=ApplicationErrorCategory.BENIGN,
             ) from error
     status = response.status_code
     if status >= 400 or (300 <= status < 400 and not call.redirect):
@@ -73,12 +99,17 @@ async def call_http(call: HttpCallInput) -> HttpCallOutput:
             f"{response.text[:_DETAIL_LIMIT]}",
             call.task_path,
         )
-        retryable = status in _RETRYABLE_STATUS or status >= 500
+        retryable = idempotent and (status in _RETRYABLE_STATUS or status >= 500)
         activity.logger.warning(
             "http call failed", extra={"status": status, "retryable": retryable, "uri": call.uri}
         )
         raise ApplicationError(
-            failure.describe(), failure.to_dict(), type=HTTP_ERROR_TYPE, non_retryable=not retryable
+            failure.describe(),
+            failure.to_dict(),
+            type=HTTP_ERROR_TYPE,
+            non_retryable=not retryable,
+            # Expected: the warning above is its log line, without a traceback.
+            category=ApplicationErrorCategory.BENIGN,
         )
     return HttpCallOutput(_shape(call, response))
 

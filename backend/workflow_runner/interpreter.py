@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 import jsonschema
 
 from backend.workflow_runner.agent_call.models import CallAgentInput, secret_placeholder
-from backend.workflow_runner.dsl import durations, errors, expressions, model
+from backend.workflow_runner.dsl import durations, errors, expressions, model, uri_templates
 from backend.workflow_runner.dsl.errors import DslError, DslException
 from backend.workflow_runner.models import HttpCallInput, ProgressEntry
 
@@ -60,9 +60,14 @@ class _Scope:
     """Expression arguments added by enclosing tasks (`$item`, `$index`, `$error`, ...)."""
 
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Inside the `try` list of a try task: calls leave their errors to the document's catch.
+    inside_try: bool = False
 
     def with_values(self, **values: Any) -> _Scope:
-        return _Scope({**self.extras, **values})
+        return dataclasses.replace(self, extras={**self.extras, **values})
+
+    def trying(self) -> _Scope:
+        return dataclasses.replace(self, inside_try=True)
 
 
 class Interpreter:
@@ -188,7 +193,7 @@ class Interpreter:
         if kind == "set":
             return self._evaluate(task["set"], data, variables, path), None
         if kind == "call":
-            return await self._call(task, data, variables, path), None
+            return await self._call(task, data, variables, scope, path), None
         if kind == "switch":
             return data, self._switch(task, data, variables, path)
         if kind == "for":
@@ -209,21 +214,24 @@ class Interpreter:
     # Task kinds.
 
     async def _call(
-        self, task: dict[str, Any], data: Any, variables: dict[str, Any], path: str
+        self, task: dict[str, Any], data: Any, variables: dict[str, Any], scope: _Scope, path: str
     ) -> Any:
         arguments = self._evaluate(task.get("with", {}), data, variables, path)
         if task["call"] == "http":
             endpoint = arguments["endpoint"]
-            uri = endpoint["uri"] if isinstance(endpoint, dict) else endpoint
+            uri = str(endpoint["uri"] if isinstance(endpoint, dict) else endpoint)
+            if not _is_expression_uri(task["with"]["endpoint"]) and uri_templates.is_template(uri):
+                uri = uri_templates.expand(uri, data, path)
             call = HttpCallInput(
                 method=str(arguments["method"]).upper(),
-                uri=str(uri),
+                uri=uri,
                 headers={str(k): str(v) for k, v in (arguments.get("headers") or {}).items()},
                 query={str(k): str(v) for k, v in (arguments.get("query") or {}).items()},
                 body=arguments.get("body"),
                 output=str(arguments.get("output", "content")),
                 redirect=bool(arguments.get("redirect", False)),
                 task_path=path,
+                document_handles_errors=scope.inside_try,
             )
             return await self.runners.call_http(call)
         config = arguments.get("config") or {}
@@ -324,7 +332,7 @@ class Interpreter:
         retries = 0
         while True:
             try:
-                return await self._run_list(task["try"], path + "/try", data, scope)
+                return await self._run_list(task["try"], path + "/try", data, scope.trying())
             except DslException as failure:
                 error = failure.error.to_dict()
                 inner = scope.with_values(**{error_name: error})
@@ -353,6 +361,11 @@ class Interpreter:
         for key, value in wanted.items():
             if key == "status":
                 if str(error.get("status")) != str(value):
+                    return False
+            elif key == "type":
+                if errors.canonical_type(str(error.get("type"))) != errors.canonical_type(
+                    str(value)
+                ):
                     return False
             elif error.get(key) != value:
                 return False
@@ -444,7 +457,10 @@ class Interpreter:
     def _transform(self, spec: Any, data: Any, variables: Mapping[str, Any], path: str) -> Any:
         if spec is None:
             return data
-        return self._evaluate(spec, data, variables, path)
+        try:
+            return expressions.evaluate_transform(spec, data, variables)
+        except expressions.ExpressionError as error:
+            raise errors.expression_error(str(error), path) from None
 
     def _check_schema(self, spec: Any, value: Any, path: str, what: str) -> None:
         if spec is None:
@@ -466,6 +482,13 @@ def _retry_delay(retry: dict[str, Any], attempt: int) -> float:
         factor = float(backoff["exponential"].get("factor", 2))
         return float(delay * factor ** (attempt - 1))
     return delay
+
+
+def _is_expression_uri(endpoint: Any) -> bool:
+    """Whether the document wrote the endpoint's URI as a runtime expression (whose result is
+    used as it is) rather than as a literal URI template."""
+    uri = endpoint.get("uri") if isinstance(endpoint, dict) else endpoint
+    return expressions.is_expression(uri)
 
 
 def _text(value: Any) -> str:

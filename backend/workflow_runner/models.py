@@ -35,6 +35,9 @@ class HttpCallInput:
     output: str = "content"  # raw | content | response
     redirect: bool = False
     task_path: str = ""
+    # Inside a `try`: the document's own catch and retry govern this call's errors, so the
+    # engine makes one attempt and hands any failure to it at once.
+    document_handles_errors: bool = False
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from backend.workflow_runner.activities import (
         CALL_HTTP_ACTIVITY,
         DEFAULT_HTTP_TIMEOUT,
-        HTTP_RETRY_POLICY,
+        retry_policy,
     )
     from backend.workflow_runner.agent_call.models import CallAgentInput
     from backend.workflow_runner.agent_call.workflow_api import run_agent_call
@@ -61,7 +61,7 @@ class _WorkflowRunners:
                 call,
                 result_type=HttpCallOutput,
                 start_to_close_timeout=DEFAULT_HTTP_TIMEOUT,
-                retry_policy=HTTP_RETRY_POLICY,
+                retry_policy=retry_policy(call),
                 summary=f"{call.method} {call.uri}",
             )
         except ActivityError as error:

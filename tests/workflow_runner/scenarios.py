@@ -6,18 +6,21 @@ endpoints by a local threaded server.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import http.server
 import json
 import pathlib
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import yaml
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from backend.workflow_runner.agent_call.models import (
@@ -26,6 +29,9 @@ from backend.workflow_runner.agent_call.models import (
     CallAgentInput,
     CancelAgentCallInput,
 )
+from backend.workflow_runner.models import DslRunInput, ProgressEntry
+from backend.workflow_runner.worker import build_worker
+from backend.workflow_runner.workflows import DslWorkflow
 
 WORKFLOWS = pathlib.Path(__file__).parent / "workflows"
 HISTORIES = pathlib.Path(__file__).parent / "histories"
@@ -73,6 +79,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._json(503, {"error": "try again"})
             else:
                 self._json(200, {"ok": True, "attempt": self.hits[self.path]})
+        elif self.path.startswith("/unavailable"):
+            self._json(503, {"error": "down for good"})
+        elif self.path.startswith("/v2/pet/"):
+            # The specification's examples call the Swagger petstore; this is its shape here.
+            pet_id = self.path.removeprefix("/v2/pet/")
+            if pet_id.isdigit():
+                self._json(200, {"id": int(pet_id), "name": f"pet {pet_id}"})
+            else:
+                self._json(404, {"message": "Pet not found"})
         elif self.path.startswith("/echo"):
             echo = {"method": self.command, "path": self.path, "body": body}
             self._json(200, {**echo, "header": self.headers.get("x-test")})
@@ -155,17 +170,33 @@ do:
 )
 
 
-def http_document(base_url: str, path: str, output: str = "content") -> dict[str, Any]:
+def http_document(
+    base_url: str, path: str, output: str = "content", method: str = "post"
+) -> dict[str, Any]:
     return inline(
         f"""
 do:
   - call:
       call: http
       with:
-        method: post
+        method: {method}
         endpoint: {{uri: "{base_url}{path}"}}
         headers: {{x-test: "yes"}}
         body: {{n: "${{ .n }}"}}
         output: {output}
 """
     )
+
+
+async def run_workflow(
+    client: Client, task_queue: str, document: dict[str, Any], workflow_input: Any = None
+) -> tuple[Any, list[ProgressEntry]]:
+    """Runs `document` on a worker of this process (fake agents); its result and progress."""
+    async with build_worker(client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
+        handle = await client.start_workflow(
+            DslWorkflow.run,
+            DslRunInput(document, workflow_input),
+            id=f"wf-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+        return await asyncio.wait_for(handle.result(), 40), await handle.query(DslWorkflow.progress)

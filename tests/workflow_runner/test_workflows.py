@@ -4,37 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from backend.workflow_runner.dsl import errors
-from backend.workflow_runner.models import DslRunInput, ProgressEntry
+from backend.workflow_runner.models import DslRunInput
 from backend.workflow_runner.worker import build_worker
 from backend.workflow_runner.workflows import DslWorkflow
 from tests.workflow_runner import scenarios
+from tests.workflow_runner.scenarios import run_workflow
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def run_workflow(
-    client: Client, task_queue: str, document: dict[str, Any], workflow_input: Any = None
-) -> tuple[Any, list[ProgressEntry]]:
-    async with build_worker(client, task_queue, agent_activities=scenarios.FAKE_AGENT_ACTIVITIES):
-        handle = await client.start_workflow(
-            DslWorkflow.run,
-            DslRunInput(document, workflow_input),
-            id=f"wf-{uuid.uuid4()}",
-            task_queue=task_queue,
-        )
-        try:
-            return await asyncio.wait_for(handle.result(), 40), await handle.query(
-                DslWorkflow.progress
-            )
-        except WorkflowFailureError:
-            raise
 
 
 async def test_orders_example_runs_set_for_switch_wait_and_export(
@@ -115,15 +97,28 @@ async def test_call_http_json(temporal_client: Client, task_queue: str) -> None:
     }
 
 
-async def test_call_http_retries_503_then_succeeds(
+async def test_call_http_retries_an_idempotent_request_on_503_then_succeeds(
     temporal_client: Client, task_queue: str
 ) -> None:
     with scenarios.http_server() as server:
-        result, _ = await run_workflow(
-            temporal_client, task_queue, scenarios.http_document(server.url, "/flaky"), {"n": 1}
-        )
+        document = scenarios.http_document(server.url, "/flaky", method="get")
+        result, _ = await run_workflow(temporal_client, task_queue, document, {"n": 1})
         assert result == {"ok": True, "attempt": 2}
         assert server.hits["/flaky"] == 2
+
+
+async def test_call_http_never_resends_a_post_that_reached_the_server(
+    temporal_client: Client, task_queue: str
+) -> None:
+    with scenarios.http_server() as server:
+        with pytest.raises(WorkflowFailureError) as failure:
+            await run_workflow(
+                temporal_client, task_queue, scenarios.http_document(server.url, "/flaky"), {"n": 1}
+            )
+        assert server.hits["/flaky"] == 1
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.details[0]["status"] == 503
 
 
 async def test_call_http_404_fails_clearly_without_retrying(

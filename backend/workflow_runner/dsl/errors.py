@@ -14,6 +14,17 @@ AUTHORIZATION = ERROR_TYPE_PREFIX + "authorization"
 TIMEOUT = ERROR_TYPE_PREFIX + "timeout"
 COMMUNICATION = ERROR_TYPE_PREFIX + "communication"
 RUNTIME = ERROR_TYPE_PREFIX + "runtime"
+# The older spelling of the same standard types, used by the specification's own conformance
+# scenarios (ctk/features/try.feature) and by documents written against them. Errors are always
+# raised with ERROR_TYPE_PREFIX; `catch` accepts either spelling.
+LEGACY_ERROR_TYPE_PREFIX = "https://serverlessworkflow.io/dsl/errors/types/"
+
+
+def canonical_type(error_type: str) -> str:
+    """A standard error type in the DSL reference's spelling; any other type unchanged."""
+    if error_type.startswith(LEGACY_ERROR_TYPE_PREFIX):
+        return ERROR_TYPE_PREFIX + error_type.removeprefix(LEGACY_ERROR_TYPE_PREFIX)
+    return error_type
 
 
 @dataclasses.dataclass

@@ -19,7 +19,6 @@ _SANDBOX_PRELUDE = (
 )
 
 _EXPRESSION = re.compile(r"^\s*\$\{(?P<body>.*)\}\s*$", re.DOTALL)
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ExpressionError(Exception):
@@ -34,10 +33,6 @@ def program_of(value: str) -> str:
     """The jq program of `${ program }`, or the string itself when it is a bare expression."""
     match = _EXPRESSION.match(value)
     return match.group("body").strip() if match else value.strip()
-
-
-def is_identifier(name: str) -> bool:
-    return _IDENTIFIER.match(name) is not None
 
 
 def check(program: str, variables: Iterable[str]) -> str | None:
@@ -68,6 +63,15 @@ def evaluate_value(value: Any, data: Any, variables: Mapping[str, Any]) -> Any:
     if isinstance(value, list):
         return [evaluate_value(item, data, variables) for item in value]
     return value
+
+
+def evaluate_transform(value: Any, data: Any, variables: Mapping[str, Any]) -> Any:
+    """`input.from`, `output.as`, `export.as`: a string is one runtime expression, with or without
+    `${ }` (the specification's schema types these fields as runtime expressions, and its own
+    conformance scenarios write `output.as: .id`); an object is evaluated like `set`."""
+    if isinstance(value, str):
+        return evaluate(program_of(value), data, variables)
+    return evaluate_value(value, data, variables)
 
 
 def evaluate_condition(value: Any, data: Any, variables: Mapping[str, Any]) -> bool:

@@ -91,10 +91,10 @@ class _Validator:
         workflow_input = self.document.get("input")
         if isinstance(workflow_input, dict):
             self._input_schema(workflow_input.get("schema"), "/input/schema")
-            self._value_expressions(workflow_input.get("from"), "/input/from", variables)
+            self._transform(workflow_input.get("from"), "/input/from", variables)
         output = self.document.get("output")
         if isinstance(output, dict):
-            self._value_expressions(output.get("as"), "/output/as", variables)
+            self._transform(output.get("as"), "/output/as", variables)
         self._duration_at(self.document.get("timeout"), "after", "/timeout", required=False)
         uses = self.document.get("use")
         if isinstance(uses, dict) and isinstance(uses.get("retries"), dict):
@@ -178,7 +178,7 @@ class _Validator:
             self._condition(task["if"], path + "/if", variables)
         for field, key in (("input", "from"), ("output", "as"), ("export", "as")):
             if key in task.get(field, {}):
-                self._value_expressions(task[field][key], f"{path}/{field}/{key}", variables)
+                self._transform(task[field][key], f"{path}/{field}/{key}", variables)
         for field in ("input", "output"):
             self._input_schema(task.get(field, {}).get("schema"), f"{path}/{field}/schema")
         self._duration_at(task.get("timeout"), "after", path + "/timeout", required=False)
@@ -321,6 +321,13 @@ class _Validator:
         if isinstance(value, bool):
             return
         self._expression(expressions.program_of(str(value)), path, variables)
+
+    def _transform(self, value: Any, path: str, variables: Iterable[str]) -> None:
+        """`input.from`, `output.as`, `export.as`: a string is an expression even without `${ }`."""
+        if isinstance(value, str):
+            self._expression(expressions.program_of(value), path, variables)
+        else:
+            self._value_expressions(value, path, variables)
 
     def _value_expressions(self, value: Any, path: str, variables: Iterable[str]) -> None:
         if isinstance(value, str):
