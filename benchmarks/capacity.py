@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pathlib
 import time
 
 from benchmarks import driver, fake_agent, process
 from benchmarks.models import HANDSHAKE, POLLING
+from tests.support.eventually import eventually
 
 
 @dataclasses.dataclass
@@ -44,7 +46,13 @@ async def run(
                 client, queue, design, [f"job {i}" for i in range(n)], endpoint
             )
             started = time.monotonic()
-            await driver.wait_until(lambda: fake.open_count >= target, 120 + n * 0.05)
+
+            async def reached_target() -> None:
+                assert fake.open_count >= target
+
+            # A run that falls short is reported with the count it reached (`in_flight`).
+            with contextlib.suppress(AssertionError):
+                await eventually(reached_target, timeout=120 + n * 0.05)
             reached = time.monotonic()
             # The worker is done with the workflow tasks of the starts; only the waiting remains.
             await process.wait_quiet(worker.pid, threshold=10.0, timeout=30 + n / 100)

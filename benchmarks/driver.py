@@ -1,10 +1,9 @@
-"""Shared driver helpers: a fresh dev server, starting many workflows, bounded waits."""
+"""Shared driver helpers: a fresh dev server, starting many workflows."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -80,13 +79,3 @@ async def start_bench_calls(
         )
 
     return await start_all(len(messages), start, per_second)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float, every: float = 0.1) -> bool:
-    """True once `predicate` holds, False if it did not within `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(every)
-    return True

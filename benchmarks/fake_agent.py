@@ -26,6 +26,8 @@ from ai.stigmer.agentic.agentexecution.v1 import (
 )
 from ai.stigmer.commons.apiresource import metadata_pb2
 
+from tests.support import fake_server
+
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -106,13 +108,10 @@ async def serve() -> AsyncIterator[tuple[FakeAgentSide, str]]:
     """The fake on a fresh loopback port; yields it and its endpoint."""
     # The RPCs it does not define answer UNIMPLEMENTED through the generated base classes.
     fake = FakeAgentSide()  # type: ignore[abstract]
-    server = grpc.aio.server()
-    agent_query_pb2_grpc.add_AgentQueryServiceServicer_to_server(fake, server)
-    command_pb2_grpc.add_AgentExecutionCommandServiceServicer_to_server(fake, server)
-    query_pb2_grpc.add_AgentExecutionQueryServiceServicer_to_server(fake, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield fake, f"127.0.0.1:{port}"
-    finally:
-        await server.stop(grace=None)
+    async with fake_server.serving(
+        fake,
+        agent_query_pb2_grpc.add_AgentQueryServiceServicer_to_server,
+        command_pb2_grpc.add_AgentExecutionCommandServiceServicer_to_server,
+        query_pb2_grpc.add_AgentExecutionQueryServiceServicer_to_server,
+    ) as endpoint:
+        yield fake, endpoint

@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import os
 import pathlib
-import signal
-import subprocess
 import sys
 import time
 
 import psutil  # type: ignore[import-untyped]
 
+from tests.support.eventually import eventually
+from tests.support.processes import Process, child_env, wait_ready
+
 READY_TIMEOUT_SECONDS = 60.0
-
-
-@dataclasses.dataclass
-class WorkerProcess:
-    popen: subprocess.Popen[bytes]
-    log_path: pathlib.Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
 
 
 async def start_worker(
@@ -43,11 +25,10 @@ async def start_worker(
     endpoint: str,
     work_dir: pathlib.Path,
     profile: pathlib.Path | None = None,
-) -> WorkerProcess:
+) -> Process:
     """A worker in a child Python that imports what this process imports; waits until it polls."""
     work_dir.mkdir(parents=True, exist_ok=True)
     ready = work_dir / f"{task_queue}.ready"
-    log_path = work_dir / f"{task_queue}.log"
     argv = [
         sys.executable,
         "-m",
@@ -65,20 +46,19 @@ async def start_worker(
     ]
     if profile is not None:
         argv += ["--profile", str(profile)]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    with open(log_path, "ab") as log:
-        popen = subprocess.Popen(
-            argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    worker = WorkerProcess(popen, log_path)
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while not ready.exists():
-        if popen.poll() is not None or time.monotonic() > deadline:
-            worker.stop()
-            tail = log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"benchmark worker did not start:\n{tail}")
-        await asyncio.sleep(0.1)
+    worker = Process(
+        "benchmark worker", argv, child_env(), work_dir / f"{task_queue}.log", new_session=False
+    )
+    worker.start()
+
+    async def polling() -> bool:
+        return ready.exists()
+
+    try:
+        await wait_ready(worker, polling, "ready file", READY_TIMEOUT_SECONDS)
+    except BaseException:
+        worker.stop()
+        raise
     return worker
 
 
@@ -107,7 +87,10 @@ async def sample(pid: int, seconds: float, every: float = 0.5) -> Usage:
 
 async def wait_quiet(pid: int, threshold: float, timeout: float) -> None:
     """Waits until the process uses less than `threshold` % CPU over one second (or times out)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (await sample(pid, 1.0, every=1.0)).cpu_percent < threshold:
-            return
+
+    async def quiet() -> None:
+        assert (await sample(pid, 1.0, every=1.0)).cpu_percent < threshold
+
+    # A worker that never gets quiet is measured all the same.
+    with contextlib.suppress(AssertionError):
+        await eventually(quiet, timeout=timeout, every=0.0)

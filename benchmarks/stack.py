@@ -8,18 +8,14 @@ import pathlib
 import uuid
 from collections.abc import AsyncIterator
 
-import grpc
-from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
-from ai.stigmer.agentic.agent.v1 import command_pb2 as agent_command_pb2
-from ai.stigmer.agentic.agent.v1 import command_pb2_grpc as agent_command_pb2_grpc
-from ai.stigmer.agentic.agent.v1 import spec_pb2 as agent_spec_pb2
-from ai.stigmer.commons.apiresource import metadata_pb2
 from temporalio.client import Client
 
 from backend.common import temporal_dev_server
 from backend.stigmer_service import app
-from backend.stigmer_service.config import Settings
 from benchmarks import driver, fake_agent, process
+from tests.support import service as in_process
+from tests.support.agents import create_agent
+from tests.support.processes import Process
 
 # As the workflow runner's default: slots are not what limits these runs.
 SLOTS = 100
@@ -34,7 +30,7 @@ class Rig:
     service_address: str
     work_dir: pathlib.Path
     queue: str = ""
-    worker: process.WorkerProcess | None = None
+    worker: Process | None = None
 
     async def start_worker(self, profile: pathlib.Path | None = None) -> None:
         self.stop_worker()
@@ -54,36 +50,21 @@ class Rig:
             self.worker = None
 
 
-async def create_agent(address: str) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
-        await agent_command_pb2_grpc.AgentCommandServiceStub(channel).CreateAgent(
-            agent_command_pb2.CreateAgentRequest(
-                agent=agent_api_pb2.Agent(
-                    metadata=metadata_pb2.ApiResourceMetadata(
-                        name=driver.AGENT, slug=driver.AGENT, org=driver.ORG
-                    ),
-                    spec=agent_spec_pb2.AgentSpec(instructions="Answer.", model="offline/echo"),
-                )
-            ),
-            timeout=10,
-        )
-
-
 @contextlib.asynccontextmanager
 async def running(work_dir: pathlib.Path) -> AsyncIterator[Rig]:
     """Everything up, the service in this process (so that it can be profiled here)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     async with driver.temporal() as (server, client), fake_agent.serve() as (fake, endpoint):
-        settings = Settings(
-            listen="127.0.0.1:0",
+        settings = in_process.settings(
+            work_dir,
+            driver.task_queue("executions"),
             # A database of its own per rig: the agent is created afresh.
-            db_url=f"sqlite+aiosqlite:///{work_dir / f'stigmer-{uuid.uuid4().hex[:8]}.db'}",
+            db_name=f"stigmer-{uuid.uuid4().hex[:8]}.db",
             temporal_address=server.address,
-            task_queue=driver.task_queue("executions"),
             grace_period=1.0,
         )
         async with app.running(settings, client=client) as service:
-            await create_agent(service.address)
+            await create_agent(service.address, driver.AGENT, driver.ORG)
             rig = Rig(server, client, fake, endpoint, service.address, work_dir)
             try:
                 await rig.start_worker()

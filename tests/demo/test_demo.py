@@ -17,6 +17,10 @@ import time
 
 import pytest
 
+from tests.support.processes import child_env
+
+# Lines as the demo prints them, so the test reads them as they come.
+UNBUFFERED = {"PYTHONUNBUFFERED": "1"}
 SLOW_WORKFLOW = pathlib.Path(__file__).parent / "workflows" / "slow.yaml"
 ROUTINE_TICKET = {
     "ticket": {
@@ -32,14 +36,10 @@ def demo_command(state_dir: pathlib.Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "examples.demo", "--state-dir", str(state_dir), *args]
 
 
-def child_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONUNBUFFERED": "1"}
-
-
 def run_demo(state_dir: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         demo_command(state_dir, *args),
-        env=child_env(),
+        env=child_env(UNBUFFERED),
         capture_output=True,
         text=True,
         timeout=90,
@@ -184,7 +184,7 @@ def test_interrupt_mid_run_stops_everything(tmp_path: pathlib.Path, signum: int)
     state_dir = tmp_path / "state"
     process = subprocess.Popen(
         demo_command(state_dir, "--workflow", str(SLOW_WORKFLOW)),
-        env=child_env(),
+        env=child_env(UNBUFFERED),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -24,7 +24,8 @@ from temporalio.worker import Worker
 from backend.stigmer_service import app
 from backend.workflow_runner.agent_call.activities import agent_call_activities
 from backend.workflow_runner.agent_call.models import CallAgentInput, secret_placeholder
-from tests.e2e.conftest import AGENT, ORG
+from tests.e2e.conftest import AGENT
+from tests.support.agents import ORG
 from tests.workflow_runner.agent_call.agent_call_workflow import AgentCallWorkflow
 
 WAIT = 45

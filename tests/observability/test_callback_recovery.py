@@ -16,43 +16,31 @@ from temporalio.client import Client
 
 from backend.common import temporal_dev_server
 from backend.workflow_runner.models import DslRunInput
-from tests.observability.helpers import AGENT, create_agent, one_call, sample, scrape, wait_sample
-from tests.system.stack import Stack, child_env, wait_for_log
+from tests.observability.helpers import AGENT, one_call, sample, scrape, wait_sample
+from tests.support import stack as processes
+from tests.support.agents import ORG
+from tests.support.processes import child_env, wait_for_log
+from tests.support.stack import Stack
 
-# Short timers (as the system tests use), the metrics endpoints, and the test hook that holds
-# the first callback attempt back long enough for the kill.
-SERVICE_ENV = {
-    "STIGMER_CALLER_HEARTBEAT_INTERVAL": "1",
-    "STIGMER_ACTIVITY_HEARTBEAT_TIMEOUT": "4",
-    "STIGMER_GRACE_PERIOD": "2",
-    "STIGMER_TEST_CALLBACK_DELAY": "120",
-}
+# Short timers, and the test hook that holds the first callback attempt back long enough for the
+# kill.
+SERVICE_ENV = processes.FAST_SERVICE_ENV | {"STIGMER_TEST_CALLBACK_DELAY": "120"}
 
 
 @pytest_asyncio.fixture
 async def stack(tmp_path: pathlib.Path) -> AsyncIterator[tuple[Stack, str, str]]:
     """The real processes, with the service's and the worker's metrics endpoints."""
-    temporal = await temporal_dev_server.start(
-        db_filename=tmp_path / "temporal.db", log_path=tmp_path / "temporal.log"
-    )
     service_metrics = f"127.0.0.1:{temporal_dev_server.free_port()}"
     worker_metrics = f"127.0.0.1:{temporal_dev_server.free_port()}"
-    stack = Stack(
-        state_dir=tmp_path,
-        temporal=temporal,
-        service_port=temporal_dev_server.free_port(),
+    async with processes.running(
+        tmp_path,
+        agent=AGENT,
+        org=ORG,
+        queue_prefix="observability",
         service_env=SERVICE_ENV | {"STIGMER_METRICS_LISTEN": service_metrics},
-        worker_task_queue=f"observability-{uuid.uuid4()}",
         worker_env={"WORKFLOW_RUNNER_METRICS_LISTEN": worker_metrics},
-    )
-    try:
-        await stack.start_service()
-        await stack.start_worker()
-        await create_agent(stack.service_address)
+    ) as stack:
         yield stack, service_metrics, worker_metrics
-    finally:
-        stack.stop()
-        stack.temporal.stop()
 
 
 async def callers(stack: Stack) -> list[dict[str, Any]]:

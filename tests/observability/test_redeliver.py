@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
-import time
 import uuid
 from typing import Any
 
@@ -20,7 +19,8 @@ from backend.stigmer_service import app
 from backend.stigmer_service.cli import app as cli
 from backend.stigmer_service.execution import callback
 from tests.stigmer_service import caller
-from tests.stigmer_service.conftest import fast_settings, open_stubs
+from tests.support.eventually import eventually
+from tests.support.service import fast_settings, open_stubs
 
 
 async def invoke(*args: str) -> Any:
@@ -59,15 +59,16 @@ async def test_a_failed_callback_is_listed_and_redelivered(
             )
             created = await asyncio.wait_for(caller.created.get(), 20)
             execution_id = created.metadata.id
-            deadline = time.monotonic() + 20
-            while True:
+
+            async def callback_failed() -> None:
                 execution = await stubs.queries.GetAgentExecution(
                     query_pb2.GetAgentExecutionRequest(id=execution_id)
                 )
-                if execution.status.callback.state == status_pb2.CALLBACK_STATE_FAILED:
-                    break
-                assert time.monotonic() < deadline, execution.status
-                await asyncio.sleep(0.1)
+                assert (
+                    execution.status.callback.state == status_pb2.CALLBACK_STATE_FAILED
+                ), execution.status
+
+            await eventually(callback_failed, timeout=20)
 
             listed = await invoke("callers", "--endpoint", endpoint, "--output", "json")
             assert listed.exit_code == 0, listed.output
@@ -91,12 +92,11 @@ async def test_a_failed_callback_is_listed_and_redelivered(
             assert result["output"] == "echo: come back"
             assert result["execution_id"] == execution_id
 
-            deadline = time.monotonic() + 10
-            while (
-                await invoke("callers", "--endpoint", endpoint, "-o", "json")
-            ).output.strip() != "[]":
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.1)
+            async def no_caller_waits() -> None:
+                waiting = await invoke("callers", "--endpoint", endpoint, "-o", "json")
+                assert waiting.output.strip() == "[]", waiting.output
+
+            await eventually(no_caller_waits, timeout=10)
             empty = await invoke("callers", "--endpoint", endpoint)
             assert "no caller is waiting" in empty.output
             assert (

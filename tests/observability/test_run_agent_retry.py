@@ -13,7 +13,7 @@ from backend.stigmer_service import app, states
 from backend.stigmer_service.execution.activities import ExecutionActivities
 from backend.stigmer_service.execution.models import ExecutionRef
 from backend.stigmer_service.store.records import NewExecution
-from tests.stigmer_service.conftest import fast_settings
+from tests.support.service import fast_settings
 
 
 def new_execution(agent_id: str, message: str) -> NewExecution:

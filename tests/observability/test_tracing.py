@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -18,8 +17,10 @@ from backend.common import temporal_dev_server, tracing
 from backend.stigmer_service import app
 from backend.workflow_runner.models import DslRunInput
 from backend.workflow_runner.worker import build_worker
-from tests.observability.helpers import AGENT, create_agent, one_call
-from tests.stigmer_service.conftest import fast_settings
+from tests.observability.helpers import AGENT, one_call
+from tests.support.agents import create_agent
+from tests.support.eventually import eventually
+from tests.support.service import fast_settings
 
 CREATE = "/ai.stigmer.agentic.agentexecution.v1.AgentExecutionCommandService/CreateAgentExecution"
 # (span name, a span it must descend from). Temporal's workflow spans are instants, so what a
@@ -84,7 +85,7 @@ async def test_one_trace_spans_the_caller_and_the_execution_workflow(
         temporal_server.address, interceptors=tracing.temporal_interceptors()
     )
     async with app.running(fast_settings(tmp_path), client=client) as service:
-        await create_agent(service.address)
+        await create_agent(service.address, AGENT)
         queue = f"traced-{uuid.uuid4()}"
         async with build_worker(client, queue, stigmer_endpoint=service.address):
             handle = await client.start_workflow(
@@ -95,11 +96,13 @@ async def test_one_trace_spans_the_caller_and_the_execution_workflow(
             )
             result = await asyncio.wait_for(handle.result(), 40)
         assert result["answer"] == f"{AGENT}: trace me"
+
+        async def callback_span_ended() -> None:
+            names = [s.name for s in exporter.get_finished_spans()]
+            assert "callback" in names, names
+
         # The callback span ends right after the caller resumed; give it a moment.
-        deadline = time.monotonic() + 10
-        while not any(s.name == "callback" for s in exporter.get_finished_spans()):
-            assert time.monotonic() < deadline, [s.name for s in exporter.get_finished_spans()]
-            await asyncio.sleep(0.05)
+        await eventually(callback_span_ended, timeout=10, every=0.05)
 
     spans = list(exporter.get_finished_spans())
     print("\n".join(["", "trace:", *tree(spans)]))

@@ -18,6 +18,8 @@ from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
+from backend.workflow_runner.agent_call import convert
+
 
 @dataclasses.dataclass
 class CallInput:
@@ -53,18 +55,9 @@ async def call_agent(call: CallInput) -> Any:
         message=call.message,
         session_id=call.session_id,
         callback_token=info.task_token,
-        idempotency_key=(
-            f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
-            if call.idempotency
-            else ""
-        ),
-        caller=spec_pb2.CallerInfo(
-            workflow_id=info.workflow_id or "",
-            run_id=info.workflow_run_id or "",
-            activity_id=info.activity_id,
-            namespace=info.workflow_namespace or "",
-            task_queue=info.task_queue,
-        ),
+        # The runner's own derivations (agent_call/convert.py), so the two cannot drift apart.
+        idempotency_key=convert.idempotency_key(info) if call.idempotency else "",
+        caller=convert.caller_info(info),
         runtime_env={
             k: spec_pb2.ExecutionValue(value=v, is_secret=True) for k, v in call.secrets.items()
         },

@@ -23,8 +23,8 @@ from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from temporalio.client import Client
 
-from backend.stigmer_service import app, states
-from tests.stigmer_service.conftest import Stubs, fast_settings, open_stubs
+from backend.stigmer_service import app
+from tests.support.service import Stubs, fast_settings, open_stubs
 
 
 async def expect(code: grpc.StatusCode, call: Any, *fragments: str) -> None:
@@ -229,21 +229,3 @@ async def test_bearer_auth(tmp_path: pathlib.Path, temporal_client: Client) -> N
             assert health.status == health_pb2.HealthCheckResponse.SERVING
         finally:
             await stubs.channel.close()
-
-
-def test_state_numbers_match_the_proto_enums() -> None:
-    assert states.PHASE_CANCELLED == status_pb2.EXECUTION_PHASE_CANCELLED
-    assert states.PHASE_COMPLETED == status_pb2.EXECUTION_PHASE_COMPLETED
-    assert states.PHASE_FAILED == status_pb2.EXECUTION_PHASE_FAILED
-    assert states.PHASE_PENDING == status_pb2.EXECUTION_PHASE_PENDING
-    assert states.PHASE_RUNNING == status_pb2.EXECUTION_PHASE_RUNNING
-    assert states.ROLE_ASSISTANT == status_pb2.MESSAGE_ROLE_ASSISTANT
-    assert states.ROLE_USER == status_pb2.MESSAGE_ROLE_USER
-    assert states.CALLBACK_ALREADY_CLOSED == status_pb2.CALLBACK_STATE_ALREADY_CLOSED
-    assert states.CALLBACK_DELIVERED == status_pb2.CALLBACK_STATE_DELIVERED
-    assert states.CALLBACK_FAILED == status_pb2.CALLBACK_STATE_FAILED
-    assert states.CALLBACK_NOT_REQUESTED == status_pb2.CALLBACK_STATE_NOT_REQUESTED
-    assert states.CALLBACK_WAITING == status_pb2.CALLBACK_STATE_WAITING
-    assert states.OUTCOME_CANCELLED == status_pb2.CALLBACK_OUTCOME_CANCELLED
-    assert states.OUTCOME_COMPLETED == status_pb2.CALLBACK_OUTCOME_COMPLETED
-    assert states.OUTCOME_FAILED == status_pb2.CALLBACK_OUTCOME_FAILED

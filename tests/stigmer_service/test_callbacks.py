@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import hashlib
 import pathlib
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,6 +32,7 @@ from backend.stigmer_service.execution.models import CallbackWorkflowInput
 from backend.stigmer_service.execution.policies import execution_policy
 from backend.stigmer_service.execution.workflows import CallbackWorkflow
 from tests.stigmer_service import caller
+from tests.support.eventually import eventually
 from tests.support.service import Stubs, fast_settings, open_stubs
 
 WAIT = 30
@@ -66,16 +66,14 @@ async def next_execution() -> api_pb2.AgentExecution:
 async def wait_for(stigmer: Stubs, execution_id: str, predicate: Any) -> api_pb2.AgentExecution:
     """Polls the execution until `predicate` holds (bounded)."""
 
-    async def poll() -> api_pb2.AgentExecution:
-        while True:
-            execution = await stigmer.queries.GetAgentExecution(
-                query_pb2.GetAgentExecutionRequest(id=execution_id)
-            )
-            if predicate(execution):
-                return execution
-            await asyncio.sleep(0.05)
+    async def holds() -> api_pb2.AgentExecution:
+        execution = await stigmer.queries.GetAgentExecution(
+            query_pb2.GetAgentExecutionRequest(id=execution_id)
+        )
+        assert predicate(execution), execution.status
+        return execution
 
-    return await asyncio.wait_for(poll(), WAIT)
+    return await eventually(holds, timeout=WAIT, every=0.05)
 
 
 def callback_settled(execution: api_pb2.AgentExecution) -> bool:
@@ -252,16 +250,18 @@ async def assert_never_timed_out(handle: WorkflowHandle[Any, Any]) -> None:
 async def running_sweeper_run(client: Client, task_queue: str) -> str:
     """The run id of the queue's sweeper once it runs (the service starts it in the background)."""
     sweeper = client.get_workflow_handle(callers.workflow_id(task_queue))
-    deadline = time.monotonic() + WAIT
-    while True:
+
+    async def running() -> str:
         try:
             description = await sweeper.describe()
-            if description.status == WorkflowExecutionStatus.RUNNING:
-                return description.run_id or ""
-        except RPCError:
-            pass
-        assert time.monotonic() < deadline, "the caller sweeper is not running"
-        await asyncio.sleep(0.1)
+        except RPCError as error:
+            raise AssertionError("the caller sweeper is not running") from error
+        assert (
+            description.status == WorkflowExecutionStatus.RUNNING
+        ), "the caller sweeper is not running"
+        return description.run_id or ""
+
+    return await eventually(running, timeout=WAIT)
 
 
 async def test_a_terminated_sweeper_is_started_again(
@@ -274,10 +274,13 @@ async def test_a_terminated_sweeper_is_started_again(
         await temporal_client.get_workflow_handle(
             callers.workflow_id(settings.task_queue)
         ).terminate("an operator's mistake")
-        deadline = time.monotonic() + WAIT
-        while (again := await running_sweeper_run(temporal_client, settings.task_queue)) == first:
-            assert time.monotonic() < deadline, "the terminated sweeper was not started again"
-            await asyncio.sleep(0.1)
+
+        async def started_again() -> str:
+            run = await running_sweeper_run(temporal_client, settings.task_queue)
+            assert run != first, "the terminated sweeper was not started again"
+            return run
+
+        again = await eventually(started_again, timeout=WAIT)
         assert again != first
 
 

@@ -9,7 +9,7 @@ import pathlib
 from typer.testing import CliRunner
 
 from backend.stigmer_service.cli import app
-from tests.stigmer_service.conftest import Stubs
+from tests.support.service import Stubs
 
 MANIFEST = """\
 apiVersion: agentic.stigmer.ai/v1

@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 
 from backend.stigmer_service import app, logs
 from tests.stigmer_service import caller
-from tests.stigmer_service.conftest import fast_settings, open_stubs
+from tests.support.service import fast_settings, open_stubs
 
 SECRET = "sk-live-9f8e7d6c5b4a-do-not-leak"
 

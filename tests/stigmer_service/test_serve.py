@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-un
 from temporalio.client import Client
 
 from backend.stigmer_service import app
-from tests.stigmer_service.conftest import fast_settings
+from tests.support.service import fast_settings
 
 
 async def test_sigterm_stops_the_service(tmp_path: pathlib.Path, temporal_client: Client) -> None:

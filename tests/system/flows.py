@@ -4,35 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-import time
 import uuid
 from typing import Any
 
 import grpc
-import yaml
 from ai.stigmer.agentic.agentexecution.v1 import api_pb2, query_pb2, query_pb2_grpc, status_pb2
 from temporalio.client import Client, WorkflowHandle
 
 from backend.workflow_runner.models import DslRunInput
-from tests.system.conftest import AGENT, ORG
+from tests.support import documents
+from tests.support.agents import ORG
+from tests.support.eventually import eventually
+from tests.system.conftest import AGENT
 
 # One agent call; the offline model echoes the message (directives included) after the agent's
 # slug, so each workflow's answer is known in advance. `#wait-for=<file>` holds every agent until
 # the test opens the gate, so the fault strikes while all calls are in flight.
-ONE_CALL = yaml.safe_load(
-    f"""
-document: {{dsl: 1.0.0, namespace: system, name: one-call, version: 1.0.0}}
-do:
-  - ask:
-      call: agent
-      with:
-        agent: {AGENT}
-        org: {ORG}
-        message: '${{ "item " + (.n|tostring) + " #wait-for=" + .gate }}'
-        config: {{model: offline/echo, timeout: PT2M}}
-      output:
-        as: '${{ {{n: $input.n, answer: .output, execution: .execution_id}} }}'
-"""
+ONE_CALL = documents.one_call(
+    AGENT,
+    ORG,
+    '${ "item " + (.n|tostring) + " #wait-for=" + .gate }',
+    namespace="system",
+    carry="n: $input.n, ",
 )
 
 
@@ -76,15 +69,13 @@ async def list_executions(address: str) -> list[api_pb2.AgentExecution]:
 
 async def wait_running(address: str, count: int, timeout: float = 120.0) -> None:
     """Waits until `count` executions are RUNNING, i.e. every caller is waiting on its agent."""
-    deadline = time.monotonic() + timeout
-    running = 0
-    while time.monotonic() < deadline:
+
+    async def all_running() -> None:
         executions = await list_executions(address)
         running = sum(e.status.phase == status_pb2.EXECUTION_PHASE_RUNNING for e in executions)
-        if running >= count:
-            return
-        await asyncio.sleep(0.3)
-    raise TimeoutError(f"only {running} of {count} executions running after {timeout}s")
+        assert running >= count, f"only {running} of {count} executions running after {timeout}s"
+
+    await eventually(all_running, timeout=timeout, every=0.3)
 
 
 async def results(handles: list[WorkflowHandle[Any, Any]], timeout: float) -> list[Any]:

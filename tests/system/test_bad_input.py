@@ -15,8 +15,8 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.stack import Stack
 from tests.system import flows
-from tests.system.stack import Stack
 
 EXAMPLES = 2000
 # gRPC's default limit on a received message, which the service keeps.

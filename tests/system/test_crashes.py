@@ -11,8 +11,8 @@ from ai.stigmer.agentic.agentexecution.v1 import status_pb2
 from temporalio.client import Client
 
 from backend.common import temporal_dev_server
+from tests.support.stack import Stack
 from tests.system import flows
-from tests.system.stack import Stack
 
 IN_FLIGHT = 50
 # Fifty calls through a crash and a restart take 30-90 s on two busy cores; the default 120 s

@@ -25,9 +25,10 @@ from backend.stigmer_service import crypto
 from backend.stigmer_service.store import db
 from backend.stigmer_service.store.repository import Store
 from backend.workflow_runner.models import DslRunInput
+from tests.support.agents import ORG
+from tests.support.stack import Stack
 from tests.system import flows
-from tests.system.conftest import AGENT, ORG, SECRET_VALUE
-from tests.system.stack import Stack
+from tests.system.conftest import AGENT, SECRET_VALUE
 
 
 def _document(name: str, task: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Every generated API module imports cleanly, and the main messages survive the wire."""
+"""Every generated API module imports cleanly, the main messages survive the wire, and the
+service's state numbers are the API's enum numbers."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ai.stigmer.commons.apiresource import metadata_pb2, reference_pb2
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
+from backend.stigmer_service import states
 from tools.stubs import stubs
 
 GENERATED_MODULES = sorted(
@@ -130,3 +132,22 @@ def test_agent_and_agent_call_config_round_trip() -> None:
     config.config.model = "offline/echo"
     config.config.timeout.FromSeconds(600)
     assert agent_call_pb2.AgentCallTaskConfig.FromString(config.SerializeToString()) == config
+
+
+def test_state_numbers_match_the_proto_enums() -> None:
+    """The service's phase, role, callback-state and outcome numbers are the API's enum numbers."""
+    assert states.PHASE_CANCELLED == status_pb2.EXECUTION_PHASE_CANCELLED
+    assert states.PHASE_COMPLETED == status_pb2.EXECUTION_PHASE_COMPLETED
+    assert states.PHASE_FAILED == status_pb2.EXECUTION_PHASE_FAILED
+    assert states.PHASE_PENDING == status_pb2.EXECUTION_PHASE_PENDING
+    assert states.PHASE_RUNNING == status_pb2.EXECUTION_PHASE_RUNNING
+    assert states.ROLE_ASSISTANT == status_pb2.MESSAGE_ROLE_ASSISTANT
+    assert states.ROLE_USER == status_pb2.MESSAGE_ROLE_USER
+    assert states.CALLBACK_ALREADY_CLOSED == status_pb2.CALLBACK_STATE_ALREADY_CLOSED
+    assert states.CALLBACK_DELIVERED == status_pb2.CALLBACK_STATE_DELIVERED
+    assert states.CALLBACK_FAILED == status_pb2.CALLBACK_STATE_FAILED
+    assert states.CALLBACK_NOT_REQUESTED == status_pb2.CALLBACK_STATE_NOT_REQUESTED
+    assert states.CALLBACK_WAITING == status_pb2.CALLBACK_STATE_WAITING
+    assert states.OUTCOME_CANCELLED == status_pb2.CALLBACK_OUTCOME_CANCELLED
+    assert states.OUTCOME_COMPLETED == status_pb2.CALLBACK_OUTCOME_COMPLETED
+    assert states.OUTCOME_FAILED == status_pb2.CALLBACK_OUTCOME_FAILED

@@ -17,6 +17,8 @@ from ai.stigmer.agentic.agentexecution.v1 import api_pb2, command_pb2, command_p
 from ai.stigmer.commons.apiresource import metadata_pb2, reference_pb2
 from google.protobuf import empty_pb2
 
+from tests.support import fake_server
+
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -144,12 +146,9 @@ class FakeStigmer(
 async def serve_fake() -> AsyncIterator[tuple[FakeStigmer, str]]:
     """A fake on a fresh loopback port; yields it and its endpoint."""
     fake = FakeStigmer()
-    server = grpc.aio.server()
-    agent_query_pb2_grpc.add_AgentQueryServiceServicer_to_server(fake, server)
-    command_pb2_grpc.add_AgentExecutionCommandServiceServicer_to_server(fake, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield fake, f"127.0.0.1:{port}"
-    finally:
-        await server.stop(grace=None)
+    async with fake_server.serving(
+        fake,
+        agent_query_pb2_grpc.add_AgentQueryServiceServicer_to_server,
+        command_pb2_grpc.add_AgentExecutionCommandServiceServicer_to_server,
+    ) as endpoint:
+        yield fake, endpoint

@@ -1,0 +1,1 @@
+"""Scaffolding every test folder (and the benchmarks) shares, written once."""
