@@ -27,6 +27,7 @@ from backend.stigmer_service.errors import (
     NotFound,
     Unavailable,
 )
+from backend.stigmer_service.execution.fields import log_fields
 from backend.stigmer_service.execution.models import CallbackWorkflowInput, ExecutionWorkflowInput
 from backend.stigmer_service.execution.policies import execution_policy
 from backend.stigmer_service.execution.workflows import (
@@ -39,16 +40,6 @@ from backend.stigmer_service.store.records import ExecutionRecord, NewExecution
 from backend.stigmer_service.store.repository import Store
 
 log = logs.get(__name__)
-
-
-def _fields(record: ExecutionRecord) -> dict[str, str]:
-    return {
-        "execution_id": record.id,
-        "workflow_id": str(record.caller.get("workflowId", "")),
-        "activity_id": str(record.caller.get("activityId", "")),
-        "token_hash": record.token_hash,
-        "handshake_id": logs.handshake_id(record.idempotency_key),
-    }
 
 
 class Executions:
@@ -108,12 +99,12 @@ class Executions:
         record = result.execution
         if result.created:
             await self._start(record, request.execution)
-            log.info("execution created", **_fields(record))
+            log.info("execution created", **log_fields(record))
             return record
         log.info(
             "execution exists for idempotency key",
             replaced_token=result.token_replaced,
-            **_fields(record),
+            **log_fields(record),
         )
         pending_callback = record.callback_state in (
             states.CALLBACK_WAITING,
@@ -144,7 +135,7 @@ class Executions:
             # Nothing may stay PENDING without a workflow to run it.
             await self.store.delete_execution(record.id)
             log.warning(
-                "execution workflow did not start", error=type(error).__name__, **_fields(record)
+                "execution workflow did not start", error=type(error).__name__, **log_fields(record)
             )
             raise Unavailable(f"could not start the execution: {type(error).__name__}") from error
 
@@ -161,7 +152,7 @@ class Executions:
             pass  # The same token's delivery is already under way.
         except Exception as error:
             raise Unavailable(f"could not schedule the callback: {type(error).__name__}") from error
-        log.info("callback redelivery scheduled", **_fields(record))
+        log.info("callback redelivery scheduled", **log_fields(record))
 
     async def _signal_stop(self, record: ExecutionRecord, reason: str) -> None:
         try:
@@ -173,7 +164,7 @@ class Executions:
             log.warning(
                 "could not signal the execution workflow",
                 error=type(error).__name__,
-                **_fields(record),
+                **log_fields(record),
             )
 
     async def cancel(self, request: command_pb2.CancelAgentExecutionRequest) -> ExecutionRecord:
@@ -184,7 +175,7 @@ class Executions:
         ):
             raise FailedPrecondition(f"execution {execution_id} has already ended")
         await self._signal_stop(record, request.reason or "cancelled through the API")
-        log.info("execution cancelled", **_fields(record))
+        log.info("execution cancelled", **log_fields(record))
         return await self.store.get_execution(execution_id)
 
     async def update_status(

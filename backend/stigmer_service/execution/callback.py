@@ -1,4 +1,4 @@
-"""Delivers an execution's outcome to the caller's activity through its task token."""
+"""One delivery attempt on the wire, through the caller's task token (when and how often: `delivery`)."""
 
 from __future__ import annotations
 
@@ -89,49 +89,3 @@ def caller_workflow(client: Client, caller: dict[str, Any]) -> WorkflowHandle[An
     if not workflow_id or (namespace and namespace != client.namespace):
         return None
     return client.get_workflow_handle(workflow_id, run_id=str(caller.get("runId", "")) or None)
-
-
-async def landed(client: Client, execution: ExecutionRecord) -> bool:
-    """After NOT_FOUND: did one of our own deliveries close the caller's activity?
-
-    A completion can be applied by Temporal while its answer is lost (a server restart, an RPC
-    timeout): the retry then finds the activity closed. The caller's history tells the two
-    cases apart: our deliveries close the activity with this execution's id in the result, the
-    failure details or the cancellation details; a timeout or another closer does not.
-    """
-    activity_id = str(execution.caller.get("activityId", ""))
-    handle = caller_workflow(client, execution.caller)
-    if handle is None or not activity_id:
-        return False
-    try:
-        history = await handle.fetch_history()
-    except RPCError:
-        return False
-    scheduled = {
-        event.event_id
-        for event in history.events
-        if event.HasField("activity_task_scheduled_event_attributes")
-        and event.activity_task_scheduled_event_attributes.activity_id == activity_id
-    }
-    for event in history.events:
-        if event.HasField("activity_task_completed_event_attributes"):
-            completed = event.activity_task_completed_event_attributes
-            closes, payloads = completed.scheduled_event_id, completed.result.payloads
-        elif event.HasField("activity_task_failed_event_attributes"):
-            failed = event.activity_task_failed_event_attributes
-            closes = failed.scheduled_event_id
-            payloads = failed.failure.application_failure_info.details.payloads
-        elif event.HasField("activity_task_canceled_event_attributes"):
-            canceled = event.activity_task_canceled_event_attributes
-            closes, payloads = canceled.scheduled_event_id, canceled.details.payloads
-        else:
-            continue
-        if closes not in scheduled or not payloads:
-            continue
-        try:
-            values = await client.data_converter.decode(list(payloads))
-        except Exception:
-            continue
-        if any(isinstance(v, dict) and v.get("execution_id") == execution.id for v in values):
-            return True
-    return False

@@ -1,0 +1,123 @@
+"""The model call of an execution: the chat built from the agent and the session, secrets
+resolved only here and masked in what comes back."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from opentelemetry.trace import StatusCode
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from backend.common import tracing
+from backend.stigmer_service import logs, placeholders, states
+from backend.stigmer_service.config import Settings
+from backend.stigmer_service.errors import NotFound
+from backend.stigmer_service.execution.heartbeating import heartbeating
+from backend.stigmer_service.metrics import ServiceMetrics
+from backend.stigmer_service.providers import registry
+from backend.stigmer_service.providers.base import ChatMessage, ModelCallError, ModelRequest
+from backend.stigmer_service.store.records import ExecutionRecord
+from backend.stigmer_service.store.repository import Store
+
+log = logs.get(__name__)
+
+_ROLE_NAMES = {states.ROLE_USER: "user", states.ROLE_ASSISTANT: "assistant"}
+
+
+def _seconds(duration: Any, default: float) -> float:
+    """A proto-JSON Duration ("1.5s") in seconds."""
+    if isinstance(duration, str) and duration.endswith("s"):
+        return float(duration[:-1])
+    return default
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    reply: str  # Secrets masked.
+    agent_slug: str
+
+
+class AgentRun:
+    def __init__(self, store: Store, settings: Settings, metrics: ServiceMetrics) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+
+    async def answer(self, execution: ExecutionRecord, fields: dict[str, str]) -> Answer:
+        """The model's answer to the execution's message; raises ApplicationError when the
+        agent is gone or the model call failed (retryable or not, as the provider says)."""
+        try:
+            agent = await self.store.get_agent(execution.agent_id)
+        except NotFound as error:
+            raise ApplicationError(
+                str(error),
+                type=states.ERROR_AGENT_NOT_FOUND,
+                non_retryable=True,
+                category=ApplicationErrorCategory.BENIGN,
+            ) from None
+        env, secrets = self.store.decrypt_env(execution)
+        secret_values = list(secrets.values())
+        options: dict[str, Any] = agent.spec.get("modelOptions", {})
+        model = str(execution.config.get("modelName") or agent.spec.get("model") or "")
+        chat: list[ChatMessage] = []
+        if instructions := agent.spec.get("instructions"):
+            chat.append(ChatMessage("system", str(instructions)))
+        for earlier in await self.store.session_history(execution):
+            chat.append(ChatMessage(_ROLE_NAMES[earlier.role], earlier.content))
+        chat.append(ChatMessage("user", placeholders.substitute(execution.message, secrets)))
+        temperature = execution.config.get("temperature", options.get("temperature"))
+        model = model or registry.DEFAULT_MODEL
+        provider_name = model.partition("/")[0]
+        attempt = activity.info().attempt
+        started = time.monotonic()
+        with tracing.tracer(__name__).start_as_current_span(
+            "model call",
+            attributes={
+                "stigmer.model.provider": provider_name,
+                "stigmer.model": model,
+                "stigmer.execution_id": execution.id,
+                "stigmer.handshake_id": fields["handshake_id"],
+                "stigmer.attempt": attempt,
+            },
+        ) as span:
+            try:
+                provider, name = registry.resolve(model)
+                request = ModelRequest(
+                    agent_slug=agent.slug,
+                    model=name,
+                    messages=chat,
+                    env=env,
+                    secret_values=secret_values,
+                    attempt=attempt,
+                    temperature=None if temperature is None else float(temperature),
+                    max_tokens=options.get("maxTokens"),
+                    top_p=options.get("topP"),
+                    timeout=_seconds(options.get("timeout"), 60.0),
+                    base_url=str(options.get("baseUrl", "")),
+                    api_key_env=str(options.get("apiKeyEnv", "")),
+                )
+                log.info("model call", model=model, attempt=attempt, **fields)
+                reply = await heartbeating(
+                    provider.complete(request), self.settings.activity_heartbeat_interval
+                )
+            except ModelCallError as error:
+                message = placeholders.mask(str(error), secret_values)
+                self.metrics.model_errors.labels(provider_name, error.error_type).inc()
+                span.set_attribute("stigmer.error_type", error.error_type)
+                span.set_status(StatusCode.ERROR, error.error_type)
+                log.warning(
+                    "model call failed", error_type=error.error_type, error=message, **fields
+                )
+                raise ApplicationError(
+                    message,
+                    type=error.error_type,
+                    non_retryable=not error.retryable,
+                    # Expected: our own warning above is its one log line; no traceback.
+                    category=ApplicationErrorCategory.BENIGN,
+                ) from None
+            finally:
+                self.metrics.model_call.labels(provider_name).observe(time.monotonic() - started)
+        return Answer(placeholders.mask(reply, secret_values), agent.slug)

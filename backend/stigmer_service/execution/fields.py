@@ -1,0 +1,16 @@
+"""The structured log fields that name an execution and its handshake in every line about it."""
+
+from __future__ import annotations
+
+from backend.stigmer_service import logs
+from backend.stigmer_service.store.records import ExecutionRecord
+
+
+def log_fields(execution: ExecutionRecord) -> dict[str, str]:
+    return {
+        "execution_id": execution.id,
+        "workflow_id": str(execution.caller.get("workflowId", "")),
+        "activity_id": str(execution.caller.get("activityId", "")),
+        "token_hash": execution.token_hash,
+        "handshake_id": logs.handshake_id(execution.idempotency_key),
+    }
