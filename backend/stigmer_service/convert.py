@@ -13,7 +13,7 @@ from ai.stigmer.commons.apiresource import audit_pb2, metadata_pb2
 from google.protobuf import json_format, timestamp_pb2
 
 from backend.stigmer_service.placeholders import MASK
-from backend.stigmer_service.store.records import AgentRecord, ExecutionRecord
+from backend.stigmer_service.store.records import AgentRecord, CallerRef, ExecutionRecord
 
 API_VERSION = "agentic.stigmer.ai/v1"
 
@@ -63,6 +63,16 @@ def agent_to_proto(record: AgentRecord) -> agent_api_pb2.Agent:
     )
 
 
+def caller_to_proto(caller: CallerRef) -> spec_pb2.CallerInfo:
+    return spec_pb2.CallerInfo(
+        workflow_id=caller.workflow_id,
+        run_id=caller.run_id,
+        activity_id=caller.activity_id,
+        namespace=caller.namespace,
+        task_queue=caller.task_queue,
+    )
+
+
 def execution_to_proto(record: ExecutionRecord) -> api_pb2.AgentExecution:
     """The read view: no callback token, secret values as "***"."""
     audit = _audit(record.created_at, record.updated_at)
@@ -78,7 +88,7 @@ def execution_to_proto(record: ExecutionRecord) -> api_pb2.AgentExecution:
             for name, env in record.runtime_env.items()
         },
         idempotency_key=record.idempotency_key,
-        caller=json_format.ParseDict(record.caller, spec_pb2.CallerInfo()),
+        caller=caller_to_proto(record.caller),
     )
     error = (
         status_pb2.ExecutionError(

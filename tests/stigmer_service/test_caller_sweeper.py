@@ -8,7 +8,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.execution import callers, worker
-from backend.stigmer_service.store.records import WaitingCaller
+from backend.stigmer_service.store.records import CallerRef, WaitingCaller
 
 
 class FlakyClient:
@@ -59,7 +59,7 @@ class Client:
 class Store:
     async def waiting_callers(self) -> list[WaitingCaller]:
         return [
-            WaitingCaller(f"aex-{i}", token, f"hash-{i}", {})
+            WaitingCaller(f"aex-{i}", token, f"hash-{i}", CallerRef())
             for i, token in enumerate([b"first", b"odd", b"last"])
         ]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
 
 from opentelemetry.trace import StatusCode
 from temporalio import activity
@@ -27,11 +26,8 @@ log = logs.get(__name__)
 _ROLE_NAMES = {states.ROLE_USER: "user", states.ROLE_ASSISTANT: "assistant"}
 
 
-def _seconds(duration: Any, default: float) -> float:
-    """A proto-JSON Duration ("1.5s") in seconds."""
-    if isinstance(duration, str) and duration.endswith("s"):
-        return float(duration[:-1])
-    return default
+# The model call's timeout when the agent sets none.
+DEFAULT_TIMEOUT = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,15 +56,17 @@ class AgentRun:
             ) from None
         env, secrets = self.store.decrypt_env(execution)
         secret_values = list(secrets.values())
-        options: dict[str, Any] = agent.spec.get("modelOptions", {})
-        model = str(execution.config.get("modelName") or agent.spec.get("model") or "")
+        options = agent.model_options
+        model = execution.model_name or agent.model
         chat: list[ChatMessage] = []
-        if instructions := agent.spec.get("instructions"):
-            chat.append(ChatMessage("system", str(instructions)))
+        if agent.instructions:
+            chat.append(ChatMessage("system", agent.instructions))
         for earlier in await self.store.session_history(execution):
             chat.append(ChatMessage(_ROLE_NAMES[earlier.role], earlier.content))
         chat.append(ChatMessage("user", placeholders.substitute(execution.message, secrets)))
-        temperature = execution.config.get("temperature", options.get("temperature"))
+        temperature = (
+            execution.temperature if execution.temperature is not None else options.temperature
+        )
         model = model or registry.DEFAULT_MODEL
         provider_name = model.partition("/")[0]
         attempt = activity.info().attempt
@@ -92,12 +90,16 @@ class AgentRun:
                     env=env,
                     secret_values=secret_values,
                     attempt=attempt,
-                    temperature=None if temperature is None else float(temperature),
-                    max_tokens=options.get("maxTokens"),
-                    top_p=options.get("topP"),
-                    timeout=_seconds(options.get("timeout"), 60.0),
-                    base_url=str(options.get("baseUrl", "")),
-                    api_key_env=str(options.get("apiKeyEnv", "")),
+                    temperature=temperature,
+                    max_tokens=options.max_tokens,
+                    top_p=options.top_p,
+                    timeout=(
+                        DEFAULT_TIMEOUT
+                        if options.timeout is None
+                        else options.timeout.total_seconds()
+                    ),
+                    base_url=options.base_url,
+                    api_key_env=options.api_key_env,
                 )
                 log.info("model call", model=model, attempt=attempt, **fields)
                 reply = await heartbeating(

@@ -11,7 +11,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from backend.stigmer_service import states
 from backend.stigmer_service.errors import NotFound
-from backend.stigmer_service.store.records import ExecutionRecord
+from backend.stigmer_service.store.records import CallerRef, ExecutionRecord
 from backend.stigmer_service.store.repository import Store
 
 
@@ -81,11 +81,9 @@ async def send(
         raise ValueError(f"execution {execution.id} has not ended (phase {execution.phase})")
 
 
-def caller_workflow(client: Client, caller: dict[str, Any]) -> WorkflowHandle[Any, Any] | None:
+def caller_workflow(client: Client, caller: CallerRef) -> WorkflowHandle[Any, Any] | None:
     """The caller's workflow, from the CallerInfo stored with the execution; None when it is
     unknown or in another namespace than this client's."""
-    workflow_id = str(caller.get("workflowId", ""))
-    namespace = str(caller.get("namespace", ""))
-    if not workflow_id or (namespace and namespace != client.namespace):
+    if not caller.workflow_id or (caller.namespace and caller.namespace != client.namespace):
         return None
-    return client.get_workflow_handle(workflow_id, run_id=str(caller.get("runId", "")) or None)
+    return client.get_workflow_handle(caller.workflow_id, run_id=caller.run_id or None)

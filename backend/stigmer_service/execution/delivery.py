@@ -181,7 +181,7 @@ async def landed(client: Client, execution: ExecutionRecord) -> bool:
     cases apart: our deliveries close the activity with this execution's id in the result, the
     failure details or the cancellation details; a timeout or another closer does not.
     """
-    activity_id = str(execution.caller.get("activityId", ""))
+    activity_id = execution.caller.activity_id
     handle = callback.caller_workflow(client, execution.caller)
     if handle is None or not activity_id:
         return False

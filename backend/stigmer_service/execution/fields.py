@@ -9,8 +9,8 @@ from backend.stigmer_service.store.records import ExecutionRecord
 def log_fields(execution: ExecutionRecord) -> dict[str, str]:
     return {
         "execution_id": execution.id,
-        "workflow_id": str(execution.caller.get("workflowId", "")),
-        "activity_id": str(execution.caller.get("activityId", "")),
+        "workflow_id": execution.caller.workflow_id,
+        "activity_id": execution.caller.activity_id,
         "token_hash": execution.token_hash,
         "handshake_id": logs.handshake_id(execution.idempotency_key),
     }

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.stigmer_service.crypto import Cipher
 from backend.stigmer_service.errors import NotFound
+from backend.stigmer_service.store import documents
 from backend.stigmer_service.store.records import (
     AgentRecord,
     Delivery,
@@ -39,6 +40,9 @@ def agent_record(row: Any) -> AgentRecord:
         labels=dict(row.labels),
         annotations=dict(row.annotations),
         spec=dict(row.spec),
+        instructions=documents.instructions(row.spec),
+        model=documents.model(row.spec),
+        model_options=documents.model_options(row.spec),
         version=row.version,
         execution_count=row.execution_count,
         last_execution_at=utc(row.last_execution_at),
@@ -57,7 +61,9 @@ def execution_record(row: Any) -> ExecutionRecord:
         session_id=row.session_id,
         message=row.message,
         config=dict(row.config),
-        caller=dict(row.caller),
+        model_name=documents.config_model(row.config),
+        temperature=documents.config_temperature(row.config),
+        caller=documents.caller(row.caller),
         runtime_env={
             k: EnvValue(value=v["value"], is_secret=bool(v["is_secret"]))
             for k, v in row.runtime_env.items()

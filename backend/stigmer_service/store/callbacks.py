@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from backend.stigmer_service import states
+from backend.stigmer_service.store import documents
 from backend.stigmer_service.store.base import StoreBase, now, utc
 from backend.stigmer_service.store.records import CallbackOverview, Delivery, WaitingCaller
 from backend.stigmer_service.store.tables import executions
@@ -42,7 +43,7 @@ class CallbackStore(StoreBase):
                 execution_id=row.id,
                 token=self.cipher.decrypt_bytes(row.token_enc),
                 token_hash=row.token_hash,
-                caller=dict(row.caller or {}),
+                caller=documents.caller(row.caller),
             )
             for row in rows
         ]

@@ -7,6 +7,29 @@ import datetime
 from typing import Any
 
 
+@dataclasses.dataclass(frozen=True)
+class CallerRef:
+    """The Temporal activity that waits on an execution (the API's CallerInfo); not secret."""
+
+    workflow_id: str = ""
+    run_id: str = ""
+    activity_id: str = ""
+    namespace: str = ""
+    task_queue: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+    """An agent's model call options (the API's ModelOptions); None: the provider's default."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    timeout: datetime.timedelta | None = None
+    base_url: str = ""
+    api_key_env: str = ""
+
+
 @dataclasses.dataclass
 class AgentRecord:
     id: str
@@ -15,7 +38,11 @@ class AgentRecord:
     name: str
     labels: dict[str, str]
     annotations: dict[str, str]
-    spec: dict[str, Any]  # AgentSpec in proto JSON form.
+    spec: dict[str, Any]  # AgentSpec in proto JSON form, as stored: for the API's read view.
+    # What the model call needs, read from `spec`.
+    instructions: str
+    model: str  # "provider/name"; empty: the default model.
+    model_options: ModelOptions
     version: int
     execution_count: int
     last_execution_at: datetime.datetime | None
@@ -46,6 +73,7 @@ class NewExecution:
     agent_id: str
     session_id: str
     message: str
+    # ExecutionConfig and CallerInfo in proto JSON form, as they are stored.
     config: dict[str, Any]
     caller: dict[str, Any]
     runtime_env: dict[str, tuple[str, bool]]  # Clear values; the store encrypts secrets.
@@ -62,8 +90,13 @@ class ExecutionRecord:
     agent_id: str
     session_id: str
     message: str
-    config: dict[str, Any]
-    caller: dict[str, Any]
+    config: dict[
+        str, Any
+    ]  # ExecutionConfig in proto JSON form, as stored: for the API's read view.
+    # The model and temperature the config sets instead of the agent's (empty, None: the agent's).
+    model_name: str
+    temperature: float | None
+    caller: CallerRef
     runtime_env: dict[str, EnvValue]
     token_present: bool
     token_hash: str
@@ -126,7 +159,7 @@ class WaitingCaller:
     execution_id: str
     token: bytes
     token_hash: str
-    caller: dict[str, Any]
+    caller: CallerRef
 
     def __repr__(self) -> str:
         return f"WaitingCaller({self.execution_id}, token_hash={self.token_hash})"

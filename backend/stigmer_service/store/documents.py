@@ -1,0 +1,69 @@
+"""The JSON columns' documents (proto JSON, as the API wrote them) read into typed records, once."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from google.protobuf import duration_pb2
+
+from backend.stigmer_service.store.records import CallerRef, ModelOptions
+
+
+def duration(value: Any) -> datetime.timedelta | None:
+    """A proto-JSON Duration ("1.5s"); None when absent."""
+    if value is None:
+        return None
+    parsed = duration_pb2.Duration()
+    parsed.FromJsonString(str(value))
+    return parsed.ToTimedelta()
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def caller(document: dict[str, Any] | None) -> CallerRef:
+    """A CallerInfo document."""
+    document = document or {}
+    return CallerRef(
+        workflow_id=str(document.get("workflowId", "")),
+        run_id=str(document.get("runId", "")),
+        activity_id=str(document.get("activityId", "")),
+        namespace=str(document.get("namespace", "")),
+        task_queue=str(document.get("taskQueue", "")),
+    )
+
+
+def model_options(spec: dict[str, Any]) -> ModelOptions:
+    """The `modelOptions` of an AgentSpec document."""
+    options: dict[str, Any] = spec.get("modelOptions") or {}
+    max_tokens = options.get("maxTokens")
+    return ModelOptions(
+        temperature=_optional_float(options.get("temperature")),
+        max_tokens=None if max_tokens is None else int(max_tokens),
+        top_p=_optional_float(options.get("topP")),
+        timeout=duration(options.get("timeout")),
+        base_url=str(options.get("baseUrl", "")),
+        api_key_env=str(options.get("apiKeyEnv", "")),
+    )
+
+
+def instructions(spec: dict[str, Any]) -> str:
+    """The system instructions of an AgentSpec document."""
+    return str(spec.get("instructions") or "")
+
+
+def model(spec: dict[str, Any]) -> str:
+    """The model ("provider/name") of an AgentSpec document; empty when unset."""
+    return str(spec.get("model") or "")
+
+
+def config_model(config: dict[str, Any]) -> str:
+    """The model an ExecutionConfig document sets instead of the agent's; empty when unset."""
+    return str(config.get("modelName") or "")
+
+
+def config_temperature(config: dict[str, Any]) -> float | None:
+    """The temperature an ExecutionConfig document sets instead of the agent's."""
+    return _optional_float(config.get("temperature"))
