@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from ai.stigmer.agentic.agentexecution.v1 import query_pb2, status_pb2
 from temporalio.client import Client
-from temporalio.worker import Worker
 from typer.testing import CliRunner
 
 from backend.stigmer_service import app
@@ -45,12 +44,7 @@ async def test_a_failed_callback_is_listed_and_redelivered(
         stubs = await open_stubs(service)
         endpoint = service.address
         agent = await stubs.agent(slug="echo", model="offline/echo")
-        async with Worker(
-            temporal_client,
-            task_queue=queue,
-            workflows=[caller.CallerWorkflow],
-            activities=[caller.call_agent],
-        ):
+        async with caller.worker(temporal_client, queue):
             handle = await temporal_client.start_workflow(
                 caller.CallerWorkflow.run,
                 caller.CallInput(endpoint, agent.metadata.id, "come back"),

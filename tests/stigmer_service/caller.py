@@ -15,7 +15,9 @@ from ai.stigmer.agentic.agentexecution.v1 import (
     spec_pb2,
 )
 from temporalio import activity, workflow
+from temporalio.client import Client
 from temporalio.common import RetryPolicy
+from temporalio.worker import Worker
 from temporalio.workflow import ActivityCancellationType
 
 from backend.workflow_runner.agent_call import convert
@@ -92,6 +94,13 @@ class CallerWorkflow:
             # The workflow waits for the service's report_cancellation when it is cancelled.
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+
+
+def worker(client: Client, task_queue: str) -> Worker:
+    """A worker that runs the caller workflow and its activity on `task_queue`."""
+    return Worker(
+        client, task_queue=task_queue, workflows=[CallerWorkflow], activities=[call_agent]
+    )
 
 
 def drain() -> None:

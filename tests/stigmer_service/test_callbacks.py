@@ -23,7 +23,6 @@ from ai.stigmer.agentic.agentexecution.v1 import (
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
 
 from backend.common import temporal_dev_server
 from backend.stigmer_service import app
@@ -42,12 +41,7 @@ WAIT = 30
 async def caller_queue(temporal_client: Client) -> AsyncIterator[str]:
     caller.drain()
     queue = f"caller-{uuid.uuid4()}"
-    async with Worker(
-        temporal_client,
-        task_queue=queue,
-        workflows=[caller.CallerWorkflow],
-        activities=[caller.call_agent],
-    ):
+    async with caller.worker(temporal_client, queue):
         yield queue
 
 

@@ -14,7 +14,6 @@ import pytest
 from ai.stigmer.agentic.agentexecution.v1 import query_pb2
 from google.protobuf import json_format
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from backend.stigmer_service import app, logs
 from tests.stigmer_service import caller
@@ -55,12 +54,7 @@ async def test_token_and_secrets_never_leak(
     queue = f"caller-{uuid.uuid4()}"
     async with (
         app.running(settings, client=temporal_client) as service,
-        Worker(
-            temporal_client,
-            task_queue=queue,
-            workflows=[caller.CallerWorkflow],
-            activities=[caller.call_agent],
-        ),
+        caller.worker(temporal_client, queue),
     ):
         stubs = await open_stubs(service)
         try:
