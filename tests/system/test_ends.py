@@ -87,6 +87,9 @@ CALLER_TIMEOUT = _document(
     "  - ask:" + _call("#sleep=60", extra="      timeout:\n        after: PT2S\n"),
 )
 LONG = _document("long", "  - ask:" + _call("#sleep=60"))
+UNKNOWN_AGENT = _document(
+    "unknown-agent", "  - ask:" + _call("hello").replace(f"agent: {AGENT}", "agent: no-such-agent")
+)
 
 
 async def _start(
@@ -138,6 +141,7 @@ async def test_every_end_reaches_the_workflow_and_nothing_leaks(stack: Stack) ->
             "caller-timeout": CALLER_TIMEOUT,
             "cancel-workflow": LONG,
             "cancel-execution": LONG,
+            "unknown-agent": UNKNOWN_AGENT,
         }.items()
     }
 
@@ -162,6 +166,7 @@ async def test_every_end_reaches_the_workflow_and_nothing_leaks(stack: Stack) ->
     assert await _failure_type(handles["execution-timeout"]) == "ExecutionTimeout"
     assert "timeout" in await _failure_type(handles["caller-timeout"])
     assert await _failure_type(handles["cancel-execution"]) == "ExecutionCancelled"
+    assert await _failure_type(handles["unknown-agent"]) == "AgentNotFound"
     with pytest.raises(WorkflowFailureError) as cancelled:
         await asyncio.wait_for(handles["cancel-workflow"].result(), 90)
     assert isinstance(cancelled.value.cause, CancelledError)
@@ -180,6 +185,17 @@ async def test_every_end_reaches_the_workflow_and_nothing_leaks(stack: Stack) ->
     assert len(phases) == 6
 
     await _assert_nothing_leaks(stack)
+    _assert_no_tracebacks(stack)
+
+
+def _assert_no_tracebacks(stack: Stack) -> None:
+    """Every end above is expected (a model error, an unknown agent, timeouts, cancellations):
+    each leaves structured log lines, and a traceback only ever means a bug."""
+    for process in (stack.service, stack.worker):
+        text = process.log_text()
+        assert (
+            "Traceback" not in text
+        ), f"{process.name}:\n{text[text.index('Traceback') - 500 :][:3000]}"
 
 
 async def _tokens(stack: Stack) -> list[bytes]:
