@@ -539,3 +539,36 @@ do:
         ("/do/1/b", "skipped", ""),
         ("/do/2/c", "failed", "https://example.com/x"),
     ]
+
+
+async def test_bare_strings_in_input_from_output_as_and_export_as_are_expressions() -> None:
+    result = await run(
+        """
+input:
+  from: .payload
+do:
+  - first:
+      input: {from: "{n: .n}"}
+      set: {doubled: "${ .n * 2 }", all: [1, 2]}
+      output: {as: ".all"}
+      export: {as: "{first: .[0]}"}
+  - second:
+      set: {fromContext: "${ $context.first }", list: "${ . }"}
+output:
+  as: .fromContext + (.list | length)
+""",
+        {"payload": {"n": 21}},
+    )
+    assert result == 3
+
+
+async def test_an_object_transform_keeps_its_plain_strings_literal() -> None:
+    result = await run(
+        """
+do:
+  - a:
+      set: {n: 1}
+      output: {as: {kind: ".n is literal here", n: "${ .n }"}}
+"""
+    )
+    assert result == {"kind": ".n is literal here", "n": 1}

@@ -173,3 +173,9 @@ def test_not_yaml_is_a_problem() -> None:
     with pytest.raises(loader.InvalidDocumentError) as failure:
         loader.load_text("do: [unclosed")
     assert failure.value.problems[0].path == ""
+
+
+def test_a_bare_transform_expression_is_compiled_at_validation() -> None:
+    [(path, message)] = problems("do:\n  - a: {set: {x: 1}, output: {as: '.x +'}}")
+    assert path == "/do/0/a/output/as"
+    assert message.startswith("invalid expression")
