@@ -25,7 +25,6 @@ from typing import Any
 from ai.stigmer.agentic.agentexecution.v1 import command_pb2, query_pb2, status_pb2
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
-from temporalio.worker import Worker
 
 from backend.common import temporal_dev_server
 from backend.stigmer_service import app
@@ -38,7 +37,8 @@ from backend.stigmer_service.execution.workflows import (
     workflow_id,
 )
 from tests.stigmer_service import caller
-from tests.stigmer_service.conftest import Stubs, fast_settings, open_stubs
+from tests.support.eventually import eventually
+from tests.support.service import Stubs, fast_settings, open_stubs
 
 HISTORIES = pathlib.Path(__file__).parent / "histories"
 WAIT = 30.0
@@ -74,24 +74,27 @@ async def _call(stack: Stack, slug: str, message: str, **call: Any) -> tuple[Any
         id=f"caller-{slug}-{uuid.uuid4()}",
         task_queue=stack.caller_queue,
     )
+
     # By agent, not from the caller's queues, so that recordings can run side by side.
-    while True:
+    async def created() -> str:
         listed = await stack.stigmer.queries.ListAgentExecutions(
             query_pb2.ListAgentExecutionsRequest(agent_id=agent.metadata.id)
         )
-        if listed.executions:
-            return handle, listed.executions[0].metadata.id
-        await asyncio.sleep(0.05)
+        assert listed.executions, f"{slug}: no execution yet"
+        return listed.executions[0].metadata.id
+
+    return handle, await eventually(created, timeout=WAIT, every=0.05)
 
 
 async def _until(stack: Stack, execution_id: str, ready: Callable[[Any], bool]) -> Any:
-    while True:
+    async def holds() -> Any:
         execution = await stack.stigmer.queries.GetAgentExecution(
             query_pb2.GetAgentExecutionRequest(id=execution_id)
         )
-        if ready(execution):
-            return execution
-        await asyncio.sleep(0.05)
+        assert ready(execution), execution.status
+        return execution
+
+    return await eventually(holds, timeout=WAIT, every=0.05)
 
 
 async def _closed(stack: Stack, workflow: str, caller_handle: Any) -> WorkflowHandle[Any, Any]:
@@ -171,9 +174,12 @@ async def sweeper_continued_as_new(stack: Stack, slug: str) -> WorkflowHandle[An
         task_queue=settings.task_queue,
     )
     first = handle.result_run_id
+
+    async def continued() -> None:
+        assert (await handle.describe()).run_id != first, "the sweeper has not continued as new"
+
     try:
-        while (await handle.describe()).run_id == first:
-            await asyncio.sleep(0.1)
+        await eventually(continued, timeout=WAIT)
     finally:
         await handle.terminate("recorded")
     return stack.client.get_workflow_handle(handle.id, run_id=first)
@@ -225,9 +231,7 @@ async def caller_worker(client: Client) -> AsyncIterator[str]:
     """A worker for the fake caller on a fresh task queue; yields the queue."""
     caller.drain()
     queue = f"caller-{uuid.uuid4()}"
-    async with Worker(
-        client, task_queue=queue, workflows=[caller.CallerWorkflow], activities=[caller.call_agent]
-    ):
+    async with caller.worker(client, queue):
         yield queue
 
 

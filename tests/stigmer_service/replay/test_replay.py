@@ -28,8 +28,8 @@ from backend.stigmer_service.execution.models import (
     ExecutionWorkflowOutput,
 )
 from backend.stigmer_service.execution.workflows import AgentExecutionWorkflow, CallbackWorkflow
-from tests.stigmer_service.conftest import Stubs
 from tests.stigmer_service.replay import histories
+from tests.support.service import Stubs
 
 WORKFLOWS: list[type] = [AgentExecutionWorkflow, CallbackWorkflow, CallerHeartbeatWorkflow]
 HISTORY_FILES = sorted(histories.HISTORIES.glob("*.json"))
