@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import jsonschema
 
+from backend.workflow_runner import calls, error_handling, timing
 from backend.workflow_runner.agent_call.models import CallAgentInput, secret_placeholder
-from backend.workflow_runner.dsl import durations, errors, expressions, model, uri_templates
+from backend.workflow_runner.dsl import durations, errors, expressions, model
 from backend.workflow_runner.dsl.errors import DslError, DslException
 from backend.workflow_runner.models import HttpCallInput, ProgressEntry
 
@@ -45,14 +45,6 @@ class _EndWorkflow(Exception):
     def __init__(self, output: Any) -> None:
         super().__init__("end")
         self.output = output
-
-
-def _date_time(moment: datetime) -> dict[str, Any]:
-    milliseconds = int(moment.timestamp() * 1000)
-    return {
-        "iso8601": moment.isoformat(),
-        "epoch": {"seconds": milliseconds // 1000, "milliseconds": milliseconds},
-    }
 
 
 @dataclasses.dataclass
@@ -88,14 +80,14 @@ class Interpreter:
             "id": self.workflow_id,
             "definition": self.document,
             "input": workflow_input,
-            "startedAt": _date_time(self.runners.now()),
+            "startedAt": timing.date_time(self.runners.now()),
         }
         timeout = self.document.get("timeout", {}).get("after")
         if timeout is None:
             return await self._run(workflow_input)
         seconds = durations.to_seconds(timeout)
         try:
-            return await _within(self._run(workflow_input), seconds)
+            return await timing.within(self._run(workflow_input), seconds)
         except TimeoutError:
             raise DslException(
                 DslError(errors.TIMEOUT, 408, "Workflow timed out", f"after {seconds:g}s", "/")
@@ -143,7 +135,7 @@ class Interpreter:
             "reference": item.path,
             "definition": task,
             "input": raw_input,
-            "startedAt": _date_time(self.runners.now()),
+            "startedAt": timing.date_time(self.runners.now()),
         }
         variables = self._variables(scope, raw_input, None, descriptor)
         if "if" in task and not self._condition(task["if"], raw_input, variables, item.path):
@@ -163,7 +155,7 @@ class Interpreter:
             else:
                 seconds = durations.to_seconds(timeout)
                 try:
-                    raw_output, directive = await _within(execution, seconds)
+                    raw_output, directive = await timing.within(execution, seconds)
                 except TimeoutError:
                     raise DslException(
                         DslError(
@@ -218,38 +210,9 @@ class Interpreter:
     ) -> Any:
         arguments = self._evaluate(task.get("with", {}), data, variables, path)
         if task["call"] == "http":
-            endpoint = arguments["endpoint"]
-            uri = str(endpoint["uri"] if isinstance(endpoint, dict) else endpoint)
-            if not _is_expression_uri(task["with"]["endpoint"]) and uri_templates.is_template(uri):
-                uri = uri_templates.expand(uri, data, path)
-            call = HttpCallInput(
-                method=str(arguments["method"]).upper(),
-                uri=uri,
-                headers={str(k): str(v) for k, v in (arguments.get("headers") or {}).items()},
-                query={str(k): str(v) for k, v in (arguments.get("query") or {}).items()},
-                body=arguments.get("body"),
-                output=str(arguments.get("output", "content")),
-                redirect=bool(arguments.get("redirect", False)),
-                task_path=path,
-                document_handles_errors=scope.inside_try,
-            )
+            call = calls.http_call(task["with"], arguments, data, path, inside_try=scope.inside_try)
             return await self.runners.call_http(call)
-        config = arguments.get("config") or {}
-        timeout = config.get("timeout")
-        temperature = config.get("temperature")
-        call_agent = CallAgentInput(
-            agent=str(arguments["agent"]),
-            message=_text(arguments["message"]),
-            org=str(arguments.get("org") or ""),
-            scope=str(arguments.get("scope") or "organization"),
-            env={str(k): _text(v) for k, v in (arguments.get("env") or {}).items()},
-            model=str(config.get("model") or ""),
-            timeout_seconds=durations.to_seconds(timeout) if timeout is not None else None,
-            temperature=float(temperature) if temperature is not None else None,
-            session_id=str(arguments.get("session") or ""),
-            task_path=path,
-        )
-        return await self.runners.call_agent(call_agent)
+        return await self.runners.call_agent(calls.agent_call(arguments, path))
 
     def _switch(self, task: dict[str, Any], data: Any, variables: dict[str, Any], path: str) -> Any:
         default = None
@@ -337,64 +300,18 @@ class Interpreter:
                 error = failure.error.to_dict()
                 inner = scope.with_values(**{error_name: error})
                 checks = self._variables(inner, data, None, variables["task"])
-                if not self._catches(catch, error, data, checks, path):
+                condition = self._conditions(data, checks)
+                if not error_handling.catches(catch, error, condition, path):
                     raise
-                if retry is not None and self._should_retry(
-                    retry, retries, error, data, checks, path
+                if retry is not None and error_handling.should_retry(
+                    retry, retries, condition, path
                 ):
                     retries += 1
-                    await self.runners.sleep(_retry_delay(retry, retries))
+                    await self.runners.sleep(error_handling.retry_delay(retry, retries))
                     continue
                 if "do" not in catch:
                     return data
                 return await self._run_list(catch["do"], path + "/catch/do", data, inner)
-
-    def _catches(
-        self,
-        catch: dict[str, Any],
-        error: dict[str, Any],
-        data: Any,
-        variables: dict[str, Any],
-        path: str,
-    ) -> bool:
-        wanted = catch.get("errors", {}).get("with", {})
-        for key, value in wanted.items():
-            if key == "status":
-                if str(error.get("status")) != str(value):
-                    return False
-            elif key == "type":
-                if errors.canonical_type(str(error.get("type"))) != errors.canonical_type(
-                    str(value)
-                ):
-                    return False
-            elif error.get(key) != value:
-                return False
-        if "when" in catch and not self._condition(
-            catch["when"], data, variables, path + "/catch/when"
-        ):
-            return False
-        return not (
-            "exceptWhen" in catch
-            and self._condition(catch["exceptWhen"], data, variables, path + "/catch/exceptWhen")
-        )
-
-    def _should_retry(
-        self,
-        retry: dict[str, Any],
-        retries: int,
-        error: dict[str, Any],
-        data: Any,
-        variables: dict[str, Any],
-        path: str,
-    ) -> bool:
-        limit = retry.get("limit", {}).get("attempt", {}).get("count")
-        if limit is not None and retries >= int(limit):
-            return False
-        if "when" in retry and not self._condition(retry["when"], data, variables, path):
-            return False
-        return not (
-            "exceptWhen" in retry and self._condition(retry["exceptWhen"], data, variables, path)
-        )
 
     def _raised_error(
         self, task: dict[str, Any], data: Any, variables: dict[str, Any], path: str
@@ -403,21 +320,7 @@ class Interpreter:
         if isinstance(definition, str):
             definition = self.document["use"]["errors"][definition]
         value = self._evaluate(definition, data, variables, path)
-        try:
-            status = int(value["status"])
-        except (TypeError, ValueError):
-            raise DslException(
-                DslError(
-                    errors.VALIDATION, 400, "Invalid error status", repr(value["status"]), path
-                )
-            ) from None
-        return DslError(
-            type=str(value["type"]),
-            status=status,
-            title=_text(value.get("title", "")),
-            detail=_text(value.get("detail", "")),
-            instance=str(value.get("instance") or path),
-        )
+        return error_handling.raised_error(value, path)
 
     # Expressions and data.
 
@@ -447,6 +350,10 @@ class Interpreter:
         except expressions.ExpressionError as error:
             raise errors.expression_error(str(error), path) from None
 
+    def _conditions(self, data: Any, variables: Mapping[str, Any]) -> error_handling.Condition:
+        """Conditions on `data` with `variables`, each evaluated where the document writes it."""
+        return lambda value, path: self._condition(value, data, variables, path)
+
     def _expression(self, value: Any, data: Any, variables: Mapping[str, Any], path: str) -> Any:
         """A field that is always an expression, with or without `${ }`."""
         try:
@@ -471,46 +378,3 @@ class Interpreter:
             raise errors.validation_error(
                 f"{what} does not match its schema: {problem.message}", path
             )
-
-
-def _retry_delay(retry: dict[str, Any], attempt: int) -> float:
-    delay = durations.to_seconds(retry["delay"]) if "delay" in retry else 0.0
-    backoff = retry.get("backoff", {"constant": {}})
-    if "linear" in backoff:
-        return delay * attempt
-    if "exponential" in backoff:
-        factor = float(backoff["exponential"].get("factor", 2))
-        return float(delay * factor ** (attempt - 1))
-    return delay
-
-
-def _is_expression_uri(endpoint: Any) -> bool:
-    """Whether the document wrote the endpoint's URI as a runtime expression (whose result is
-    used as it is) rather than as a literal URI template."""
-    uri = endpoint.get("uri") if isinstance(endpoint, dict) else endpoint
-    return expressions.is_expression(uri)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True)
-
-
-async def _within(work: Awaitable[_T], seconds: float) -> _T:
-    """Like `asyncio.wait_for`, but a timeout is always a TimeoutError: the cancelled work may end
-    with another error (an agent call ends with the activity's cancellation error once the
-    service has cancelled the agent), which `wait_for` would raise instead."""
-    task = asyncio.ensure_future(work)
-    done, _ = await asyncio.wait({task}, timeout=seconds)
-    if done:
-        return task.result()
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not task.cancelled():
-            raise  # This workflow itself is being cancelled, not just the timed-out work.
-    except Exception:  # Whatever the cancelled work ended with, it timed out.
-        pass
-    raise TimeoutError
