@@ -16,7 +16,6 @@ from ai.stigmer.agentic.agent.v1 import command_pb2 as agent_command_pb2
 from ai.stigmer.agentic.agent.v1 import command_pb2_grpc as agent_command_grpc
 from ai.stigmer.agentic.agentexecution.v1 import api_pb2, query_pb2, query_pb2_grpc
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ApplicationError
 
 from backend.stigmer_service import manifests
 from backend.workflow_runner.dsl.errors import DslError
@@ -86,7 +85,7 @@ async def run_workflow(
     try:
         return RunResult(workflow_id, run_id, output=result.result())
     except WorkflowFailureError as failure:
-        return RunResult(workflow_id, run_id, error=_dsl_error(failure))
+        return RunResult(workflow_id, run_id, error=DslError.from_failure(failure))
 
 
 async def _report_progress(
@@ -99,19 +98,6 @@ async def _report_progress(
     for entry in entries[shown:]:
         on_progress(entry, elapsed)
     return max(shown, len(entries))
-
-
-def _dsl_error(failure: WorkflowFailureError) -> DslError:
-    cause = failure.cause
-    if isinstance(cause, ApplicationError) and cause.details and isinstance(cause.details[0], dict):
-        return DslError.from_dict(cause.details[0])
-    return DslError(
-        "https://serverlessworkflow.io/spec/1.0.0/errors/runtime",
-        500,
-        "Workflow failed",
-        str(cause or failure),
-        "/",
-    )
 
 
 async def executions_of(endpoint: str, workflow_id: str) -> list[api_pb2.AgentExecution]:

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ApplicationError
 
 from backend.common import logs, tracing
 from backend.workflow_runner import worker as worker_module
@@ -194,7 +193,7 @@ async def _run(run_input: DslRunInput, workflow_id: str, task_queue: str, wait: 
     try:
         output = result.result()
     except WorkflowFailureError as failure:
-        error = _dsl_error(failure)
+        error = DslError.from_failure(failure)
         typer.echo(f"workflow {handle.id} failed: {error.describe()}", err=True)
         typer.echo(json.dumps({"error": error.to_dict()}), err=True)
         return 1
@@ -211,16 +210,3 @@ async def _show_progress(handle: WorkflowHandle[Any, Any], shown: int) -> int:
         suffix = f" ({entry.error_type})" if entry.error_type else ""
         typer.echo(f"  {entry.status:<9} {entry.path}{suffix}", err=True)
     return max(shown, len(entries))
-
-
-def _dsl_error(failure: WorkflowFailureError) -> DslError:
-    cause = failure.cause
-    if isinstance(cause, ApplicationError) and cause.details and isinstance(cause.details[0], dict):
-        return DslError.from_dict(cause.details[0])
-    return DslError(
-        "https://serverlessworkflow.io/spec/1.0.0/errors/runtime",
-        500,
-        "Workflow failed",
-        str(cause or failure),
-        "/",
-    )

@@ -56,6 +56,16 @@ class DslError:
             instance=str(value.get("instance") or ""),
         )
 
+    @classmethod
+    def from_failure(cls, failure: BaseException) -> DslError:
+        """The DSL error a failed DslWorkflow reported (a client's WorkflowFailureError), or a
+        runtime error describing any other failure."""
+        cause = getattr(failure, "cause", None) or failure.__cause__
+        details = getattr(cause, "details", None)
+        if details and isinstance(details[0], dict):
+            return cls.from_dict(details[0])
+        return cls(RUNTIME, 500, "Workflow failed", str(cause or failure), "/")
+
     def describe(self) -> str:
         parts = [f"{self.title or 'Workflow error'} ({self.type}, status {self.status})"]
         if self.instance:
