@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from backend.stigmer_service import logs
 from backend.stigmer_service.api.interceptors import request_id
-from backend.stigmer_service.api.interceptors.handlers import Context, Stream, Unary, wrap
+from backend.stigmer_service.api.interceptors.handlers import (
+    Context,
+    HandlerInterceptor,
+    Stream,
+    Unary,
+    wrap,
+)
 
 log = logs.get(__name__)
 
@@ -30,20 +36,13 @@ def _log(method: str, context: Context, start: float) -> None:
     )
 
 
-class AccessLogInterceptor(grpc.aio.ServerInterceptor):
+class AccessLogInterceptor(HandlerInterceptor):
     """Sits outside auth and error mapping, so that it sees the status they abort with (every
     failure reaches it as an `AbortError`)."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(details)
-        if handler is None:
-            return None
+    def intercept_handler(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         method: str = details.method
 
         def unary(behavior: Unary) -> Unary:

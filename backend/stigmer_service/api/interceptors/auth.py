@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from backend.stigmer_service.api.interceptors.handlers import (
     Context,
+    HandlerInterceptor,
     Stream,
     Unary,
     metadata,
@@ -33,7 +34,7 @@ async def _deny_stream(request: Any, context: Context) -> AsyncIterator[Any]:
     yield  # never reached: it makes this an async generator, as a streaming handler must be
 
 
-class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
+class BearerAuthInterceptor(HandlerInterceptor):
     """Refuses before the request is looked at (a malformed body without the token is
     UNAUTHENTICATED, not INVALID_ARGUMENT); no token configured allows everything."""
 
@@ -51,15 +52,10 @@ class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
             )
         )
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(details)
-        if handler is None or self._allows(details):
+    def intercept_handler(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        if self._allows(details):
             return handler
 
         def unary(behavior: Unary) -> Unary:

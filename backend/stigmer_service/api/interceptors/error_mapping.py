@@ -4,7 +4,7 @@ and crashes (logged with their traceback, told to the client as "internal error"
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -15,6 +15,7 @@ from backend.stigmer_service.api.interceptors import request_id
 from backend.stigmer_service.api.interceptors.handlers import (
     Context,
     Deserializer,
+    HandlerInterceptor,
     Stream,
     Unary,
     wrap,
@@ -92,19 +93,12 @@ async def _fail(method: str, context: Context, error: Exception) -> None:
     await context.abort(code, message)
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+class ErrorMappingInterceptor(HandlerInterceptor):
     """Innermost of ours: it turns what the handler raises into an abort with the right code."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(details)
-        if handler is None:
-            return None
+    def intercept_handler(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         method: str = details.method
 
         def unary(behavior: Unary) -> Unary:

@@ -13,6 +13,25 @@ Stream = Callable[[Any, Context], AsyncIterator[Any]]
 Deserializer = Callable[[bytes], Any]
 
 
+class HandlerInterceptor(grpc.aio.ServerInterceptor):
+    """An interceptor that rewraps the method handler it is given (when there is one)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(details)
+        return None if handler is None else self.intercept_handler(handler, details)
+
+    def intercept_handler(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        raise NotImplementedError
+
+
 def metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
     """The call's text metadata (binary `-bin` values left out)."""
     return {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}

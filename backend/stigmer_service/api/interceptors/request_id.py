@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -13,6 +13,7 @@ import structlog
 
 from backend.stigmer_service.api.interceptors.handlers import (
     Context,
+    HandlerInterceptor,
     Stream,
     Unary,
     metadata,
@@ -39,19 +40,12 @@ def _bound(request_id: str, context: Context) -> Iterator[None]:
         structlog.contextvars.unbind_contextvars(_LOG_KEY)
 
 
-class RequestIdInterceptor(grpc.aio.ServerInterceptor):
+class RequestIdInterceptor(HandlerInterceptor):
     """Outermost of ours, so that the other interceptors' log lines carry the id too."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(details)
-        if handler is None:
-            return None
+    def intercept_handler(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         given = metadata(details).get(REQUEST_ID_KEY)
 
         def unary(behavior: Unary) -> Unary:
