@@ -58,7 +58,8 @@ async def test_committed_history_replays(recording: histories.Recording) -> None
     # The file is the end it is named after.
     assert histories.workflow_type(history) == recording.workflow
     assert history.events[-1].event_type == recording.last_event
-    assert await replay(history, WORKFLOWS) is None
+    failure = await replay(history, WORKFLOWS)
+    assert failure is None, f"the current code does not replay {recording.name}: {failure}"
 
 
 async def test_runs_on_a_live_service_replay(stigmer: Stubs, temporal_client: Client) -> None:
@@ -66,7 +67,8 @@ async def test_runs_on_a_live_service_replay(stigmer: Stubs, temporal_client: Cl
         recorded = await histories.record_all(histories.Stack(stigmer, temporal_client, queue))
     assert set(recorded) == {r.name for r in histories.RECORDINGS}
     for name, history in recorded.items():
-        assert await replay(history, WORKFLOWS) is None, name
+        failure = await replay(history, WORKFLOWS)
+        assert failure is None, f"a live run of {name} does not replay: {failure}"
 
 
 # Careless edits, each registered under the real workflow's name.
