@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 from typing import Any, TextIO
@@ -50,14 +49,3 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
 
 def get(name: str) -> Any:
     return structlog.get_logger(name)
-
-
-def handshake_id(idempotency_key: str) -> str:
-    """The correlation id of one token handshake, the same in the runner and the service.
-
-    Derived from the idempotency key (workflow id, run id, activity id), so every retried
-    attempt of the caller's activity, and the one execution they share, carry the same id.
-    """
-    if not idempotency_key:
-        return ""
-    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:12]

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pathlib
 
 from cryptography.fernet import Fernet
 
 KEY_FILE_NAME = "secrets.key"
-
-
-def token_hash(token: bytes) -> str:
-    """First 12 hex chars of sha256(token): correlates logs without revealing the token."""
-    return hashlib.sha256(token).hexdigest()[:12] if token else ""
 
 
 def load_or_create_key(explicit: str, state_dir: pathlib.Path) -> bytes:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from backend.common.logs import configure, get, handshake_id
+from backend.common.logs import configure, get
 
-__all__ = ["configure", "get", "handshake_id"]
+__all__ = ["configure", "get"]

@@ -37,10 +37,3 @@ OUTCOME_NAMES = {
     PHASE_FAILED: "failed",
     PHASE_CANCELLED: "cancelled",
 }
-
-# Error types of the contract with the runner.
-ERROR_MODEL = "ModelError"
-ERROR_TRANSIENT_MODEL = "TransientModelError"
-ERROR_TIMEOUT = "ExecutionTimeout"
-ERROR_AGENT_NOT_FOUND = "AgentNotFound"
-ERROR_CANCELLED = "ExecutionCancelled"  # Sent when the service, not the caller, cancelled.

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from backend.stigmer_service import states
+from backend.common import contract
 from backend.stigmer_service.providers.base import ChatMessage, ModelCallError, ModelRequest
 from backend.stigmer_service.providers.openai import OpenAIProvider
 
@@ -97,7 +97,7 @@ async def test_persistent_5xx_is_transient(fake: FakeOpenAI) -> None:
     fake.script = [(500, {})] * 3
     with pytest.raises(ModelCallError) as raised:
         await OpenAIProvider(retry_wait=0.01).complete(request(fake))
-    assert raised.value.retryable and raised.value.error_type == states.ERROR_TRANSIENT_MODEL
+    assert raised.value.retryable and raised.value.error_type == contract.TRANSIENT_MODEL_ERROR
 
 
 async def test_400_is_not_retried(fake: FakeOpenAI) -> None:
@@ -105,5 +105,5 @@ async def test_400_is_not_retried(fake: FakeOpenAI) -> None:
     with pytest.raises(ModelCallError) as raised:
         await OpenAIProvider(retry_wait=0.01).complete(request(fake))
     assert not raised.value.retryable
-    assert raised.value.error_type == states.ERROR_MODEL
+    assert raised.value.error_type == contract.MODEL_ERROR
     assert len(fake.requests) == 1

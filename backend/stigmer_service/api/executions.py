@@ -18,6 +18,7 @@ from google.protobuf import empty_pb2
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from backend.common import contract
 from backend.stigmer_service import convert, ids, logs, states
 from backend.stigmer_service.api import validation
 from backend.stigmer_service.config import Settings
@@ -125,7 +126,7 @@ class Executions:
                 ExecutionWorkflowInput(
                     record.id,
                     execution_policy(self.settings, timeout),
-                    handshake_id=logs.handshake_id(record.idempotency_key),
+                    handshake_id=contract.handshake_id(record.idempotency_key),
                 ),
                 id=workflow_id(record.id),
                 task_queue=self.settings.task_queue,

@@ -10,7 +10,7 @@ from opentelemetry.trace import StatusCode
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from backend.common import tracing
+from backend.common import contract, tracing
 from backend.stigmer_service import logs, placeholders, states
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.errors import NotFound
@@ -50,7 +50,7 @@ class AgentRun:
         except NotFound as error:
             raise ApplicationError(
                 str(error),
-                type=states.ERROR_AGENT_NOT_FOUND,
+                type=contract.AGENT_NOT_FOUND,
                 non_retryable=True,
                 category=ApplicationErrorCategory.BENIGN,
             ) from None

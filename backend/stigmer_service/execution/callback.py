@@ -9,6 +9,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from backend.common import contract
 from backend.stigmer_service import states
 from backend.stigmer_service.errors import NotFound
 from backend.stigmer_service.store.records import CallerRef, ExecutionRecord
@@ -54,7 +55,7 @@ async def send(
         error = ApplicationError(
             execution.error_message or execution.error_type,
             {"execution_id": execution.id},
-            type=execution.error_type or states.ERROR_MODEL,
+            type=execution.error_type or contract.MODEL_ERROR,
             non_retryable=not execution.error_retryable,
         )
         await handle.fail(error, rpc_timeout=timeout)
@@ -72,7 +73,7 @@ async def send(
                 ApplicationError(
                     execution.error_message or "the agent execution was cancelled",
                     {"execution_id": execution.id},
-                    type=states.ERROR_CANCELLED,
+                    type=contract.EXECUTION_CANCELLED,
                     non_retryable=True,
                 ),
                 rpc_timeout=timeout,

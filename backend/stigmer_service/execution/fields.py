@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.stigmer_service import logs
+from backend.common import contract
 from backend.stigmer_service.store.records import ExecutionRecord
 
 
@@ -12,5 +12,5 @@ def log_fields(execution: ExecutionRecord) -> dict[str, str]:
         "workflow_id": execution.caller.workflow_id,
         "activity_id": execution.caller.activity_id,
         "token_hash": execution.token_hash,
-        "handshake_id": logs.handshake_id(execution.idempotency_key),
+        "handshake_id": contract.handshake_id(execution.idempotency_key),
     }

@@ -10,6 +10,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from backend.common import contract
+
 with workflow.unsafe.imports_passed_through():
     from backend.stigmer_service import states
     from backend.stigmer_service.execution import policies
@@ -137,7 +139,7 @@ class AgentExecutionWorkflow:
         return FinishInput(
             ref.execution_id,
             states.PHASE_FAILED,
-            error_type=states.ERROR_TIMEOUT,
+            error_type=contract.EXECUTION_TIMEOUT,
             error_message=f"the execution did not end within {policy.timeout_seconds:g}s",
         )
 
@@ -150,18 +152,18 @@ class AgentExecutionWorkflow:
         except ActivityError as error:
             cause = error.cause
             if isinstance(cause, ApplicationError):
-                error_type = cause.type or states.ERROR_MODEL
+                error_type = cause.type or contract.MODEL_ERROR
                 return FinishInput(
                     ref.execution_id,
                     states.PHASE_FAILED,
                     error_type=error_type,
                     error_message=cause.message,
-                    error_retryable=error_type == states.ERROR_TRANSIENT_MODEL,
+                    error_retryable=error_type == contract.TRANSIENT_MODEL_ERROR,
                 )
             return FinishInput(
                 ref.execution_id,
                 states.PHASE_FAILED,
-                error_type=states.ERROR_MODEL,
+                error_type=contract.MODEL_ERROR,
                 error_message=str(cause or error),
             )
         return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol
 
-from backend.stigmer_service import states
+from backend.common import contract
 
 
 @dataclasses.dataclass
@@ -40,10 +40,10 @@ class ModelCallError(Exception):
 
 
 def transient(message: str) -> ModelCallError:
-    return ModelCallError(states.ERROR_TRANSIENT_MODEL, message, retryable=True)
+    return ModelCallError(contract.TRANSIENT_MODEL_ERROR, message, retryable=True)
 
 
-def permanent(message: str, error_type: str = states.ERROR_MODEL) -> ModelCallError:
+def permanent(message: str, error_type: str = contract.MODEL_ERROR) -> ModelCallError:
     return ModelCallError(error_type, message, retryable=False)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from backend.common.contract import token_hash
 from backend.stigmer_service import ids, states
-from backend.stigmer_service.crypto import token_hash
 from backend.stigmer_service.errors import NotFound
 from backend.stigmer_service.store.base import StoreBase, execution_record, now
 from backend.stigmer_service.store.records import (

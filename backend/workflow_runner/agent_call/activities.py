@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -14,7 +13,8 @@ from ai.stigmer.agentic.agentexecution.v1 import spec_pb2
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from backend.common.logs import handshake_id
+from backend.common import contract
+from backend.common.contract import handshake_id, token_hash
 from backend.workflow_runner import metrics
 from backend.workflow_runner.agent_call import convert, errors, secrets
 from backend.workflow_runner.agent_call.client import DEFAULT_DEADLINE_SECONDS, StigmerClient
@@ -30,11 +30,6 @@ from backend.workflow_runner.agent_call.models import (
 API_TOKEN_ENV_VAR = "STIGMER_API_TOKEN"
 
 logger = structlog.get_logger(__name__)
-
-
-def token_hash(token: bytes) -> str:
-    """Correlates log lines with the service's without revealing the token, a bearer capability."""
-    return hashlib.sha256(token).hexdigest()[:12]
 
 
 class CallAgentActivity:
@@ -90,7 +85,7 @@ class CallAgentActivity:
                     f"agent {call.agent!r} not found (scope {call.scope or 'organization'}, "
                     f"org {call.org!r})",
                     {"agent": call.agent, "scope": call.scope, "org": call.org},
-                    type=errors.AGENT_NOT_FOUND,
+                    type=contract.AGENT_NOT_FOUND,
                     non_retryable=True,
                     category=ApplicationErrorCategory.BENIGN,
                 ) from None

@@ -11,9 +11,9 @@ from google.protobuf import duration_pb2
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from backend.common import contract
 from backend.workflow_runner.agent_call.models import CallAgentInput, CallAgentOutput
 
-INVALID_AGENT_CALL = "InvalidAgentCall"
 # The execution timeout when the task sets none; sent explicitly so that the service and the
 # activity's own timeout agree on it.
 DEFAULT_TIMEOUT_SECONDS = 600.0
@@ -33,7 +33,7 @@ def owner_scope(scope: str) -> reference_pb2.ApiResourceOwnerScope.ValueType:
     except KeyError:
         raise ApplicationError(
             f"unknown agent scope {scope!r}; expected one of {', '.join(_SCOPES)}",
-            type=INVALID_AGENT_CALL,
+            type=contract.INVALID_AGENT_CALL,
             non_retryable=True,
             category=ApplicationErrorCategory.BENIGN,
         ) from None

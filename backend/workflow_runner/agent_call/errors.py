@@ -5,8 +5,6 @@ from __future__ import annotations
 import grpc
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-AGENT_NOT_FOUND = "AgentNotFound"
-
 # Transient: the activity is retried (and the retry reuses the idempotency key, so no duplicate).
 RETRYABLE_CODES = frozenset(
     {

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from backend.common import contract
+
 # `$secrets.NAME` evaluates to this placeholder inside workflows, so that secret values never
 # enter workflow history; the activity and the service resolve it where the value is needed.
 SECRET_PLACEHOLDER = "{{secret:%s}}"
@@ -24,11 +26,11 @@ CANCEL_AGENT_CALL_ACTIVITY = "cancel_agent_call"
 # by gRPC status name) and the agent's own failures, which the Stigmer service also sends
 # non-retryable. Listed in the retry policy so that a mislabelled one still stops.
 NON_RETRYABLE_ERROR_TYPES = [
-    "AgentNotFound",
-    "SecretNotFound",
-    "InvalidAgentCall",
-    "ExecutionTimeout",
-    "ModelError",
+    contract.AGENT_NOT_FOUND,
+    contract.SECRET_NOT_FOUND,
+    contract.INVALID_AGENT_CALL,
+    contract.EXECUTION_TIMEOUT,
+    contract.MODEL_ERROR,
     "INVALID_ARGUMENT",
     "NOT_FOUND",
     "ALREADY_EXISTS",

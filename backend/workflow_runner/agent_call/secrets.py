@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from backend.common import contract
 from backend.workflow_runner.agent_call.models import SECRET_PLACEHOLDER_PATTERN
 
-SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_ENV_PREFIX = "STIGMER_SECRET_"
 
 # Returns the secret's value, or None when the worker does not know it.
@@ -47,7 +47,7 @@ def resolve_secrets(names: Iterable[str], resolver: SecretResolver) -> dict[str,
             raise ApplicationError(
                 f"secret {name!r} is not known to this worker (set {secret_env_var(name)})",
                 {"secret": name},
-                type=SECRET_NOT_FOUND,
+                type=contract.SECRET_NOT_FOUND,
                 non_retryable=True,
                 category=ApplicationErrorCategory.BENIGN,
             )

@@ -20,8 +20,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from backend.common.contract import token_hash
 from backend.workflow_runner.agent_call import secrets
-from backend.workflow_runner.agent_call.activities import CallAgentActivity, token_hash
+from backend.workflow_runner.agent_call.activities import CallAgentActivity
 from backend.workflow_runner.agent_call.models import CallAgentInput, CancelAgentCallInput
 from tests.workflow_runner.agent_call.fake_stigmer import FakeStigmer, serve_fake
 
