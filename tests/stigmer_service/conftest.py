@@ -12,10 +12,6 @@ from temporalio.client import Client
 from backend.stigmer_service import app, logs
 from tests.support.service import Stubs, fast_settings, open_stubs
 
-# Their home is tests.support.service; named here as well for the tests that still import them
-# from this conftest.
-__all__ = ["Stubs", "fast_settings", "open_stubs"]
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _service_logs() -> None:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from backend.stigmer_service import app
 from backend.stigmer_service.cli import app as cli
 from backend.stigmer_service.client import ServiceClient
-from tests.stigmer_service.conftest import Stubs, fast_settings
+from tests.support.service import Stubs, fast_settings
 
 
 async def _ended(stigmer: Stubs, message: str) -> api_pb2.AgentExecution:
