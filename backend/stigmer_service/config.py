@@ -32,6 +32,8 @@ class Settings:
     temporal_namespace: str = "default"
     task_queue: str = EXECUTION_TASK_QUEUE
     api_token: str = ""
+    # YAML/JSON file of credentials (token sha256 -> name, role, orgs); see docs/security.md.
+    credentials_file: str = ""
     secrets_key: str = ""  # A Fernet key; empty means the key file next to the database.
     # The execution's own timeout when its config sets none.
     default_execution_timeout: float = 600.0
@@ -51,6 +53,10 @@ class Settings:
     start_rpc_timeout: float = 5.0
     # How often `watch` looks for changes in the database.
     watch_poll_interval: float = 0.2
+    # Concurrent watch streams per process (RESOURCE_EXHAUSTED past it), and how long one may
+    # last (DEADLINE_EXCEEDED then: the client watches again).
+    max_watches: int = 200
+    max_watch_seconds: float = 3600.0
     grace_period: float = 10.0
     # Activity slots of the execution worker: one per running agent (`run_agent` awaits the model)
     # plus the short activities; size it for the concurrent calls one replica should carry.
@@ -72,6 +78,7 @@ class Settings:
             temporal_namespace=os.environ.get("TEMPORAL_NAMESPACE") or defaults.temporal_namespace,
             task_queue=os.environ.get("STIGMER_TASK_QUEUE") or defaults.task_queue,
             api_token=os.environ.get("STIGMER_API_TOKEN", ""),
+            credentials_file=os.environ.get("STIGMER_CREDENTIALS_FILE", ""),
             secrets_key=os.environ.get("STIGMER_SECRETS_KEY", ""),
             default_execution_timeout=_float(
                 "STIGMER_EXECUTION_TIMEOUT", defaults.default_execution_timeout
@@ -84,6 +91,8 @@ class Settings:
                 "STIGMER_ACTIVITY_HEARTBEAT_TIMEOUT", defaults.activity_heartbeat_timeout
             ),
             grace_period=_float("STIGMER_GRACE_PERIOD", defaults.grace_period),
+            max_watches=int(_float("STIGMER_MAX_WATCHES", defaults.max_watches)),
+            max_watch_seconds=_float("STIGMER_MAX_WATCH_SECONDS", defaults.max_watch_seconds),
             max_concurrent_activities=int(
                 _float("STIGMER_MAX_CONCURRENT_ACTIVITIES", defaults.max_concurrent_activities)
             ),
