@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -101,6 +104,16 @@ def worker(client: Client, task_queue: str) -> Worker:
     return Worker(
         client, task_queue=task_queue, workflows=[CallerWorkflow], activities=[call_agent]
     )
+
+
+@contextlib.asynccontextmanager
+async def running(client: Client) -> AsyncIterator[str]:
+    """A caller worker on a fresh task queue, with the queues of earlier tests drained; yields
+    the task queue to start `CallerWorkflow` on."""
+    drain()
+    queue = f"caller-{uuid.uuid4()}"
+    async with worker(client, queue):
+        yield queue
 
 
 def drain() -> None:

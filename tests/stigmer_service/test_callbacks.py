@@ -39,9 +39,7 @@ WAIT = 30
 
 @pytest_asyncio.fixture
 async def caller_queue(temporal_client: Client) -> AsyncIterator[str]:
-    caller.drain()
-    queue = f"caller-{uuid.uuid4()}"
-    async with caller.worker(temporal_client, queue):
+    async with caller.running(temporal_client) as queue:
         yield queue
 
 

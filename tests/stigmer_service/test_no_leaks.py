@@ -49,12 +49,10 @@ def forms(token: bytes) -> list[bytes]:
 async def test_token_and_secrets_never_leak(
     tmp_path: pathlib.Path, temporal_client: Client, captured_logs: io.StringIO
 ) -> None:
-    caller.drain()
     settings = fast_settings(tmp_path)
-    queue = f"caller-{uuid.uuid4()}"
     async with (
         app.running(settings, client=temporal_client) as service,
-        caller.worker(temporal_client, queue),
+        caller.running(temporal_client) as queue,
     ):
         stubs = await open_stubs(service)
         try:

@@ -19,7 +19,7 @@ import json
 import pathlib
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ai.stigmer.agentic.agentexecution.v1 import command_pb2, query_pb2, status_pb2
@@ -226,15 +226,6 @@ async def record_all(stack: Stack) -> dict[str, WorkflowHistory]:
     return {r.name: history for r, history in zip(RECORDINGS, histories, strict=True)}
 
 
-@contextlib.asynccontextmanager
-async def caller_worker(client: Client) -> AsyncIterator[str]:
-    """A worker for the fake caller on a fresh task queue; yields the queue."""
-    caller.drain()
-    queue = f"caller-{uuid.uuid4()}"
-    async with caller.worker(client, queue):
-        yield queue
-
-
 def to_json(history: WorkflowHistory) -> str:
     return json.dumps(json.loads(history.to_json()), indent=1) + "\n"
 
@@ -247,7 +238,7 @@ async def main() -> None:
             settings = fast_settings(pathlib.Path(scratch))
             async with (
                 app.running(settings, client=client) as service,
-                caller_worker(client) as queue,
+                caller.running(client) as queue,
             ):
                 stigmer = await open_stubs(service)
                 try:

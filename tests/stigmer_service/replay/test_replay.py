@@ -28,6 +28,7 @@ from backend.stigmer_service.execution.models import (
     ExecutionWorkflowOutput,
 )
 from backend.stigmer_service.execution.workflows import AgentExecutionWorkflow, CallbackWorkflow
+from tests.stigmer_service import caller
 from tests.stigmer_service.replay import histories
 from tests.support.service import Stubs
 
@@ -63,7 +64,7 @@ async def test_committed_history_replays(recording: histories.Recording) -> None
 
 
 async def test_runs_on_a_live_service_replay(stigmer: Stubs, temporal_client: Client) -> None:
-    async with histories.caller_worker(temporal_client) as queue:
+    async with caller.running(temporal_client) as queue:
         recorded = await histories.record_all(histories.Stack(stigmer, temporal_client, queue))
     assert set(recorded) == {r.name for r in histories.RECORDINGS}
     for name, history in recorded.items():
