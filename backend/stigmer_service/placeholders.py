@@ -1,26 +1,28 @@
-"""Secret placeholders (`{{secret:NAME}}`) left in messages by the runner, and their resolution."""
+"""Secret placeholders in an execution's message, resolved from its secret runtime env entries.
+
+The grammar is backend/common/secret_placeholders.py, shared with the runner. An execution whose
+secret entries include the seal (`STIGMER_PLACEHOLDER_SEAL`, which the runner always sends with
+its secrets) resolves only placeholders sealed with it, so a placeholder that reached the message
+through data stays literal text; one without a seal (a direct API client's own message) resolves
+the plain form `{{secret:NAME}}`.
+"""
 
 from __future__ import annotations
 
-import re
+from backend.common import secret_placeholders
 
-# Same grammar as the runner's SECRET_PLACEHOLDER_PATTERN; duplicated so the service does not
-# depend on the runner's package.
-SECRET_PLACEHOLDER_PATTERN = re.compile(r"\{\{secret:([A-Za-z_][A-Za-z0-9_.-]*)\}\}")
-MASK = "***"
+MASK = secret_placeholders.MASK
 
 
 def substitute(text: str, secrets: dict[str, str]) -> str:
-    """Replaces each known placeholder with its value; unknown ones stay as they are."""
-
-    def value(match: re.Match[str]) -> str:
-        return secrets.get(match.group(1), match.group(0))
-
-    return SECRET_PLACEHOLDER_PATTERN.sub(value, text)
+    """Replaces each resolvable placeholder with its value; every other one stays as it is."""
+    seal = secrets.get(secret_placeholders.SEAL_ENV_NAME)
+    values = {k: v for k, v in secrets.items() if k != secret_placeholders.SEAL_ENV_NAME}
+    if seal is not None:
+        return secret_placeholders.substitute_sealed(text, seal, values)
+    return secret_placeholders.substitute_plain(text, values)
 
 
 def mask(text: str, secret_values: list[str]) -> str:
     """Replaces every occurrence of a secret value with `***` (longest first)."""
-    for secret in sorted((s for s in secret_values if s), key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
+    return secret_placeholders.mask(text, secret_values)

@@ -5,13 +5,24 @@ makes one attempt). Elsewhere the engine retries what is safe to send again: 408
 transport errors for idempotent methods, and for any method a connection that was never made
 (the request did not leave). A POST or PATCH that reached the server is never resent by the
 engine; a document that wants it resent says so with `try`/`retry`.
+
+Secrets: the activity resolves the run's sealed placeholders into a local request only; error
+texts, log lines and `output: response` show placeholders in plain form (`{{secret:NAME}}`) and
+any resolved value (also percent-encoded) a server echoes back as `***`. Bounds: the body is
+streamed up to WORKFLOW_RUNNER_HTTP_MAX_BODY_BYTES, the whole request (redirects included) has
+WORKFLOW_RUNNER_HTTP_TOTAL_TIMEOUT seconds, every connection passes the egress policy
+(backend/common/egress.py) and redirects are followed by backend/common/outbound_http.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import dataclasses
 import json
+import os
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +31,9 @@ from temporalio import activity
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from backend.common import egress, outbound_http, secret_placeholders
 from backend.workflow_runner.agent_call import secrets
+from backend.workflow_runner.agent_call.models import SecretScope
 from backend.workflow_runner.dsl import errors
 from backend.workflow_runner.dsl.errors import DslError
 from backend.workflow_runner.models import HttpCallInput, HttpCallOutput
@@ -52,56 +65,125 @@ def retry_policy(call: HttpCallInput) -> RetryPolicy:
 
 
 _DETAIL_LIMIT = 500
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Below the activity's start-to-close timeout, so that the call ends with its own clear error.
+DEFAULT_TOTAL_TIMEOUT_SECONDS = 50.0
+MAX_TOTAL_TIMEOUT_SECONDS = DEFAULT_HTTP_TIMEOUT.total_seconds() - 5
+# Temporal refuses payloads past 2 MB; an output this large (as JSON) fails the call instead.
+MAX_OUTPUT_JSON_BYTES = 1_900_000
+HEARTBEAT_SECONDS = 5.0
+HTTP_CONFIGURATION_ERROR_TYPE = "HttpConfigurationError"
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpSettings:
+    """The worker's HTTP bounds, from its environment (README: "HTTP bounds")."""
+
+    max_body_bytes: int
+    total_timeout_seconds: float
+    policy: egress.EgressPolicy
+
+    @classmethod
+    def from_env(cls) -> HttpSettings:
+        try:
+            max_body = int(os.environ.get("WORKFLOW_RUNNER_HTTP_MAX_BODY_BYTES", "") or 0)
+            total = float(os.environ.get("WORKFLOW_RUNNER_HTTP_TOTAL_TIMEOUT", "") or 0)
+            policy = egress.EgressPolicy.parse(
+                os.environ.get("WORKFLOW_RUNNER_HTTP_EGRESS_DENY", ""),
+                os.environ.get("WORKFLOW_RUNNER_HTTP_EGRESS_ALLOW", ""),
+            )
+        except ValueError as error:
+            raise ApplicationError(
+                f"the worker's HTTP settings are invalid: {error}",
+                type=HTTP_CONFIGURATION_ERROR_TYPE,
+                non_retryable=True,
+            ) from None
+        return cls(
+            max_body_bytes=max_body if max_body > 0 else DEFAULT_MAX_BODY_BYTES,
+            total_timeout_seconds=min(
+                total or DEFAULT_TOTAL_TIMEOUT_SECONDS, MAX_TOTAL_TIMEOUT_SECONDS
+            ),
+            policy=policy,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Redactor:
+    """Turns text bound for errors, logs or outputs into what may leave the activity."""
+
+    scope: SecretScope
+    values: list[str]
+
+    def text(self, text: str) -> str:
+        shown = secret_placeholders.display(text, self.scope.seal)
+        return secret_placeholders.mask(shown, self.values)
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.value(item) for k, item in value.items()}
+        if isinstance(value, list):
+            return [self.value(item) for item in value]
+        return value
+
+    def content(self, content: bytes) -> bytes:
+        for value in sorted((v for v in self.values if v), key=len, reverse=True):
+            content = content.replace(value.encode(), secret_placeholders.MASK.encode())
+        return content
 
 
 @activity.defn(name=CALL_HTTP_ACTIVITY)
 async def call_http(call: HttpCallInput) -> HttpCallOutput:
     """Sends the request; what may be retried is in this module's docstring."""
-    call = _with_secrets(call, secrets.env_secret_resolver)
+    settings = HttpSettings.from_env()
+    scope = SecretScope(call.secret_seal, tuple(call.secret_names))
+    texts = [call.uri, *call.headers.values(), *call.query.values(), *_strings(call.body)]
+    values = secrets.resolve_secrets(
+        secrets.referenced_secrets(texts, scope), secrets.env_secret_resolver
+    )
+    redact = _Redactor(scope, list(values.values()))
+    request = _resolved_request(call, scope, values)
+    shown = f"{call.method} {redact.text(call.uri)}"
     idempotent = call.method in IDEMPOTENT_METHODS
-    request_body: dict[str, Any] = {}
-    if isinstance(call.body, str | bytes):
-        request_body["content"] = call.body
-    elif call.body is not None:
-        request_body["json"] = call.body
-    async with httpx.AsyncClient(follow_redirects=call.redirect) as client:
-        try:
-            response = await client.request(
-                call.method,
-                call.uri,
-                headers=call.headers,
-                params=call.query or None,
-                timeout=httpx.Timeout(30.0),
-                **request_body,
-            )
-        except httpx.HTTPError as error:
-            failure = DslError(
-                errors.COMMUNICATION,
-                503,
-                "HTTP call failed",
-                f"{call.method} {call.uri}: {type(error).__name__}: {error}",
-                call.task_path,
-            )
-            raise ApplicationError(
-                failure.describe(),
-                failure.to_dict(),
-                type=HTTP_TRANSPORT_ERROR_TYPE,
-                non_retryable=not (idempotent or isinstance(error, _NOT_SENT)),
-                category=ApplicationErrorCategory.BENIGN,
-            ) from error
-    status = response.status_code
+    limits = outbound_http.Limits(max_body_bytes=settings.max_body_bytes)
+    transport = egress.guarded_transport(settings.policy)
+    try:
+        async with (
+            _heartbeating(),
+            httpx.AsyncClient(transport=transport, follow_redirects=False) as client,
+        ):
+            async with asyncio.timeout(settings.total_timeout_seconds):
+                fetched = await outbound_http.fetch(client, request, limits, call.redirect)
+    except TimeoutError:
+        detail = f"{shown}: no complete response within {settings.total_timeout_seconds:g}s"
+        raise _transport_error(call, detail, retryable=idempotent) from None
+    except (
+        egress.EgressRefused,
+        outbound_http.UnsafeRedirect,
+        outbound_http.BodyTooLarge,
+    ) as error:
+        raise _transport_error(call, redact.text(f"{shown}: {error}"), retryable=False) from None
+    except httpx.HTTPError as error:
+        detail = redact.text(f"{shown}: {type(error).__name__}: {error}")
+        retryable = idempotent or isinstance(error, _NOT_SENT)
+        raise _transport_error(call, detail, retryable=retryable) from error
+    status = fetched.status_code
     if status >= 400 or (300 <= status < 400 and not call.redirect):
         failure = DslError(
             errors.COMMUNICATION,
             status,
             "HTTP call failed",
-            f"{call.method} {call.uri} returned {status} {response.reason_phrase}: "
-            f"{response.text[:_DETAIL_LIMIT]}",
+            redact.text(
+                f"{shown} returned {status} {fetched.reason_phrase}: "
+                f"{fetched.text[:_DETAIL_LIMIT]}"
+            ),
             call.task_path,
         )
         retryable = idempotent and (status in _RETRYABLE_STATUS or status >= 500)
         activity.logger.warning(
-            "http call failed", extra={"status": status, "retryable": retryable, "uri": call.uri}
+            "http call failed",
+            extra={"status": status, "retryable": retryable, "uri": redact.text(call.uri)},
         )
         raise ApplicationError(
             failure.describe(),
@@ -111,32 +193,67 @@ async def call_http(call: HttpCallInput) -> HttpCallOutput:
             # Expected: the warning above is its log line, without a traceback.
             category=ApplicationErrorCategory.BENIGN,
         )
-    return HttpCallOutput(_shape(call, response))
+    output = _shape(call, fetched, redact)
+    size = len(json.dumps(output, separators=(",", ":")))
+    if size > MAX_OUTPUT_JSON_BYTES:
+        detail = f"{shown}: the output is {size} bytes as JSON, over {MAX_OUTPUT_JSON_BYTES}"
+        raise _transport_error(call, detail, retryable=False)
+    return HttpCallOutput(output)
 
 
-def _with_secrets(call: HttpCallInput, resolver: secrets.SecretResolver) -> HttpCallInput:
-    """The call with `$secrets` placeholders replaced: values exist only here, never in history."""
-    texts = [call.uri, *call.headers.values(), *call.query.values(), *_strings(call.body)]
-    names = secrets.referenced_secrets(texts)
-    if not names:
-        return call
-    values = secrets.resolve_secrets(names, resolver)
+def _transport_error(call: HttpCallInput, detail: str, *, retryable: bool) -> ApplicationError:
+    """A `communication` error for a request that got no usable response; `detail` is redacted."""
+    failure = DslError(errors.COMMUNICATION, 503, "HTTP call failed", detail, call.task_path)
+    return ApplicationError(
+        failure.describe(),
+        failure.to_dict(),
+        type=HTTP_TRANSPORT_ERROR_TYPE,
+        non_retryable=not retryable,
+        category=ApplicationErrorCategory.BENIGN,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating() -> AsyncIterator[None]:
+    """Heartbeats while the request runs, so that a cancellation reaches the activity (and a
+    heartbeat timeout, where the workflow sets one, sees it alive)."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    beating = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
+
+
+def _resolved_request(
+    call: HttpCallInput, scope: SecretScope, values: dict[str, str]
+) -> outbound_http.OutboundRequest:
+    """The request to send, secrets resolved: it lives in this activity only."""
 
     def resolve(value: Any) -> Any:
         if isinstance(value, str):
-            return secrets.substitute(value, values)
+            return secrets.substitute(value, scope, values)
         if isinstance(value, dict):
             return {key: resolve(item) for key, item in value.items()}
         if isinstance(value, list):
             return [resolve(item) for item in value]
         return value
 
-    return dataclasses.replace(
-        call,
-        uri=resolve(call.uri),
+    placeholders = [secret_placeholders.sealed(scope.seal, name) for name in values]
+    return outbound_http.OutboundRequest(
+        method=call.method,
+        url=resolve(call.uri),
         headers=resolve(call.headers),
-        query=resolve(call.query),
+        params=resolve(call.query),
         body=resolve(call.body),
+        sensitive_headers=outbound_http.header_names_holding(call.headers, placeholders),
     )
 
 
@@ -150,30 +267,30 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def _shape(call: HttpCallInput, response: httpx.Response) -> Any:
+def _shape(call: HttpCallInput, fetched: outbound_http.Fetched, redact: _Redactor) -> Any:
     if call.output == "raw":
-        return base64.b64encode(response.content).decode("ascii")
-    content = _content(response)
+        return base64.b64encode(redact.content(fetched.content)).decode("ascii")
+    content = redact.value(_content(fetched))
     if call.output == "response":
         return {
             "request": {
                 "method": call.method,
-                "uri": str(response.request.url),
-                "headers": call.headers,
+                "uri": redact.text(fetched.url),
+                "headers": redact.value(call.headers),
             },
-            "statusCode": response.status_code,
-            "headers": dict(response.headers),
+            "statusCode": fetched.status_code,
+            "headers": {k: redact.text(v) for k, v in fetched.headers.items()},
             "content": content,
         }
     return content
 
 
-def _content(response: httpx.Response) -> Any:
-    if not response.content:
+def _content(fetched: outbound_http.Fetched) -> Any:
+    if not fetched.content:
         return None
-    if "json" in response.headers.get("content-type", ""):
+    if "json" in fetched.headers.get("content-type", ""):
         try:
-            return response.json()
-        except json.JSONDecodeError:
+            return json.loads(fetched.content)
+        except (json.JSONDecodeError, UnicodeDecodeError):
             pass
-    return response.text
+    return fetched.text

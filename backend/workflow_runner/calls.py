@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from backend.workflow_runner.agent_call.models import CallAgentInput
+from backend.workflow_runner.agent_call.models import CallAgentInput, SecretScope
 from backend.workflow_runner.dsl import durations, expressions, uri_templates
 from backend.workflow_runner.models import HttpCallInput
 
@@ -15,6 +15,7 @@ def http_call(
     arguments: dict[str, Any],
     data: Any,
     path: str,
+    secrets: SecretScope,
     *,
     inside_try: bool,
 ) -> HttpCallInput:
@@ -34,10 +35,12 @@ def http_call(
         redirect=bool(arguments.get("redirect", False)),
         task_path=path,
         document_handles_errors=inside_try,
+        secret_seal=_seal(secrets),
+        secret_names=list(secrets.names),
     )
 
 
-def agent_call(arguments: dict[str, Any], path: str) -> CallAgentInput:
+def agent_call(arguments: dict[str, Any], path: str, secrets: SecretScope) -> CallAgentInput:
     config = arguments.get("config") or {}
     timeout = config.get("timeout")
     temperature = config.get("temperature")
@@ -52,6 +55,8 @@ def agent_call(arguments: dict[str, Any], path: str) -> CallAgentInput:
         temperature=float(temperature) if temperature is not None else None,
         session_id=str(arguments.get("session") or ""),
         task_path=path,
+        secret_seal=_seal(secrets),
+        secret_names=list(secrets.names),
     )
 
 
@@ -60,6 +65,12 @@ def text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, sort_keys=True)
+
+
+def _seal(secrets: SecretScope) -> str:
+    """The seal, when the document declares secrets (without, nothing can resolve; leaving it
+    out keeps such inputs as they were)."""
+    return secrets.seal if secrets.names else ""
 
 
 def _is_expression_uri(endpoint: Any) -> bool:

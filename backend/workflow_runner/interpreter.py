@@ -16,7 +16,8 @@ from typing import Any, Protocol, TypeVar
 import jsonschema
 
 from backend.workflow_runner import calls, error_handling, timing
-from backend.workflow_runner.agent_call.models import CallAgentInput, secret_placeholder
+from backend.workflow_runner.agent_call.models import CallAgentInput
+from backend.workflow_runner.agent_call.secrets import run_scope
 from backend.workflow_runner.dsl import durations, errors, expressions, model
 from backend.workflow_runner.dsl.errors import DslError, DslException
 from backend.workflow_runner.models import HttpCallInput, ProgressEntry
@@ -71,7 +72,9 @@ class Interpreter:
         self.workflow_id = workflow_id
         self.context: Any = {}
         self.progress: list[ProgressEntry] = []
-        self.secrets = {name: secret_placeholder(name) for name in model.secret_names(document)}
+        # `$secrets.NAME` is a placeholder sealed for this run; only activities resolve it.
+        self.secret_scope = run_scope(model.secret_names(document))
+        self.secrets = self.secret_scope.placeholders()
         self.workflow_descriptor: dict[str, Any] = {}
 
     async def run(self, workflow_input: Any) -> Any:
@@ -210,9 +213,11 @@ class Interpreter:
     ) -> Any:
         arguments = self._evaluate(task.get("with", {}), data, variables, path)
         if task["call"] == "http":
-            call = calls.http_call(task["with"], arguments, data, path, inside_try=scope.inside_try)
+            call = calls.http_call(
+                task["with"], arguments, data, path, self.secret_scope, inside_try=scope.inside_try
+            )
             return await self.runners.call_http(call)
-        return await self.runners.call_agent(calls.agent_call(arguments, path))
+        return await self.runners.call_agent(calls.agent_call(arguments, path, self.secret_scope))
 
     def _switch(self, task: dict[str, Any], data: Any, variables: dict[str, Any], path: str) -> Any:
         default = None

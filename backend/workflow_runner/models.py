@@ -38,6 +38,10 @@ class HttpCallInput:
     # Inside a `try`: the document's own catch and retry govern this call's errors, so the
     # engine makes one attempt and hands any failure to it at once.
     document_handles_errors: bool = False
+    # The run's seal and the names `use.secrets` declares: the activity resolves only
+    # placeholders that carry both (agent_call.models.SecretScope).
+    secret_seal: str = ""
+    secret_names: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

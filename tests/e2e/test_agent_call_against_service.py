@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 
 from backend.stigmer_service import app
 from backend.workflow_runner.agent_call.activities import agent_call_activities
-from backend.workflow_runner.agent_call.models import CallAgentInput, secret_placeholder
+from backend.workflow_runner.agent_call.models import CallAgentInput, SecretScope
 from tests.e2e.conftest import AGENT
 from tests.support.agents import ORG
 from tests.workflow_runner.agent_call.agent_call_workflow import AgentCallWorkflow
@@ -101,11 +101,16 @@ async def test_secrets_reach_the_agent_but_no_read_and_no_history(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("STIGMER_SECRET_API_KEY", SECRET_VALUE)
+    # As a workflow declaring `use.secrets: [api_key]` hands it over: sealed for its run.
+    scope = SecretScope("7" * 32, ("api_key",))
+    placeholder = scope.placeholders()["api_key"]
     handle = await start(
         temporal_client,
         task_queue,
-        f"use {secret_placeholder('api_key')} please",
-        env={"TOKEN": secret_placeholder("api_key"), "REGION": "eu"},
+        f"use {placeholder} please",
+        env={"TOKEN": placeholder, "REGION": "eu"},
+        secret_seal=scope.seal,
+        secret_names=list(scope.names),
     )
     result = await asyncio.wait_for(handle.result(), WAIT)
     # The offline model echoes the message with the secret resolved, then masked.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 import pytest
@@ -207,7 +208,8 @@ do:
                 id=f"wf-{uuid.uuid4()}",
                 task_queue=task_queue,
             )
-            assert await asyncio.wait_for(handle.result(), 30) == "s3cret-value Bearer s3cret-value"
+            # The server echoed the resolved value; what comes back to the workflow is masked.
+            assert await asyncio.wait_for(handle.result(), 30) == "*** Bearer ***"
     history = await handle.fetch_history()
     scheduled = [
         event.activity_task_scheduled_event_attributes
@@ -215,7 +217,7 @@ do:
         if event.HasField("activity_task_scheduled_event_attributes")
     ]
     [activity_input] = [payload.data.decode() for payload in scheduled[0].input.payloads]
-    assert "{{secret:API_TOKEN}}" in activity_input
+    assert re.search(r"\{\{secret:[0-9a-f]{32}:API_TOKEN\}\}", activity_input)
     assert "s3cret" not in activity_input
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from ai.stigmer.agentic.agentexecution.v1 import spec_pb2
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from backend.common import contract
+from backend.common import contract, secret_placeholders
 from backend.common.contract import handshake_id, token_hash
 from backend.workflow_runner import metrics
 from backend.workflow_runner.agent_call import convert, errors, secrets
@@ -25,6 +26,7 @@ from backend.workflow_runner.agent_call.models import (
     CallAgentOutput,
     CancelAgentCallInput,
     CancelAgentCallOutput,
+    SecretScope,
 )
 
 API_TOKEN_ENV_VAR = "STIGMER_API_TOKEN"
@@ -70,9 +72,16 @@ class CallAgentActivity:
             task_path=call.task_path,
         )
         # Secrets first: a missing one fails the call before anything is created.
-        names = secrets.referenced_secrets([call.message, *call.env.values()])
+        scope = SecretScope(call.secret_seal, tuple(call.secret_names))
+        names = secrets.referenced_secrets([call.message, *call.env.values()], scope)
         values = secrets.resolve_secrets(names, self._resolve_secret)
-        runtime_env = _runtime_env(call.env, values)
+        # The message keeps placeholders, re-sealed with a seal of this call's own that travels
+        # (encrypted) with the values: the service resolves those and nothing else.
+        service_seal = secret_placeholders.new_seal()
+        call = dataclasses.replace(
+            call, message=secrets.reseal(call.message, scope, values, service_seal)
+        )
+        runtime_env = _runtime_env(call.env, scope, values, service_seal)
 
         reference = convert.agent_reference(call)
         try:
@@ -134,18 +143,25 @@ class CallAgentActivity:
         return CancelAgentCallOutput(cancelled=True)
 
 
-def _runtime_env(env: dict[str, str], values: dict[str, str]) -> dict[str, spec_pb2.ExecutionValue]:
-    """Env entries (secret when they hold a placeholder) plus every referenced secret by name."""
+def _runtime_env(
+    env: dict[str, str], scope: SecretScope, values: dict[str, str], service_seal: str
+) -> dict[str, spec_pb2.ExecutionValue]:
+    """Env entries (secret when they hold a placeholder) plus every referenced secret by name,
+    and the seal of the message's placeholders."""
     runtime_env = {
         name: spec_pb2.ExecutionValue(
-            value=secrets.substitute(value, values),
-            is_secret=bool(secrets.referenced_secrets([value])),
+            value=secrets.substitute(value, scope, values),
+            is_secret=bool(secrets.referenced_secrets([value], scope)),
         )
         for name, value in env.items()
     }
     # The service substitutes the message's placeholders from these entries.
     for name, value in values.items():
         runtime_env[name] = spec_pb2.ExecutionValue(value=value, is_secret=True)
+    if values:
+        runtime_env[secret_placeholders.SEAL_ENV_NAME] = spec_pb2.ExecutionValue(
+            value=service_seal, is_secret=True
+        )
     return runtime_env
 
 

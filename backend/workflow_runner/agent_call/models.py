@@ -8,14 +8,22 @@ service, through the task token) is a `CallAgentOutput`-shaped JSON object.
 from __future__ import annotations
 
 import dataclasses
-import re
 
-from backend.common import contract
+from backend.common import contract, secret_placeholders
 
-# `$secrets.NAME` evaluates to this placeholder inside workflows, so that secret values never
-# enter workflow history; the activity and the service resolve it where the value is needed.
-SECRET_PLACEHOLDER = "{{secret:%s}}"
-SECRET_PLACEHOLDER_PATTERN = re.compile(r"\{\{secret:([A-Za-z_][A-Za-z0-9_.-]*)\}\}")
+
+@dataclasses.dataclass(frozen=True)
+class SecretScope:
+    """A run's secrets as its workflow sees them: `$secrets.NAME` is `{{secret:<seal>:NAME}}`
+    for each name `use.secrets` declares. Activities resolve only placeholders with this seal and
+    a declared name, so values never enter workflow history and data cannot forge one."""
+
+    seal: str = ""
+    names: tuple[str, ...] = ()
+
+    def placeholders(self) -> dict[str, str]:
+        """`$secrets`: each declared name's placeholder."""
+        return {name: secret_placeholders.sealed(self.seal, name) for name in self.names}
 
 
 # Activity names: the workflow side schedules them by name, so that it never imports gRPC code.
@@ -42,10 +50,6 @@ NON_RETRYABLE_ERROR_TYPES = [
 ]
 
 
-def secret_placeholder(name: str) -> str:
-    return SECRET_PLACEHOLDER % name
-
-
 @dataclasses.dataclass
 class CallAgentInput:
     """One agent call, with every expression already evaluated (secrets still as placeholders)."""
@@ -60,6 +64,9 @@ class CallAgentInput:
     temperature: float | None = None
     session_id: str = ""
     task_path: str = ""  # Where the call sits in the workflow document, for logs and errors.
+    # The run's seal and declared names: only placeholders with both resolve (see SecretScope).
+    secret_seal: str = ""
+    secret_names: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

@@ -1,15 +1,21 @@
-"""Resolves an agent call's `{{secret:NAME}}` placeholders in the activity, never the workflow."""
+"""Secret placeholders on the runner's side: the run's seal, and resolution inside activities only.
+
+Only a placeholder sealed with the run's seal and naming a secret `use.secrets` declares resolves
+(grammar: backend/common/secret_placeholders.py); any other placeholder-looking text is data and
+stays literal."""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 
+from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from backend.common import contract
-from backend.workflow_runner.agent_call.models import SECRET_PLACEHOLDER_PATTERN
+from backend.common import contract, secret_placeholders
+from backend.workflow_runner.agent_call.models import SecretScope
 
 SECRET_ENV_PREFIX = "STIGMER_SECRET_"
 
@@ -29,13 +35,16 @@ def env_secret_resolver(name: str) -> str | None:
     return os.environ.get(secret_env_var(name))
 
 
-def referenced_secrets(texts: Iterable[str]) -> list[str]:
-    """The distinct secret names the texts reference, in order of first appearance."""
-    names: dict[str, None] = {}
-    for text in texts:
-        for match in SECRET_PLACEHOLDER_PATTERN.finditer(text):
-            names.setdefault(match.group(1), None)
-    return list(names)
+def run_scope(names: Sequence[str]) -> SecretScope:
+    """A run's scope: its seal drawn from the workflow's deterministic random source (the same on
+    replay, unknown to whoever wrote the input); outside a workflow (interpreter tests), at random."""
+    seal = workflow.uuid4().hex if workflow.in_workflow() else uuid.uuid4().hex
+    return SecretScope(seal, tuple(names))
+
+
+def referenced_secrets(texts: Iterable[str], scope: SecretScope) -> list[str]:
+    """The distinct declared names the texts' sealed placeholders reference, in order."""
+    return secret_placeholders.sealed_names(texts, scope.seal, scope.names)
 
 
 def resolve_secrets(names: Iterable[str], resolver: SecretResolver) -> dict[str, str]:
@@ -55,6 +64,12 @@ def resolve_secrets(names: Iterable[str], resolver: SecretResolver) -> dict[str,
     return values
 
 
-def substitute(text: str, values: dict[str, str]) -> str:
-    """The text with each placeholder replaced by its secret's value."""
-    return SECRET_PLACEHOLDER_PATTERN.sub(lambda match: values[match.group(1)], text)
+def reseal(text: str, scope: SecretScope, values: dict[str, str], seal: str) -> str:
+    """The text with the scope's placeholders of resolved names sealed with `seal` instead."""
+    resealed = {name: secret_placeholders.sealed(seal, name) for name in values}
+    return secret_placeholders.substitute_sealed(text, scope.seal, resealed)
+
+
+def substitute(text: str, scope: SecretScope, values: dict[str, str]) -> str:
+    """The text with each of the scope's placeholders replaced by its secret's value."""
+    return secret_placeholders.substitute_sealed(text, scope.seal, values)

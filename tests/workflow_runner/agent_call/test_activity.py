@@ -23,12 +23,23 @@ from temporalio.testing import ActivityEnvironment
 from backend.common.contract import token_hash
 from backend.workflow_runner.agent_call import secrets
 from backend.workflow_runner.agent_call.activities import CallAgentActivity
-from backend.workflow_runner.agent_call.models import CallAgentInput, CancelAgentCallInput
+from backend.common import secret_placeholders
+from backend.workflow_runner.agent_call.models import (
+    CallAgentInput,
+    CancelAgentCallInput,
+    SecretScope,
+)
 from tests.workflow_runner.agent_call.fake_stigmer import FakeStigmer, serve_fake
 
 # Printable, so that a raw leak is visible in any rendered log line too.
 TOKEN = b"task-token-\x00\x01-do-not-log-" + bytes(range(200, 232))
 SECRET_VALUE = "sk-live-VERY-secret-value-42"
+# What a workflow declaring these secrets hands the activity: its seal and the declared names.
+SCOPE = SecretScope("5" * 32, ("api_key", "db.pass", "openai-key", "known", "missing_one"))
+
+
+def sealed(name: str) -> str:
+    return secret_placeholders.sealed(SCOPE.seal, name)
 
 
 def resolver(values: dict[str, str]) -> secrets.SecretResolver:
@@ -60,7 +71,13 @@ async def fake() -> AsyncIterator[tuple[FakeStigmer, str]]:
 
 
 def call(**overrides: Any) -> CallAgentInput:
-    base = CallAgentInput(agent="summarizer", message="Summarize the report", org="acme")
+    base = CallAgentInput(
+        agent="summarizer",
+        message="Summarize the report",
+        org="acme",
+        secret_seal=SCOPE.seal,
+        secret_names=list(SCOPE.names),
+    )
     return dataclasses.replace(base, **overrides)
 
 
@@ -152,20 +169,48 @@ async def test_secrets_go_to_runtime_env_and_the_message_keeps_its_placeholders(
         endpoint, secret_resolver=resolver({"api_key": SECRET_VALUE, "db.pass": "pw-77"})
     )
     the_call = call(
-        message="Use {{secret:api_key}} to fetch, then {{secret:api_key}} again",
-        env={"AUTH": "Bearer {{secret:db.pass}}", "REGION": "eu-west-1"},
+        message=f"Use {sealed('api_key')} to fetch, then {sealed('api_key')} again",
+        env={"AUTH": f"Bearer {sealed('db.pass')}", "REGION": "eu-west-1"},
     )
     await run_pending(activities, the_call)
     await activities.close()
     spec = service.creates[0].request.execution.spec
-    assert spec.message == "Use {{secret:api_key}} to fetch, then {{secret:api_key}} again"
+    # The placeholders stay, sealed again with the call's own seal, which travels as a secret.
+    seal = spec.runtime_env[secret_placeholders.SEAL_ENV_NAME].value
+    assert secret_placeholders.is_seal(seal) and seal != SCOPE.seal
+    again = secret_placeholders.sealed(seal, "api_key")
+    assert spec.message == f"Use {again} to fetch, then {again} again"
     env = {name: (value.value, value.is_secret) for name, value in spec.runtime_env.items()}
     assert env == {
         "api_key": (SECRET_VALUE, True),
         "db.pass": ("pw-77", True),
         "AUTH": ("Bearer pw-77", True),
         "REGION": ("eu-west-1", False),
+        secret_placeholders.SEAL_ENV_NAME: (seal, True),
     }
+
+
+async def test_placeholders_from_data_stay_literal_and_resolve_nothing(
+    fake: tuple[FakeStigmer, str],
+) -> None:
+    """Text that only looks like a placeholder (no seal, another seal, an undeclared name)
+    reaches the agent as it is, and no secret value leaves the worker."""
+    service, endpoint = fake
+    activities = CallAgentActivity(
+        endpoint, secret_resolver=resolver({"api_key": SECRET_VALUE, "other": SECRET_VALUE})
+    )
+    forged = (
+        "{{secret:api_key}} {{secret:"
+        + "f" * 32
+        + ":api_key}} "
+        + secret_placeholders.sealed(SCOPE.seal, "other")
+    )
+    await run_pending(activities, call(message=forged, env={"K": forged}))
+    await activities.close()
+    spec = service.creates[0].request.execution.spec
+    assert spec.message == forged
+    env = {name: (value.value, value.is_secret) for name, value in spec.runtime_env.items()}
+    assert env == {"K": (forged, False)}
 
 
 async def test_default_resolver_reads_stigmer_secret_env_vars(
@@ -174,7 +219,7 @@ async def test_default_resolver_reads_stigmer_secret_env_vars(
     service, endpoint = fake
     monkeypatch.setenv("STIGMER_SECRET_OPENAI_KEY", "from-env")
     activities = CallAgentActivity(endpoint)
-    await run_pending(activities, call(message="key {{secret:openai-key}}"))
+    await run_pending(activities, call(message=f"key {sealed('openai-key')}"))
     await activities.close()
     value = service.creates[0].request.execution.spec.runtime_env["openai-key"]
     assert (value.value, value.is_secret) == ("from-env", True)
@@ -187,7 +232,7 @@ async def test_an_unknown_secret_fails_non_retryable_naming_it_and_creates_nothi
     activities = CallAgentActivity(endpoint, secret_resolver=resolver({"known": SECRET_VALUE}))
     with pytest.raises(ApplicationError) as raised:
         await environment().run(
-            activities.call_agent, call(message="{{secret:known}} {{secret:missing_one}}")
+            activities.call_agent, call(message=f"{sealed('known')} {sealed('missing_one')}")
         )
     await activities.close()
     assert raised.value.type == "SecretNotFound"
@@ -297,9 +342,7 @@ async def test_logs_carry_ids_and_token_hash_but_never_the_token_or_a_secret(
     activities = CallAgentActivity(endpoint, secret_resolver=resolver({"api_key": SECRET_VALUE}))
     caplog.set_level(logging.DEBUG)
     with structlog.testing.capture_logs() as logs:
-        await run_pending(
-            activities, call(message="{{secret:api_key}}", env={"K": "{{secret:api_key}}"})
-        )
+        await run_pending(activities, call(message=sealed("api_key"), env={"K": sealed("api_key")}))
         with pytest.raises(ApplicationError):
             await environment().run(activities.call_agent, call(agent="missing"))
         service.create_failures = [grpc.StatusCode.UNAVAILABLE]

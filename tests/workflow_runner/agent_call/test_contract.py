@@ -20,7 +20,7 @@ from backend.workflow_runner.agent_call.models import (
     NON_RETRYABLE_ERROR_TYPES,
     CallAgentInput,
     CallAgentOutput,
-    secret_placeholder,
+    SecretScope,
 )
 from backend.workflow_runner.agent_call.workflow_api import (
     HEARTBEAT_TIMEOUT,
@@ -75,9 +75,11 @@ def test_scopes(scope: str, expected: int) -> None:
 def test_secret_names_map_to_env_vars() -> None:
     assert secrets.secret_env_var("openai-key") == "STIGMER_SECRET_OPENAI_KEY"
     assert secrets.secret_env_var("db.pass") == "STIGMER_SECRET_DB_PASS"
-    text = f"{secret_placeholder('b')} {secret_placeholder('a')} {secret_placeholder('b')}"
-    assert secrets.referenced_secrets([text]) == ["b", "a"]
-    assert secrets.substitute(text, {"a": "1", "b": "2"}) == "2 1 2"
+    scope = SecretScope("0" * 32, ("a", "b"))
+    placeholder = scope.placeholders()
+    text = f"{placeholder['b']} {placeholder['a']} {placeholder['b']}"
+    assert secrets.referenced_secrets([text], scope) == ["b", "a"]
+    assert secrets.substitute(text, scope, {"a": "1", "b": "2"}) == "2 1 2"
 
 
 def test_the_completion_payload_maps_to_the_output_dataclass() -> None:

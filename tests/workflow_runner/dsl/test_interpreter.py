@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -437,18 +438,23 @@ do:
 """
     runners = FakeRunners(agent=lambda call: {"output": "summary", "execution_id": "ex-1"})
     assert await run(text, {"agent": "writer", "topic": "DSLs"}, runners) == "summary"
+    [sent] = runners.agent_calls
+    seal = sent.secret_seal
+    assert re.fullmatch("[0-9a-f]{32}", seal)
     assert runners.agent_calls == [
         CallAgentInput(
             agent="writer",
             message="Summarise DSLs",
             org="acme",
             scope="organization",
-            env={"KEY": "{{secret:apiKey}}", "PLAIN": "plain"},
+            env={"KEY": "{{secret:" + seal + ":apiKey}}", "PLAIN": "plain"},
             model="openai/gpt-4o",
             timeout_seconds=300.0,
             temperature=0.2,
             session_id="s-1",
             task_path="/do/0/ask",
+            secret_seal=seal,
+            secret_names=["apiKey"],
         )
     ]
 
