@@ -41,6 +41,7 @@ def _writable(agent: api_pb2.Agent, field: str) -> dict[str, Any]:
     }
 
 
+@validation.checked
 class AgentCommandService(command_pb2_grpc.AgentCommandServiceServicer):
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -62,10 +63,12 @@ class AgentCommandService(command_pb2_grpc.AgentCommandServiceServicer):
     ) -> api_pb2.Agent:
         agent_id = validation.required(request.agent.metadata.id, "agent.metadata.id")
         current = convert.agent_to_proto(await self.store.get_agent(agent_id))
-        paths = list(request.update_mask.paths) or list(_UPDATABLE)
-        for path in paths:
-            if not any(path == p or path.startswith(p + ".") for p in _UPDATABLE):
-                raise InvalidArgument("update_mask", f"{path!r} is not an updatable field")
+        paths = validation.update_mask(
+            request.update_mask.paths or _UPDATABLE,
+            api_pb2.Agent.DESCRIPTOR,
+            _UPDATABLE,
+            "update_mask",
+        )
         field_mask_pb2.FieldMask(paths=paths).MergeMessage(
             request.agent, current, replace_message_field=True, replace_repeated_field=True
         )
@@ -88,6 +91,7 @@ class AgentCommandService(command_pb2_grpc.AgentCommandServiceServicer):
         return empty_pb2.Empty()
 
 
+@validation.checked
 class AgentQueryService(query_pb2_grpc.AgentQueryServiceServicer):
     def __init__(self, store: Store) -> None:
         self.store = store

@@ -242,6 +242,7 @@ class Executions:
         await self.store.delete_execution(execution_id)
 
 
+@validation.checked
 class AgentExecutionCommandService(command_pb2_grpc.AgentExecutionCommandServiceServicer):
     def __init__(self, executions: Executions) -> None:
         self.executions = executions
@@ -273,6 +274,7 @@ class AgentExecutionCommandService(command_pb2_grpc.AgentExecutionCommandService
         return empty_pb2.Empty()
 
 
+@validation.checked
 class AgentExecutionQueryService(query_pb2_grpc.AgentExecutionQueryServiceServicer):
     def __init__(self, executions: Executions) -> None:
         self.store = executions.store

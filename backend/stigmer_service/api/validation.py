@@ -1,14 +1,86 @@
-"""Request checks shared by the servicers; each failure names the offending field."""
+"""Request checks shared by the servicers; each failure names the offending field.
+
+Two kinds live here. Field checks (`required`, `slug`, `page`, `update_mask`, ...) are called by
+the handlers where a field means something. `checked` wraps every handler of a servicer so that
+whole-request checks run before any handler reads a field: no string carries a NUL (PostgreSQL
+refuses it in text), no string or integer exceeds the column that stores it (the limits are read
+from `store/tables.py`), every Duration is one protobuf can represent and every double is finite.
+A request that passes cannot make the database or a conversion raise, which would be INTERNAL.
+"""
 
 from __future__ import annotations
+
+import functools
+import inspect
+import math
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from ai.stigmer.agentic.agentexecution.v1 import spec_pb2 as execution_spec_pb2
+from ai.stigmer.agentic.agentexecution.v1 import status_pb2 as execution_status_pb2
+from ai.stigmer.commons.apiresource import metadata_pb2
+from google.protobuf import descriptor, duration_pb2, field_mask_pb2
+from google.protobuf.message import Message
 
 from backend.stigmer_service import ids
 from backend.stigmer_service.errors import InvalidArgument
 from backend.stigmer_service.providers import registry
 from backend.stigmer_service.providers.base import ModelCallError
+from backend.stigmer_service.store import tables
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
+# A page token is an offset this service wrote; anything past this is not one (and past int64
+# the database driver would fail on it).
+MAX_PAGE_OFFSET = 2**53
+_PAGE_TOKEN = re.compile(r"[0-9]{1,16}")
+
+# protobuf's own bounds of a Duration (about 10,000 years), as in duration.proto.
+MAX_DURATION_SECONDS = 315_576_000_000
+_NANOS = 999_999_999
+# SQLAlchemy's Integer is a 32-bit column on PostgreSQL.
+_INT32_MAX = 2**31 - 1
+
+_FD = descriptor.FieldDescriptor
+
+
+def _length(column: sa.Column[Any]) -> int:
+    length = getattr(column.type, "length", None)
+    assert isinstance(length, int), f"{column} has no length"
+    return length
+
+
+# The request fields stored in a column of limited length, by protobuf field: longer values
+# would be cut (SQLite stores them, PostgreSQL refuses them), so they are refused here.
+_MAX_LENGTH: dict[str, int] = {
+    metadata_pb2.ApiResourceMetadata.DESCRIPTOR.fields_by_name["org"].full_name: _length(
+        tables.agents.c.org
+    ),
+    metadata_pb2.ApiResourceMetadata.DESCRIPTOR.fields_by_name["name"].full_name: _length(
+        tables.agents.c.name
+    ),
+    metadata_pb2.ApiResourceMetadata.DESCRIPTOR.fields_by_name["slug"].full_name: _length(
+        tables.agents.c.slug
+    ),
+    execution_spec_pb2.AgentExecutionSpec.DESCRIPTOR.fields_by_name["session_id"].full_name: (
+        _length(tables.executions.c.session_id)
+    ),
+    execution_spec_pb2.AgentExecutionSpec.DESCRIPTOR.fields_by_name["idempotency_key"].full_name: (
+        _length(tables.executions.c.idempotency_key)
+    ),
+    execution_status_pb2.ExecutionError.DESCRIPTOR.fields_by_name["type"].full_name: _length(
+        tables.executions.c.error_type
+    ),
+}
+assert _length(tables.executions.c.org) == _length(tables.agents.c.org)
+assert _length(tables.executions.c.name) == _length(tables.agents.c.name)
+
+# Integer request fields compared with or stored in a 32-bit column.
+_INT32_FIELDS = {
+    metadata_pb2.ApiResourceMetadata.DESCRIPTOR.fields_by_name["version"].full_name,
+}
 
 
 def required(value: str, field: str) -> str:
@@ -29,6 +101,9 @@ def model(value: str, field: str) -> None:
 def slug(value: str, field: str) -> str:
     if not ids.SLUG_PATTERN.match(value):
         raise InvalidArgument(field, f"{value!r} is not a slug (lowercase letters, digits, dashes)")
+    limit = _length(tables.agents.c.slug)
+    if len(value) > limit:
+        raise InvalidArgument(field, f"must be at most {limit} characters")
     return value
 
 
@@ -36,10 +111,110 @@ def page(page_size: int, page_token: str) -> tuple[int, int]:
     """(offset, limit) of a page request."""
     if page_size < 0:
         raise InvalidArgument("page_size", "must not be negative")
-    try:
-        offset = int(page_token) if page_token else 0
-    except ValueError:
-        raise InvalidArgument("page_token", "is not a token from a previous response") from None
-    if offset < 0:
-        raise InvalidArgument("page_token", "is not a token from a previous response")
+    offset = 0
+    if page_token:
+        # int() alone would take " 7", "+7", "7_0" and other scripts' digits.
+        if not _PAGE_TOKEN.fullmatch(page_token) or int(page_token) > MAX_PAGE_OFFSET:
+            raise InvalidArgument("page_token", "is not a token from a previous response")
+        offset = int(page_token)
     return offset, min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def update_mask(
+    paths: Iterable[str], resource: descriptor.Descriptor, updatable: Iterable[str], field: str
+) -> list[str]:
+    """The mask's paths, each a field of `resource` at or under one of `updatable`; merging a
+    path into a map entry or to a field that does not exist would fail inside protobuf."""
+    allowed = tuple(updatable)
+    checked = list(paths)
+    for path in checked:
+        inside = any(path == p or path.startswith(p + ".") for p in allowed)
+        if not inside or not field_mask_pb2.FieldMask(paths=[path]).IsValidForDescriptor(resource):
+            raise InvalidArgument(field, f"{path!r} is not an updatable field")
+    return checked
+
+
+def _duration(value: duration_pb2.Duration, field: str) -> None:
+    seconds, nanos = value.seconds, value.nanos
+    if abs(seconds) > MAX_DURATION_SECONDS or abs(nanos) > _NANOS:
+        raise InvalidArgument(field, f"must be within ±{MAX_DURATION_SECONDS} seconds")
+    if (seconds > 0 and nanos < 0) or (seconds < 0 and nanos > 0):
+        raise InvalidArgument(field, "seconds and nanos must have the same sign")
+
+
+def _scalar(field_descriptor: descriptor.FieldDescriptor, value: Any, field: str) -> None:
+    name = field_descriptor.full_name
+    if field_descriptor.type == _FD.TYPE_STRING:
+        if "\x00" in value:
+            raise InvalidArgument(field, "must not contain NUL characters")
+        limit = _MAX_LENGTH.get(name)
+        if limit is not None and len(value) > limit:
+            raise InvalidArgument(field, f"must be at most {limit} characters")
+    elif field_descriptor.type in (_FD.TYPE_DOUBLE, _FD.TYPE_FLOAT):
+        if not math.isfinite(value):
+            raise InvalidArgument(field, "must be a finite number")
+    elif name in _INT32_FIELDS and not 0 <= value <= _INT32_MAX:
+        raise InvalidArgument(field, f"must be between 0 and {_INT32_MAX}")
+
+
+def _walk(message: Message, prefix: str) -> None:
+    if message.DESCRIPTOR.full_name == duration_pb2.Duration.DESCRIPTOR.full_name:
+        _duration(message, prefix.rstrip("."))  # type: ignore[arg-type]
+        return
+    for field_descriptor, value in message.ListFields():
+        field = prefix + field_descriptor.name
+        entry = field_descriptor.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            key_field, value_field = entry.fields_by_name["key"], entry.fields_by_name["value"]
+            for key, item in value.items():
+                _scalar(key_field, key, f"{field} (a key)")
+                if value_field.message_type is not None:
+                    _walk(item, f"{field}[{key!r}].")
+                else:
+                    _scalar(value_field, item, f"{field}[{key!r}]")
+        elif field_descriptor.is_repeated:
+            for index, item in enumerate(value):
+                if entry is not None:
+                    _walk(item, f"{field}[{index}].")
+                else:
+                    _scalar(field_descriptor, item, f"{field}[{index}]")
+        elif entry is not None:
+            _walk(value, field + ".")
+        else:
+            _scalar(field_descriptor, value, field)
+
+
+def request(message: Message) -> None:
+    """The whole-request checks (see the module docstring); the first failure is raised."""
+    _walk(message, "")
+
+
+_Servicer = TypeVar("_Servicer", bound=type)
+
+
+def _checking(handler: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.isasyncgenfunction(handler):
+
+        @functools.wraps(handler)
+        async def stream(self: Any, message: Message, context: Any) -> Any:
+            request(message)
+            async for response in handler(self, message, context):
+                yield response
+
+        return stream
+
+    @functools.wraps(handler)
+    async def unary(self: Any, message: Message, context: Any) -> Any:
+        request(message)
+        return await handler(self, message, context)
+
+    return unary
+
+
+def checked(servicer: _Servicer) -> _Servicer:
+    """Class decorator: every RPC handler the servicer defines runs `request` first."""
+    for name, handler in list(vars(servicer).items()):
+        rpc = inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler)
+        if rpc and name[:1].isupper():
+            setattr(servicer, name, _checking(handler))
+    return servicer
