@@ -14,12 +14,16 @@ MIGRATIONS_DIR = pathlib.Path(__file__).resolve().parent / "migrations"
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine; SQLite files get their directory, foreign keys and a busy timeout."""
+    """An async engine; SQLite files get their directory, foreign keys and a busy timeout.
+
+    Bound parameters are request data (messages, outputs, encrypted tokens): `hide_parameters`
+    keeps them out of statement logging (echo) and out of the text of database errors, which a
+    crashed RPC logs with its traceback."""
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and ":memory:" not in path:
             pathlib.Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -29,7 +33,7 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def _upgrade(connection: sa.Connection) -> None:
