@@ -259,15 +259,21 @@ async def _until_error(call: Any) -> AsyncIterator[Any]:
         return
 
 
-async def test_stream_stream_methods_pass_through_untouched(probe: Probe) -> None:
-    """Only unary requests (unary or streamed answers) are wrapped, as before the split."""
+async def test_stream_request_methods_go_through_every_interceptor(probe: Probe) -> None:
+    """Finding 14: client-streaming methods (reflection is one) once skipped auth; now they are
+    wrapped like the others: refused without the token, logged once with it."""
     call = probe.channel.stream_stream(
         BIDI,
         request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
         response_deserializer=health_pb2.HealthCheckResponse.FromString,
     )
     with structlog.testing.capture_logs() as logs:
-        bidi = call(iter([health_pb2.HealthCheckRequest()]), metadata=())
+        refused = await _failure(_drain(call(iter([health_pb2.HealthCheckRequest()]), metadata=())))
+        bidi = call(iter([health_pb2.HealthCheckRequest()]), metadata=GOOD)
         answers = [a.status async for a in bidi]
+    assert refused.code() == grpc.StatusCode.UNAUTHENTICATED
     assert answers == [health_pb2.HealthCheckResponse.SERVING]
-    assert _rpc_lines(logs) == []
+    assert [(line["method"], line["status"]) for line in _rpc_lines(logs)] == [
+        (BIDI, "UNAUTHENTICATED"),
+        (BIDI, "OK"),
+    ]

@@ -43,8 +43,10 @@ def wrap(
     stream: Callable[[Stream], Stream],
     request_deserializer: Deserializer | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """The handler with its behaviour wrapped, for methods with one request (unary or streamed
-    answers); client-streaming methods (reflection) are returned unchanged, as they always were."""
+    """The handler with its behaviour wrapped, for every kind of method: `unary` wraps those
+    with one answer, `stream` those with streamed answers. For client-streaming methods
+    (reflection) the behaviour's first argument is the request iterator, and their requests are
+    decoded as the handler decodes them (`request_deserializer` applies to one-request methods)."""
     deserializer = request_deserializer or handler.request_deserializer
     # grpc's stubs type a handler's behaviour as the sync one; on an aio server it is async.
     if handler.unary_unary is not None:
@@ -57,6 +59,18 @@ def wrap(
         return grpc.unary_stream_rpc_method_handler(
             stream(cast(Stream, handler.unary_stream)),
             request_deserializer=deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(
+            unary(cast(Unary, handler.stream_unary)),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(
+            stream(cast(Stream, handler.stream_stream)),
+            request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
     return handler
