@@ -21,6 +21,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -56,6 +57,11 @@ _RETRYABLE_STATUS = frozenset({408, 429})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # Failures before the request left this process: safe to retry whatever the method.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+# httpx logs every request line at INFO (the resolved URI, secrets in its query) and httpcore's
+# DEBUG traces show response headers (which may echo a credential): keep both to warnings.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 def retry_policy(call: HttpCallInput) -> RetryPolicy:
@@ -144,7 +150,8 @@ async def call_http(call: HttpCallInput) -> HttpCallOutput:
     )
     redact = _Redactor(scope, list(values.values()))
     request = _resolved_request(call, scope, values)
-    shown = f"{call.method} {redact.text(call.uri)}"
+    query = "&".join(f"{name}={value}" for name, value in call.query.items())
+    shown = f"{call.method} {redact.text(call.uri + ('?' + query if query else ''))}"
     idempotent = call.method in IDEMPOTENT_METHODS
     limits = outbound_http.Limits(max_body_bytes=settings.max_body_bytes)
     transport = egress.guarded_transport(settings.policy)

@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from backend.workflow_runner.dsl import durations, expressions, model, schema
+from backend.workflow_runner.dsl import durations, expressions, model, schema, secret_references
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +60,10 @@ def load_text(text: str) -> dict[str, Any]:
 
 def validate(document: Any) -> list[Problem]:
     """Every structural, expression and reference problem of `document`, in document order."""
-    return _Validator(document).run()
+    problems = _Validator(document).run()
+    if isinstance(document, dict):
+        problems += [Problem(u.path, u.message) for u in secret_references.undeclared(document)]
+    return problems
 
 
 def validate_input(document: dict[str, Any], value: Any) -> list[Problem]:

@@ -20,10 +20,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from backend.common import secret_placeholders
 from backend.common.contract import token_hash
 from backend.workflow_runner.agent_call import secrets
 from backend.workflow_runner.agent_call.activities import CallAgentActivity
-from backend.common import secret_placeholders
 from backend.workflow_runner.agent_call.models import (
     CallAgentInput,
     CancelAgentCallInput,
