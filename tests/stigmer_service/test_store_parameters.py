@@ -3,12 +3,11 @@ logging is on, not in the text of a database error, on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pathlib
-import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
@@ -17,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.stigmer_service.store import db
 from backend.stigmer_service.store.tables import agents
+from tests.support import postgres
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 SECRET = "bound-parameter-8c1f4e"
 
 
@@ -27,24 +26,17 @@ async def engine(
     request: pytest.FixtureRequest, tmp_path: pathlib.Path
 ) -> AsyncIterator[AsyncEngine]:
     """A migrated database of either kind (PostgreSQL: a fresh database of its own)."""
-    name = f"stigmer_params_{uuid.uuid4().hex[:12]}"
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    else:
-        admin = await asyncpg.connect(POSTGRES)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    engine = db.create_engine(url)
-    try:
-        await db.migrate(engine)
-        yield engine
-    finally:
-        await engine.dispose()
-        if request.param == "postgresql":
-            admin = await asyncpg.connect(POSTGRES)
-            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-            await admin.close()
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        else:
+            url = await stack.enter_async_context(postgres.fresh_database("stigmer_params"))
+        engine = db.create_engine(url)
+        try:
+            await db.migrate(engine)
+            yield engine
+        finally:
+            await engine.dispose()
 
 
 async def test_statement_logging_hides_bound_parameters(
