@@ -29,10 +29,17 @@ log = logs.get(__name__)
 
 
 async def open_store(settings: Settings) -> Store:
-    """Connects to the database, migrates it, and loads (or creates) the secrets key."""
+    """Loads (or creates) the secrets key, connects to the database and migrates it. Raises
+    `crypto.MissingKey` before touching the database when the key must be configured."""
+    key = crypto.load_or_create_key(
+        settings.secrets_key,
+        settings.state_dir(),
+        # A key file next to a SQLite file (or in memory) is the dev default; any other
+        # database may be shared by replicas on other hosts.
+        shared_database=not db.is_sqlite(settings.db_url),
+    )
     engine = db.create_engine(settings.db_url)
     await db.migrate(engine)
-    key = crypto.load_or_create_key(settings.secrets_key, settings.state_dir())
     return Store(engine, crypto.Cipher(key))
 
 

@@ -49,6 +49,12 @@ class Settings:
     callback_max_attempts: int = 5
     callback_retry_initial_interval: float = 1.0
     callback_rpc_timeout: float = 10.0
+    # The caller sweeper's budget of Temporal RPCs per second (heartbeats and workflow checks),
+    # kept under the namespace's rate limit; the RPC timeout of each; how often it checks that a
+    # waiting execution's own workflow still runs.
+    caller_heartbeat_rps: float = 1000.0
+    caller_heartbeat_rpc_timeout: float = 5.0
+    execution_check_interval: float = 60.0
     # RPC timeout of starting an execution's workflow, so an unreachable Temporal fails fast.
     start_rpc_timeout: float = 5.0
     # How often `watch` looks for changes in the database.
@@ -85,6 +91,15 @@ class Settings:
             ),
             caller_heartbeat_interval=_float(
                 "STIGMER_CALLER_HEARTBEAT_INTERVAL", defaults.caller_heartbeat_interval
+            ),
+            caller_heartbeat_rps=_float(
+                "STIGMER_CALLER_HEARTBEAT_RPS", defaults.caller_heartbeat_rps
+            ),
+            caller_heartbeat_rpc_timeout=_float(
+                "STIGMER_CALLER_HEARTBEAT_RPC_TIMEOUT", defaults.caller_heartbeat_rpc_timeout
+            ),
+            execution_check_interval=_float(
+                "STIGMER_EXECUTION_CHECK_INTERVAL", defaults.execution_check_interval
             ),
             # How soon the agent's work is retried on another worker after a crash of this one.
             activity_heartbeat_timeout=_float(

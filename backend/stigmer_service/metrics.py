@@ -63,6 +63,12 @@ class ServiceMetrics:
             ["provider", "error_type"],
             registry=self.registry,
         )
+        self.unreadable_tokens = Counter(
+            "stigmer_caller_tokens_unreadable",
+            "Waiting callers the sweeper skipped because their stored token does not decrypt "
+            "with this replica's key (counted once per sweep).",
+            registry=self.registry,
+        )
         self._store_collector: StoreCollector | None = None
 
     def callback_delivered(self, phase: int, completed_at: datetime.datetime | None) -> None:
@@ -76,6 +82,9 @@ class ServiceMetrics:
 
     def callback_error(self) -> None:
         self.callbacks.labels("error").inc()
+
+    def caller_tokens_unreadable(self, count: int) -> None:
+        self.unreadable_tokens.inc(count)
 
     def observe_store(self, store: Store, loop: asyncio.AbstractEventLoop) -> None:
         """Adds the database-backed gauges, read on `loop` when Prometheus scrapes."""

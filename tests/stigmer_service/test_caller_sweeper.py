@@ -8,7 +8,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.execution import callers, worker
-from backend.stigmer_service.store.records import CallerRef, WaitingCaller
+from backend.stigmer_service.store.records import CallerRef, WaitingCaller, WaitingCallers
 
 
 class FlakyClient:
@@ -40,7 +40,7 @@ class Handle:
         self.token = token
         self.beats = beats
 
-    async def heartbeat(self) -> None:
+    async def heartbeat(self, **_: Any) -> None:
         if self.token == b"odd":
             raise ValueError("an odd token")
         self.beats.append(self.token)
@@ -57,11 +57,13 @@ class Client:
 
 
 class Store:
-    async def waiting_callers(self) -> list[WaitingCaller]:
-        return [
-            WaitingCaller(f"aex-{i}", token, f"hash-{i}", CallerRef())
-            for i, token in enumerate([b"first", b"odd", b"last"])
-        ]
+    async def waiting_callers(self) -> WaitingCallers:
+        return WaitingCallers(
+            [
+                WaitingCaller(f"aex-{i}", token, f"hash-{i}", CallerRef())
+                for i, token in enumerate([b"first", b"odd", b"last"])
+            ]
+        )
 
 
 async def test_one_odd_caller_does_not_stop_the_sweep() -> None:

@@ -191,11 +191,29 @@ async def test_waiting_callers_are_the_unended_executions_with_a_token(store: St
     ended = (await store.create_execution(new(agent, token=b"t-ended"))).execution
     await store.finish(ended.id, phase=states.PHASE_FAILED, error_type="X")
     await store.create_execution(new(agent))  # No caller waits.
-    waiting = {c.execution_id: c for c in await store.waiting_callers()}
+    waiting = {c.execution_id: c for c in (await store.waiting_callers()).callers}
     assert set(waiting) == {pending.id, running.id}
     assert waiting[running.id].token == b"t-running"
     assert waiting[running.id].token_hash == running.token_hash
     assert b"t-running" not in repr(waiting[running.id]).encode()
+
+
+async def test_a_token_another_key_wrote_skips_only_its_own_caller(store: Store) -> None:
+    """Issue 14, finding 6: one undecryptable token used to fail the whole read (InvalidToken),
+    and with it every sweep, so that no caller was heartbeated."""
+    agent = await agent_id(store)
+    before = (await store.create_execution(new(agent, token=b"t-before"))).execution
+    other_key = Store(store.engine, Cipher(Fernet.generate_key()))
+    foreign = (await other_key.create_execution(new(agent, token=b"t-foreign"))).execution
+    after = (await store.create_execution(new(agent, token=b"t-after"))).execution
+    waiting = await store.waiting_callers()
+    assert {c.execution_id: c.token for c in waiting.callers} == {
+        before.id: b"t-before",
+        after.id: b"t-after",
+    }
+    assert [(u.execution_id, u.token_hash) for u in waiting.unreadable] == [
+        (foreign.id, foreign.token_hash)
+    ]
 
 
 async def test_a_delivered_callback_is_never_downgraded(store: Store) -> None:

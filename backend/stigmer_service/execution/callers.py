@@ -12,6 +12,11 @@ A sweep also notices callers that went away: a cancelled caller's heartbeat rais
 `AsyncActivityCancelledError`, a closed caller's returns NOT_FOUND; either way the execution
 workflow gets the `cancel` signal, ends CANCELLED, and its callback tells the caller (or records
 that it had already closed).
+
+A sweep is bounded: each RPC has its own timeout, all its RPCs share a budget per second
+(`caller_heartbeat_rps`, under the namespace's rate limit) and a RESOURCE_EXHAUSTED answer
+pauses them all and is retried (back-off, not a failure). A token that does not decrypt skips
+its caller only; an execution whose own workflow is gone is ended (`lost_executions`).
 """
 
 from __future__ import annotations
@@ -29,15 +34,23 @@ with workflow.unsafe.imports_passed_through():
     from backend.stigmer_service import logs
     from backend.stigmer_service.config import Settings
     from backend.stigmer_service.execution import callback, policies
+    from backend.stigmer_service.execution.lost_executions import LostExecutions
     from backend.stigmer_service.execution.models import CallerSweepInput
+    from backend.stigmer_service.execution.rate_limit import TokenBucket
     from backend.stigmer_service.execution.workflows import workflow_id as execution_workflow_id
-    from backend.stigmer_service.store.records import WaitingCaller
+    from backend.stigmer_service.metrics import ServiceMetrics
+    from backend.stigmer_service.store.records import UnreadableToken, WaitingCaller
     from backend.stigmer_service.store.repository import Store
 
 log = logs.get(__name__)
 
 # Heartbeat RPCs in flight at once during a sweep.
 SWEEP_CONCURRENCY = 64
+# A heartbeat answered RESOURCE_EXHAUSTED (the namespace's rate limit) pauses every RPC of the
+# sweep, first for this long, doubling up to the maximum, for at most this many tries.
+THROTTLE_BACKOFF = 0.5
+THROTTLE_BACKOFF_MAX = 8.0
+THROTTLE_ATTEMPTS = 5
 
 
 def workflow_id(task_queue: str) -> str:
@@ -45,10 +58,20 @@ def workflow_id(task_queue: str) -> str:
 
 
 class CallerHeartbeats:
-    def __init__(self, store: Store, client: Client, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        client: Client,
+        settings: Settings,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
         self.store = store
         self.client = client
         self.settings = settings
+        self.metrics = metrics or ServiceMetrics()
+        self.bucket = TokenBucket(settings.caller_heartbeat_rps)
+        self.lost = LostExecutions(store, client, settings, self.bucket)
+        self._reported: set[str] = set()  # Unreadable tokens already logged by this sweeper.
 
     @activity.defn
     async def heartbeat_callers(self, request: CallerSweepInput) -> None:
@@ -64,30 +87,60 @@ class CallerHeartbeats:
                 await asyncio.sleep(min(remaining, 1.0))
 
     async def sweep(self) -> int:
-        """Heartbeats every caller that waits now; returns how many."""
-        waiting = await self.store.waiting_callers()
+        """Heartbeats every caller that waits now; returns how many it tried."""
+        found = await self.store.waiting_callers()
+        self._report(found.unreadable)
+        waiting = found.callers
+        due = self.lost.due(waiting)
         gate = asyncio.Semaphore(SWEEP_CONCURRENCY)
 
         async def one(caller: WaitingCaller) -> None:
             async with gate:
-                await self._heartbeat(caller)
+                if caller.execution_id not in due or not await self._lost(caller):
+                    await self._heartbeat(caller)
                 if activity.in_activity():
                     activity.heartbeat()  # A sweep of many callers outlasts the timeout.
 
         await asyncio.gather(*(one(caller) for caller in waiting))
         return len(waiting)
 
+    def _report(self, unreadable: list[UnreadableToken]) -> None:
+        """Counts the callers skipped for an unreadable token; logs each once (never the token)."""
+        if unreadable:
+            self.metrics.caller_tokens_unreadable(len(unreadable))
+        for row in unreadable:
+            if row.execution_id not in self._reported:
+                log.warning(
+                    "caller token unreadable: not heartbeated (is STIGMER_SECRETS_KEY the same "
+                    "on every replica?)",
+                    execution_id=row.execution_id,
+                    token_hash=row.token_hash,
+                )
+        self._reported = {row.execution_id for row in unreadable}
+
+    async def _lost(self, caller: WaitingCaller) -> bool:
+        try:
+            return await self.lost.end_if_lost(caller)
+        except Exception as error:
+            # Cannot tell now: heartbeat it as before, and check again next interval.
+            log.warning(
+                "could not check the execution's workflow",
+                error=type(error).__name__,
+                execution_id=caller.execution_id,
+            )
+            return False
+
     async def _heartbeat(self, caller: WaitingCaller) -> None:
         fields = {"execution_id": caller.execution_id, "token_hash": caller.token_hash}
         try:
-            await self.client.get_async_activity_handle(task_token=caller.token).heartbeat()
+            await self._send(caller)
         except AsyncActivityCancelledError:
             await self._stop(caller, "the caller's activity was cancelled")
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND and await self._caller_closed(caller):
                 await self._stop(caller, "the caller's workflow has closed")
                 return
-            # Timed out or retried caller: a new attempt may still bring a new token.
+            # Timed out, throttled, or retried caller: a new attempt may still bring a new token.
             log.info(
                 "caller heartbeat not delivered",
                 status=error.status.name if error.status else "",
@@ -96,6 +149,30 @@ class CallerHeartbeats:
         except Exception as error:
             # One caller's odd failure must not stop the sweep of all the others.
             log.warning("caller heartbeat failed", error=type(error).__name__, **fields)
+
+    async def _send(self, caller: WaitingCaller) -> None:
+        """One heartbeat within the budget and the RPC timeout; RESOURCE_EXHAUSTED pauses the
+        whole sweep and tries again (the last such answer is raised)."""
+        handle = self.client.get_async_activity_handle(task_token=caller.token)
+        timeout = self.settings.caller_heartbeat_rpc_timeout
+        backoff = THROTTLE_BACKOFF
+        for attempt in range(1, THROTTLE_ATTEMPTS + 1):
+            await self.bucket.acquire()
+            try:
+                # The SDK's own deadline, and ours: a call that ignores it still ends.
+                await asyncio.wait_for(
+                    handle.heartbeat(rpc_timeout=timedelta(seconds=timeout)), timeout + 1.0
+                )
+                return
+            except TimeoutError:
+                raise RPCError(
+                    "heartbeat timed out", RPCStatusCode.DEADLINE_EXCEEDED, b""
+                ) from None
+            except RPCError as error:
+                if error.status != RPCStatusCode.RESOURCE_EXHAUSTED or attempt == THROTTLE_ATTEMPTS:
+                    raise
+                self.bucket.pause(backoff)
+                backoff = min(backoff * 2, THROTTLE_BACKOFF_MAX)
 
     async def _stop(self, caller: WaitingCaller, reason: str) -> None:
         log.info("caller gone", reason=reason, execution_id=caller.execution_id)

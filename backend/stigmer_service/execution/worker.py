@@ -29,7 +29,7 @@ def create_worker(
 ) -> Worker:
     """The worker; tracing comes with the client's interceptors."""
     activities = ExecutionActivities(store, client, settings, metrics)
-    heartbeats = CallerHeartbeats(store, client, settings)
+    heartbeats = CallerHeartbeats(store, client, settings, metrics)
     return Worker(
         client,
         task_queue=settings.task_queue,

@@ -6,11 +6,18 @@ import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.fernet import InvalidToken
 
 from backend.stigmer_service import states
 from backend.stigmer_service.store import documents
 from backend.stigmer_service.store.base import StoreBase, now, utc
-from backend.stigmer_service.store.records import CallbackOverview, Delivery, WaitingCaller
+from backend.stigmer_service.store.records import (
+    CallbackOverview,
+    Delivery,
+    UnreadableToken,
+    WaitingCaller,
+    WaitingCallers,
+)
 from backend.stigmer_service.store.tables import executions
 
 
@@ -22,8 +29,9 @@ class CallbackStore(StoreBase):
             row = await self._execution_row(conn, execution_id)
         return self._delivery(row)
 
-    async def waiting_callers(self) -> list[WaitingCaller]:
-        """The callers of executions that have not ended, with their clear tokens (to heartbeat)."""
+    async def waiting_callers(self) -> WaitingCallers:
+        """The callers of executions that have not ended, with their clear tokens (to heartbeat).
+        Each token is decrypted on its own: one that fails is listed apart, the others are read."""
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
@@ -38,15 +46,22 @@ class CallbackStore(StoreBase):
                     )
                 )
             ).all()
-        return [
-            WaitingCaller(
-                execution_id=row.id,
-                token=self.cipher.decrypt_bytes(row.token_enc),
-                token_hash=row.token_hash,
-                caller=documents.caller(row.caller),
+        waiting = WaitingCallers(callers=[])
+        for row in rows:
+            try:
+                token = self.cipher.decrypt_bytes(row.token_enc)
+            except (InvalidToken, ValueError):
+                waiting.unreadable.append(UnreadableToken(row.id, row.token_hash))
+                continue
+            waiting.callers.append(
+                WaitingCaller(
+                    execution_id=row.id,
+                    token=token,
+                    token_hash=row.token_hash,
+                    caller=documents.caller(row.caller),
+                )
             )
-            for row in rows
-        ]
+        return waiting
 
     async def record_callback(
         self,

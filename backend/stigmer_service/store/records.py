@@ -163,3 +163,20 @@ class WaitingCaller:
 
     def __repr__(self) -> str:
         return f"WaitingCaller({self.execution_id}, token_hash={self.token_hash})"
+
+
+@dataclasses.dataclass(frozen=True)
+class UnreadableToken:
+    """A waiting caller whose stored token does not decrypt with this service's key (another
+    replica's key, a damaged row): it cannot be heartbeated, and must not stop the others."""
+
+    execution_id: str
+    token_hash: str
+
+
+@dataclasses.dataclass
+class WaitingCallers:
+    """The callers to heartbeat now, and those whose tokens could not be read."""
+
+    callers: list[WaitingCaller]
+    unreadable: list[UnreadableToken] = dataclasses.field(default_factory=list)
