@@ -103,6 +103,8 @@ async def running(config: StackConfig, say: Callable[[str], None]) -> AsyncItera
             temporal_address=server.address,
             task_queue=EXECUTION_TASK_QUEUE,
             grace_period=2.0,
+            # The demo's agents run on the deterministic offline model.
+            offline_provider=True,
         )
         service = await stack.enter_async_context(app.running(settings, client=client))
         say(f"  Stigmer       {service.address}  (executions on task queue {settings.task_queue})")

@@ -22,6 +22,7 @@ from backend.stigmer_service.execution.worker import (
     keep_caller_heartbeats_running,
 )
 from backend.stigmer_service.metrics import ServiceMetrics
+from backend.stigmer_service.providers import catalog, registry
 from backend.stigmer_service.store import db
 from backend.stigmer_service.store.repository import Store
 
@@ -65,7 +66,23 @@ class Service:
 async def running(
     settings: Settings, *, run_worker: bool = True, client: Client | None = None
 ) -> AsyncIterator[Service]:
-    """The started service; on exit: NOT_SERVING, drain the server, then stop the worker."""
+    """The started service; on exit: NOT_SERVING, drain the server, then stop the worker.
+
+    Raises before opening anything when the listen address, the TLS files or the model
+    providers are misconfigured (server.InsecureBindError, grpc_tls.TlsConfigError,
+    catalog.ProviderConfigError).
+    """
+    server.check_exposure(settings)
+    providers = catalog.from_settings(settings)
+    with registry.serving(providers):
+        async with _running(settings, run_worker=run_worker, client=client) as service:
+            yield service
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    settings: Settings, *, run_worker: bool, client: Client | None
+) -> AsyncIterator[Service]:
     store = await open_store(settings)
     if client is None:
         client = await Client.connect(

@@ -59,11 +59,41 @@ def serve(
             help="HOST:PORT of Temporal's SDK metrics endpoint (off when empty).",
         ),
     ] = "",
+    tls_cert: Annotated[
+        str,
+        typer.Option(envvar="STIGMER_TLS_CERT", help="PEM certificate chain: serve TLS."),
+    ] = "",
+    tls_key: Annotated[
+        str, typer.Option(envvar="STIGMER_TLS_KEY", help="PEM private key of --tls-cert.")
+    ] = "",
+    tls_client_ca: Annotated[
+        str,
+        typer.Option(
+            envvar="STIGMER_TLS_CLIENT_CA",
+            help="PEM CA of client certificates: require one (mTLS).",
+        ),
+    ] = "",
+    allow_insecure_public: Annotated[
+        bool,
+        typer.Option(
+            "--allow-insecure-public",
+            envvar="STIGMER_ALLOW_INSECURE_PUBLIC",
+            help="Serve a non-loopback address without any authentication.",
+        ),
+    ] = False,
+    providers_file: Annotated[
+        str,
+        typer.Option(
+            envvar="STIGMER_PROVIDERS_FILE",
+            help="YAML file of the model providers (name -> kind, base_url, key source).",
+        ),
+    ] = "",
 ) -> None:
     """Run the gRPC server and the execution workflow's worker until SIGTERM/SIGINT.
 
-    Tracing follows the OTEL_* variables (off unless OTEL_TRACES_EXPORTER or an OTLP endpoint
-    is set).
+    A non-loopback --listen needs authentication (STIGMER_API_TOKEN, STIGMER_CREDENTIALS_FILE
+    or --tls-client-ca) unless --allow-insecure-public. Tracing follows the OTEL_* variables
+    (off unless OTEL_TRACES_EXPORTER or an OTLP endpoint is set).
     """
     logs.configure()
     tracing.configure("stigmer-service")
@@ -73,15 +103,26 @@ def serve(
     settings.listen = listen
     settings.temporal_address = temporal_address
     settings.temporal_namespace = temporal_namespace
+    settings.tls_cert_file = tls_cert
+    settings.tls_key_file = tls_key
+    settings.tls_client_ca_file = tls_client_ca
+    settings.allow_insecure_public = allow_insecure_public
+    settings.providers_file = providers_file
     if db:
         settings.db_url = db
+    from backend.common.grpc_tls import TlsConfigError
     from backend.stigmer_service import app as service_app
+    from backend.stigmer_service.providers.catalog import ProviderConfigError
+    from backend.stigmer_service.server import InsecureBindError
 
     def ready(address: str) -> None:
         typer.echo(f"stigmer-service listening on {address}", err=False)
 
     try:
         asyncio.run(service_app.serve(settings, run_worker=not no_worker, on_ready=ready))
+    except (InsecureBindError, TlsConfigError, ProviderConfigError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     finally:
         tracing.shutdown()
 

@@ -1,4 +1,5 @@
-"""A typed client of a running Stigmer service: one channel, bearer auth, a deadline on each call."""
+"""A typed client of a running Stigmer service: one channel (TLS when configured), bearer auth, a
+deadline on each call."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from ai.stigmer.agentic.agentexecution.v1 import (
     status_pb2,
 )
 
+from backend.common import grpc_tls
+
 # A hung service must fail a call, never hang the command; `watch_execution` alone has no
 # deadline, since it follows an execution for as long as the execution runs.
 DEFAULT_DEADLINE_SECONDS = 30.0
@@ -39,8 +42,11 @@ class ServiceClient:
         endpoint: str,
         api_token: str = "",
         deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
+        tls: grpc_tls.ClientTls | None = None,
     ) -> None:
+        """`tls` None: from the STIGMER_TLS_* variables (plaintext when none is set)."""
         self._endpoint = endpoint
+        self._tls = tls if tls is not None else grpc_tls.ClientTls.from_env()
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {api_token}"),) if api_token else ()
         )
@@ -65,7 +71,7 @@ class ServiceClient:
 
     def _open(self) -> grpc.aio.Channel:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._endpoint)
+            self._channel = self._tls.channel(self._endpoint)
         return self._channel
 
     def _agent_commands(self) -> agent_command_grpc.AgentCommandServiceAsyncStub:

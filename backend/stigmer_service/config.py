@@ -22,6 +22,10 @@ def _float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 @dataclasses.dataclass
 class Settings:
     """Everything the server, the worker and the activities need to know."""
@@ -73,6 +77,22 @@ class Settings:
     temporal_metrics_listen: str = ""
     # Test hook: seconds the first callback delivery attempt waits. Never set in production.
     test_callback_delay: float = 0.0
+    # Model providers (providers/catalog.py): a YAML file of named providers (endpoint, key
+    # source); the offline provider, off unless the operator enables it; the model of an agent
+    # that names none (empty: offline/echo when the offline provider is on, else none).
+    providers_file: str = ""
+    offline_provider: bool = False
+    default_model: str = ""
+    # The longest `#sleep=` the offline provider honours.
+    offline_max_sleep: float = 60.0
+    # Test hook: the offline provider's `#wait-for=<path>` gate. Never set in production.
+    test_offline_gates: bool = False
+    # TLS of the gRPC server (PEM files); a client CA makes it mTLS (client certificates
+    # required). Binding a non-loopback address without auth is refused unless allowed.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    allow_insecure_public: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -114,6 +134,15 @@ class Settings:
             metrics_listen=os.environ.get("STIGMER_METRICS_LISTEN", ""),
             temporal_metrics_listen=os.environ.get("STIGMER_TEMPORAL_METRICS_LISTEN", ""),
             test_callback_delay=_float("STIGMER_TEST_CALLBACK_DELAY", 0.0),
+            providers_file=os.environ.get("STIGMER_PROVIDERS_FILE", ""),
+            offline_provider=_flag("STIGMER_OFFLINE_PROVIDER"),
+            default_model=os.environ.get("STIGMER_DEFAULT_MODEL", ""),
+            offline_max_sleep=_float("STIGMER_OFFLINE_MAX_SLEEP", defaults.offline_max_sleep),
+            test_offline_gates=_flag("STIGMER_TEST_OFFLINE_GATES"),
+            tls_cert_file=os.environ.get("STIGMER_TLS_CERT", ""),
+            tls_key_file=os.environ.get("STIGMER_TLS_KEY", ""),
+            tls_client_ca_file=os.environ.get("STIGMER_TLS_CLIENT_CA", ""),
+            allow_insecure_public=_flag("STIGMER_ALLOW_INSECURE_PUBLIC"),
         )
 
     def state_dir(self) -> pathlib.Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import grpc
 from ai.stigmer.agentic.agent.v1 import command_pb2 as agent_command_pb2
 from ai.stigmer.agentic.agent.v1 import command_pb2_grpc as agent_command_grpc
@@ -17,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[i
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 from temporalio.client import Client
 
-from backend.common import tracing
+from backend.common import grpc_tls, tracing
 from backend.stigmer_service.api.agents import AgentCommandService, AgentQueryService
 from backend.stigmer_service.api.executions import (
     AgentExecutionCommandService,
@@ -29,6 +31,7 @@ from backend.stigmer_service.api.interceptors.auth import BearerAuthInterceptor
 from backend.stigmer_service.api.interceptors.error_mapping import ErrorMappingInterceptor
 from backend.stigmer_service.api.interceptors.request_id import RequestIdInterceptor
 from backend.stigmer_service.config import Settings
+from backend.stigmer_service.logs import get as get_logger
 from backend.stigmer_service.store.repository import Store
 
 SERVICE_NAMES = (
@@ -37,6 +40,62 @@ SERVICE_NAMES = (
     command_pb2.DESCRIPTOR.services_by_name["AgentExecutionCommandService"].full_name,
     query_pb2.DESCRIPTOR.services_by_name["AgentExecutionQueryService"].full_name,
 )
+
+log = get_logger(__name__)
+
+
+class InsecureBindError(Exception):
+    """A non-loopback address without any authentication, and no explicit permission."""
+
+
+def is_loopback(address: str) -> bool:
+    """Whether `address` (HOST:PORT, [V6]:PORT or unix:PATH) is reachable from this host only."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # A host name or an empty host: it may resolve to anything.
+        return False
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuses to serve a non-loopback address with no token, credentials or client CA (anyone
+    who reaches the port could act on every org) unless the operator allowed it; warns when a
+    non-loopback address is served without TLS (tokens and secrets would cross in clear)."""
+    if is_loopback(settings.listen):
+        return
+    authenticated = bool(
+        settings.api_token or settings.credentials_file or settings.tls_client_ca_file
+    )
+    if not authenticated and not settings.allow_insecure_public:
+        raise InsecureBindError(
+            f"refusing to listen on {settings.listen} without authentication: set "
+            "STIGMER_API_TOKEN or STIGMER_CREDENTIALS_FILE (or STIGMER_TLS_CLIENT_CA for mTLS), "
+            "listen on a loopback address, or pass --allow-insecure-public "
+            "(STIGMER_ALLOW_INSECURE_PUBLIC=1) to accept anyone who reaches the port"
+        )
+    if not authenticated:
+        log.warning(
+            "listening on a non-loopback address without authentication", address=settings.listen
+        )
+    if not settings.tls_cert_file:
+        log.warning(
+            "listening on a non-loopback address without TLS: tokens and secrets cross in "
+            "clear (set STIGMER_TLS_CERT and STIGMER_TLS_KEY)",
+            address=settings.listen,
+        )
+
+
+def _bind(server: grpc.aio.Server, address: str, settings: Settings) -> int:
+    tls = grpc_tls.ServerTls(
+        settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
+    )
+    if tls.enabled:
+        return server.add_secure_port(address, tls.credentials())
+    return server.add_insecure_port(address)
 
 
 def service_interceptors(api_token: str) -> list[grpc.aio.ServerInterceptor]:
@@ -82,7 +141,7 @@ def create_server(
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(address)
+    port = _bind(server, address, settings)
     if port == 0:
         raise OSError(f"could not bind {address}")
     return server, port, health_servicer

@@ -164,6 +164,7 @@ async def test_stigmer_service_client_commands_exit_0_many_at_once(
         "STIGMER_LISTEN": address,
         "STIGMER_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'stigmer.db'}",
         "STIGMER_TASK_QUEUE": f"packaged-{uuid.uuid4()}",
+        "STIGMER_OFFLINE_PROVIDER": "1",
     }
     service.start()
     try:

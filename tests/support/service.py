@@ -24,12 +24,15 @@ from tests.support.agents import agent as agent_resource
 def settings(
     state_dir: pathlib.Path, task_queue: str, *, db_name: str = "stigmer.db", **overrides: Any
 ) -> Settings:
-    """A service on a free loopback port, with a database of its own in `state_dir`."""
+    """A service on a free loopback port, with a database of its own in `state_dir`, and the
+    offline model provider on (with its `#wait-for` test gate), as the tests' agents use it."""
+    values: dict[str, Any] = {"offline_provider": True, "test_offline_gates": True}
+    values.update(overrides)
     return Settings(
         listen="127.0.0.1:0",
         db_url=f"sqlite+aiosqlite:///{state_dir / db_name}",
         task_queue=task_queue,
-        **overrides,
+        **values,
     )
 
 

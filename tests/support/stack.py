@@ -53,6 +53,9 @@ class Stack:
                 | {
                     "STIGMER_LISTEN": self.service_address,
                     "STIGMER_DB_URL": f"sqlite+aiosqlite:///{self.state_dir / 'stigmer.db'}",
+                    # The tests' agents run on the offline model, gated by `#wait-for`.
+                    "STIGMER_OFFLINE_PROVIDER": "1",
+                    "STIGMER_TEST_OFFLINE_GATES": "1",
                 }
                 | dict(self.service_env)
             ),

@@ -17,6 +17,7 @@ from google.protobuf import empty_pb2, field_mask_pb2
 from backend.stigmer_service import convert, ids
 from backend.stigmer_service.api import validation
 from backend.stigmer_service.errors import InvalidArgument, NotFound
+from backend.stigmer_service.providers import agent_options
 from backend.stigmer_service.store.repository import Store
 
 _UPDATABLE = ("metadata.name", "metadata.labels", "metadata.annotations", "spec")
@@ -31,6 +32,7 @@ def _writable(agent: api_pb2.Agent, field: str) -> dict[str, Any]:
         raise InvalidArgument(f"{field}.metadata.name", "must not be empty (or set metadata.slug)")
     validation.slug(slug, f"{field}.metadata.slug")
     validation.model(agent.spec.model, f"{field}.spec.model")
+    agent_options.check(agent.spec.model_options, f"{field}.spec.model_options")
     return {
         "org": agent.metadata.org,
         "slug": slug,
@@ -62,6 +64,7 @@ class AgentCommandService(command_pb2_grpc.AgentCommandServiceServicer):
         self, request: command_pb2.UpdateAgentRequest, context: Any
     ) -> api_pb2.Agent:
         agent_id = validation.required(request.agent.metadata.id, "agent.metadata.id")
+        agent_options.check(request.agent.spec.model_options, "agent.spec.model_options")
         current = convert.agent_to_proto(await self.store.get_agent(agent_id))
         paths = validation.update_mask(
             request.update_mask.paths or _UPDATABLE,

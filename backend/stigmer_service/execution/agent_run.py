@@ -16,7 +16,7 @@ from backend.stigmer_service.config import Settings
 from backend.stigmer_service.errors import NotFound
 from backend.stigmer_service.execution.heartbeating import heartbeating
 from backend.stigmer_service.metrics import ServiceMetrics
-from backend.stigmer_service.providers import registry
+from backend.stigmer_service.providers import catalog, registry
 from backend.stigmer_service.providers.base import ChatMessage, ModelCallError, ModelRequest
 from backend.stigmer_service.store.records import ExecutionRecord
 from backend.stigmer_service.store.repository import Store
@@ -41,6 +41,8 @@ class AgentRun:
         self.store = store
         self.settings = settings
         self.metrics = metrics
+        # The endpoints and keys are the operator's; an agent only names a provider.
+        self.catalog = catalog.from_settings(settings)
 
     async def answer(self, execution: ExecutionRecord, fields: dict[str, str]) -> Answer:
         """The model's answer to the execution's message; raises ApplicationError when the
@@ -67,8 +69,8 @@ class AgentRun:
         temperature = (
             execution.temperature if execution.temperature is not None else options.temperature
         )
-        model = model or registry.DEFAULT_MODEL
-        provider_name = model.partition("/")[0]
+        model = model or self.catalog.default_model
+        provider_name = registry.provider_label(model, self.catalog)
         attempt = activity.info().attempt
         started = time.monotonic()
         with tracing.tracer(__name__).start_as_current_span(
@@ -82,10 +84,10 @@ class AgentRun:
             },
         ) as span:
             try:
-                provider, name = registry.resolve(model)
+                resolved = registry.resolve(model, self.catalog)
                 request = ModelRequest(
                     agent_slug=agent.slug,
-                    model=name,
+                    model=resolved.model,
                     messages=chat,
                     env=env,
                     secret_values=secret_values,
@@ -98,12 +100,10 @@ class AgentRun:
                         if options.timeout is None
                         else options.timeout.total_seconds()
                     ),
-                    base_url=options.base_url,
-                    api_key_env=options.api_key_env,
                 )
                 log.info("model call", model=model, attempt=attempt, **fields)
                 reply = await heartbeating(
-                    provider.complete(request), self.settings.activity_heartbeat_interval
+                    resolved.provider.complete(request), self.settings.activity_heartbeat_interval
                 )
             except ModelCallError as error:
                 message = placeholders.mask(str(error), secret_values)

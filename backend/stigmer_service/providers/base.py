@@ -26,8 +26,6 @@ class ModelRequest:
     max_tokens: int | None = None
     top_p: float | None = None
     timeout: float = 60.0
-    base_url: str = ""
-    api_key_env: str = ""
 
 
 class ModelCallError(Exception):

@@ -1,12 +1,16 @@
 """Deterministic offline model provider (`offline/<anything>`): no network, for tests and demos.
 
-It answers `"<agent slug>: <message>"`, with secret placeholders resolved and then every secret
-value masked as `***`, so a reply never leaks a secret. Directives in the message steer it:
+The operator enables it (`STIGMER_OFFLINE_PROVIDER`, or `kind: offline` in the providers file);
+a service without configuration has no offline provider. It answers `"<agent slug>: <message>"`,
+with secret placeholders resolved and then every secret value masked as `***`, so a reply never
+leaks a secret. Directives in the message steer it:
 
-- `#sleep=<seconds>`: sleeps that long (the activity heartbeats meanwhile) before answering;
+- `#sleep=<seconds>`: sleeps that long, at most `max_sleep` (the activity heartbeats meanwhile);
 - `#wait-for=<path>`: waits until that file exists before answering (a gate that system tests
-  open once every call is in flight);
-- `#fail=<ErrorType>`: fails, non-retryably, with that error type;
+  open once every call is in flight); only with the test setting `STIGMER_TEST_OFFLINE_GATES`,
+  since it probes the service's own file system; otherwise the call fails;
+- `#fail=<ErrorType>`: fails, non-retryably, with that error type, one of `FAIL_TYPES` (the type
+  is a metric label, so the set stays small); another type fails as `ModelError`;
 - `#transient-fail=<n>`: fails the first n attempts with a transient error, then answers;
 - `#reply=<text>`: answers exactly the text up to the end of the line;
 - `#recall`: answers with the session's earlier user messages, joined by " | ".
@@ -18,26 +22,39 @@ import asyncio
 import os
 import re
 
+from backend.common import contract
 from backend.stigmer_service import placeholders
 from backend.stigmer_service.providers.base import ModelRequest, permanent, transient
+from backend.stigmer_service.providers.catalog import DEFAULT_LIMITS, OfflineLimits
 
-_SLEEP = re.compile(r"#sleep=([0-9.]+)")
+_SLEEP = re.compile(r"#sleep=([0-9]+(?:\.[0-9]*)?)")
 _FAIL = re.compile(r"#fail=([A-Za-z_][A-Za-z0-9_]*)")
 _TRANSIENT = re.compile(r"#transient-fail=([0-9]+)")
 _REPLY = re.compile(r"#reply=([^\n]*)")
 _GATE = re.compile(r"#wait-for=(\S+)")
 GATE_POLL_SECONDS = 0.2
+# The error types `#fail=` may name: the ones the demo and the tests use.
+FAIL_TYPES = frozenset({contract.MODEL_ERROR, "QuotaExceeded", "ToolExploded", "Boom"})
 
 
 class OfflineProvider:
+    def __init__(self, limits: OfflineLimits = DEFAULT_LIMITS) -> None:
+        self._limits = limits
+
     async def complete(self, request: ModelRequest) -> str:
         message = request.messages[-1].content
         if sleep := _SLEEP.search(message):
-            await asyncio.sleep(float(sleep.group(1)))
+            await asyncio.sleep(min(float(sleep.group(1)), self._limits.max_sleep))
         if gate := _GATE.search(message):
+            if not self._limits.gates:
+                raise permanent("offline model: #wait-for is a test directive and is off here")
             while not os.path.exists(gate.group(1)):
                 await asyncio.sleep(GATE_POLL_SECONDS)
         if fail := _FAIL.search(message):
+            if fail.group(1) not in FAIL_TYPES:
+                raise permanent(
+                    f"offline model: #fail= takes one of {', '.join(sorted(FAIL_TYPES))}"
+                )
             raise permanent(f"offline model told to fail with {fail.group(1)}", fail.group(1))
         if (flaky := _TRANSIENT.search(message)) and request.attempt <= int(flaky.group(1)):
             raise transient(f"offline model transient failure on attempt {request.attempt}")

@@ -1,35 +1,40 @@
-"""OpenAI-compatible Chat Completions provider (`openai/<model>`): OpenAI, Ollama, vLLM."""
+"""OpenAI-compatible Chat Completions provider (OpenAI, Ollama, vLLM) at an operator-configured
+endpoint, with the key from the operator-configured source (providers/catalog.py)."""
 
 from __future__ import annotations
 
-import os
+import json
+import re
 from typing import Any
 
 import httpx
 import tenacity
 
+from backend.stigmer_service import placeholders
 from backend.stigmer_service.providers.base import (
     ModelCallError,
     ModelRequest,
     permanent,
     transient,
 )
+from backend.stigmer_service.providers.catalog import ProviderConfig
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # In-call retries; the agent activity's own retries come on top, across a longer backoff.
 ATTEMPTS = 3
+# An error reason ends in the execution's error_message, which Get returns: short, one line.
+REASON_CHARS = 160
+# Long opaque runs (keys, tokens, signatures) are masked in a reason even when not ours.
+_OPAQUE = re.compile(r"[A-Za-z0-9_\-+/=.]{24,}")
 
 
 class OpenAIProvider:
-    def __init__(self, *, retry_wait: float = 0.5) -> None:
+    def __init__(self, config: ProviderConfig, *, retry_wait: float = 0.5) -> None:
+        self._config = config
         self._retry_wait = retry_wait
 
     async def complete(self, request: ModelRequest) -> str:
-        base_url = (
-            request.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-        ).rstrip("/")
-        key_env = request.api_key_env or "OPENAI_API_KEY"
-        api_key = request.env.get(key_env) or os.environ.get(key_env, "")
+        url = f"{self._config.base_url.rstrip('/')}/chat/completions"
+        api_key = self._config.api_key(request.env)
         body: dict[str, Any] = {
             "model": request.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
@@ -38,6 +43,7 @@ class OpenAIProvider:
             if (value := getattr(request, name)) is not None:
                 body[name] = value
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        hidden = [api_key, *request.secret_values] if api_key else list(request.secret_values)
         retrying = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception(
                 lambda e: isinstance(e, ModelCallError) and e.retryable
@@ -46,15 +52,22 @@ class OpenAIProvider:
             wait=tenacity.wait_exponential(multiplier=self._retry_wait, max=10),
             reraise=True,
         )
-        async with httpx.AsyncClient(timeout=httpx.Timeout(request.timeout)) as client:
+        # No redirects: a redirect would carry the key to wherever the endpoint points.
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(request.timeout), follow_redirects=False
+        ) as client:
             async for attempt in retrying:
                 with attempt:
-                    return await self._call(client, f"{base_url}/chat/completions", body, headers)
+                    return await self._call(client, url, body, headers, hidden)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     @staticmethod
     async def _call(
-        client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]
+        client: httpx.AsyncClient,
+        url: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        hidden: list[str],
     ) -> str:
         try:
             response = await client.post(url, json=body, headers=headers)
@@ -62,13 +75,13 @@ class OpenAIProvider:
             raise transient(f"model call timed out: {type(error).__name__}") from error
         except httpx.TransportError as error:
             raise transient(f"model endpoint unreachable: {type(error).__name__}") from error
-        if response.status_code == 429 or response.status_code >= 500:
-            raise transient(f"model endpoint answered HTTP {response.status_code}")
-        if response.status_code >= 400:
-            # The body explains a 4xx (bad model name, bad request); it never holds our key.
-            raise permanent(
-                f"model endpoint answered HTTP {response.status_code}: {response.text[:500]}"
-            )
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise transient(f"model endpoint answered HTTP {status}")
+        if status >= 400:
+            raise permanent(f"model endpoint answered HTTP {status}: {reason(response, hidden)}")
+        if status >= 300:
+            raise permanent(f"model endpoint answered HTTP {status} (redirects are not followed)")
         try:
             content = response.json()["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as error:
@@ -76,3 +89,21 @@ class OpenAIProvider:
         if not isinstance(content, str):
             raise permanent("model endpoint returned no text content")
         return content
+
+
+def reason(response: httpx.Response, hidden: list[str]) -> str:
+    """A short, one-line, secret-masked reason of an error answer: the OpenAI-style
+    `error.message` when there is one, else the reason phrase; never the body as it came."""
+    text = ""
+    try:
+        document = json.loads(response.content)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        error = document.get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+        if isinstance(message, str):
+            text = message
+    text = " ".join((text or response.reason_phrase or "no reason given").split())
+    text = _OPAQUE.sub("***", placeholders.mask(text, hidden))
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3] + "..."

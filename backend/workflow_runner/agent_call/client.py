@@ -1,4 +1,5 @@
-"""The Stigmer service client the agent-call activity needs: one channel, bearer auth, deadlines."""
+"""The Stigmer service client the agent-call activity needs: one channel (TLS when configured),
+bearer auth, deadlines."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ai.stigmer.agentic.agent.v1 import query_pb2_grpc as agent_query_pb2_grpc
 from ai.stigmer.agentic.agentexecution.v1 import api_pb2, command_pb2, command_pb2_grpc
 from ai.stigmer.commons.apiresource import reference_pb2
 
-from backend.common import tracing
+from backend.common import grpc_tls, tracing
 
 # Every call is bounded: a hung service must fail the call (and retry it), never hang a slot.
 DEFAULT_DEADLINE_SECONDS = 15.0
@@ -27,8 +28,11 @@ class StigmerClient:
         endpoint: str,
         api_token: str | None = None,
         deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
+        tls: grpc_tls.ClientTls | None = None,
     ) -> None:
+        """`tls` None: from the STIGMER_TLS_* variables (plaintext when none is set)."""
         self._endpoint = endpoint
+        self._tls = tls if tls is not None else grpc_tls.ClientTls.from_env()
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {api_token}"),) if api_token else ()
         )
@@ -38,7 +42,7 @@ class StigmerClient:
     def _open(self) -> grpc.aio.Channel:
         if self._channel is None:
             # With tracing on, each call carries the activity's trace context to the service.
-            self._channel = grpc.aio.insecure_channel(
+            self._channel = self._tls.channel(
                 self._endpoint, interceptors=tracing.grpc_client_interceptors() or None
             )
         return self._channel
