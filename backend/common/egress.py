@@ -15,7 +15,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable, Mapping
 
-import httpcore
+import httpcore  # pants: no-infer-dep (httpx's own transport library; comes with httpx)
 import httpx
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

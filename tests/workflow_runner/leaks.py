@@ -15,7 +15,7 @@ def _payloads(message: Message) -> list[bytes]:
         return [message.data, *(v for v in message.metadata.values())]
     found: list[bytes] = []
     for field, value in message.ListFields():
-        if field.type != field.TYPE_MESSAGE:
+        if field.message_type is None:
             continue
         if field.message_type.GetOptions().map_entry:
             items = list(value.values())
