@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from datetime import timedelta
 from typing import Any
 
+import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.execution import callers, worker
-from backend.stigmer_service.store.records import CallerRef, WaitingCaller, WaitingCallers
+from backend.stigmer_service.store.records import (
+    CallerRef,
+    UnreadableToken,
+    WaitingCaller,
+    WaitingCallers,
+)
 
 
 class FlakyClient:
@@ -71,3 +80,118 @@ async def test_one_odd_caller_does_not_stop_the_sweep() -> None:
     sweeper = callers.CallerHeartbeats(Store(), client, Settings())  # type: ignore[arg-type]
     assert await sweeper.sweep() == 3
     assert sorted(client.beats) == [b"first", b"last"]
+
+
+class ScriptedHandle:
+    """A caller's activity handle whose heartbeat follows a script: "ok", "hang" (until the
+    RPC timeout, which a fake would never enforce itself), or "throttled" answers first."""
+
+    def __init__(self, client: ScriptedClient, token: bytes) -> None:
+        self.client = client
+        self.token = token
+
+    async def heartbeat(self, **kwargs: Any) -> None:
+        self.client.rpc_timeouts.append(kwargs.get("rpc_timeout"))
+        self.client.sent.append((time.monotonic(), self.token))
+        if self.token == b"hang":
+            await asyncio.sleep(3600)
+        if self.client.throttled.get(self.token, 0) > 0:
+            self.client.throttled[self.token] -= 1
+            raise RPCError("namespace rate limit exceeded", RPCStatusCode.RESOURCE_EXHAUSTED, b"")
+        self.client.beats.append(self.token)
+
+
+class ScriptedClient:
+    namespace = "default"
+
+    def __init__(self, throttled: dict[bytes, int] | None = None) -> None:
+        self.beats: list[bytes] = []
+        self.sent: list[tuple[float, bytes]] = []
+        self.rpc_timeouts: list[Any] = []
+        self.throttled = throttled or {}
+
+    def get_async_activity_handle(self, task_token: bytes) -> ScriptedHandle:
+        return ScriptedHandle(self, task_token)
+
+
+class ScriptedStore:
+    def __init__(self, tokens: list[bytes]) -> None:
+        self.tokens = tokens
+
+    async def waiting_callers(self) -> WaitingCallers:
+        return WaitingCallers(
+            [
+                WaitingCaller(f"aex-{i}", token, f"hash-{i}", CallerRef())
+                for i, token in enumerate(self.tokens)
+            ]
+        )
+
+
+def sweeper(store: ScriptedStore, client: ScriptedClient, **settings: Any) -> Any:
+    return callers.CallerHeartbeats(store, client, Settings(**settings))  # type: ignore[arg-type]
+
+
+async def test_a_hanging_heartbeat_is_cut_by_its_rpc_timeout() -> None:
+    """Issue 14, finding 16: a heartbeat RPC had no timeout, so one hanging call held the sweep
+    (and every caller after it) for as long as it hung."""
+    client = ScriptedClient()
+    tokens = [b"first", b"hang", b"last"]
+    began = time.monotonic()
+    await asyncio.wait_for(
+        sweeper(ScriptedStore(tokens), client, caller_heartbeat_rpc_timeout=0.2).sweep(), 10
+    )
+    assert time.monotonic() - began < 5
+    assert sorted(client.beats) == [b"first", b"last"]
+    assert client.rpc_timeouts == [timedelta(seconds=0.2)] * 3
+
+
+async def test_a_sweep_keeps_to_its_rpc_budget() -> None:
+    """Issue 14, finding 16: a sweep sent every heartbeat as fast as 64 at a time allowed,
+    whatever the namespace's rate limit."""
+    client = ScriptedClient()
+    tokens = [f"t-{i}".encode() for i in range(30)]
+    began = time.monotonic()
+    await sweeper(ScriptedStore(tokens), client, caller_heartbeat_rps=40.0).sweep()
+    elapsed = time.monotonic() - began
+    assert sorted(client.beats) == sorted(tokens)
+    # A burst of 4 (a tenth of a second's budget), then 40 a second: 26 more take 0.65 s.
+    assert elapsed >= 0.6, elapsed
+    for at, _ in client.sent:
+        in_any_second = [t for t, _ in client.sent if at <= t < at + 1.0]
+        assert len(in_any_second) <= 40 + 4
+
+
+async def test_resource_exhausted_backs_off_and_is_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 14, finding 16: RESOURCE_EXHAUSTED was logged and the caller went without its
+    heartbeat (and every other caller's RPC went on at once); now the whole sweep pauses and
+    the caller is heartbeated after all."""
+    monkeypatch.setattr(callers, "THROTTLE_BACKOFF", 0.3)
+    client = ScriptedClient(throttled={b"busy": 2})
+    tokens = [b"busy", b"other"]
+    began = time.monotonic()
+    await sweeper(ScriptedStore(tokens), client).sweep()
+    assert sorted(client.beats) == [b"busy", b"other"]
+    # Two back-offs, 0.3 s then 0.6 s, before the busy caller's third try.
+    assert time.monotonic() - began >= 0.85
+    assert [token for _, token in client.sent].count(b"busy") == 3
+
+
+async def test_an_unreadable_token_is_counted_and_the_others_heartbeated() -> None:
+    """Issue 14, finding 6: the store lists undecryptable tokens apart; the sweep counts them
+    (stigmer_caller_tokens_unreadable_total) and heartbeats everyone else."""
+
+    class StoreWithUnreadable(ScriptedStore):
+        async def waiting_callers(self) -> WaitingCallers:
+            waiting = await super().waiting_callers()
+            waiting.unreadable.append(UnreadableToken("aex-foreign", "hash-foreign"))
+            return waiting
+
+    client = ScriptedClient()
+    heartbeats = sweeper(StoreWithUnreadable([b"first", b"last"]), client)
+    assert await heartbeats.sweep() == 2
+    await heartbeats.sweep()
+    assert sorted(client.beats) == [b"first", b"first", b"last", b"last"]
+    counted = heartbeats.metrics.registry.get_sample_value("stigmer_caller_tokens_unreadable_total")
+    assert counted == 2

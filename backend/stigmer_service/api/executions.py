@@ -133,7 +133,22 @@ class Executions:
                 rpc_timeout=self._rpc_timeout,
             )
         except Exception as error:
-            # Nothing may stay PENDING without a workflow to run it.
+            try:
+                # A timeout may hide a start that happened: then the row must stay.
+                await self.client.get_workflow_handle(workflow_id(record.id)).describe(
+                    rpc_timeout=self._rpc_timeout
+                )
+            except Exception:
+                pass  # Not started (NOT_FOUND), or Temporal cannot tell: see below.
+            else:
+                log.info(
+                    "execution workflow started though its start RPC failed",
+                    error=type(error).__name__,
+                    **log_fields(record),
+                )
+                return
+            # Nothing may stay PENDING without a workflow to run it. Should the start have
+            # happened unseen after all, its workflow finds no row and ends without running.
             await self.store.delete_execution(record.id)
             log.warning(
                 "execution workflow did not start", error=type(error).__name__, **log_fields(record)
@@ -239,7 +254,14 @@ class Executions:
         record = await self.store.get_execution(execution_id)
         if record.phase not in states.TERMINAL_PHASES:
             raise FailedPrecondition(f"execution {execution_id} is still running: cancel it first")
-        await self.store.delete_execution(execution_id)
+        if record.callback_state == states.CALLBACK_WAITING:
+            # Its workflow (or a redelivery) is still delivering: without the row it could not,
+            # and a retried caller would run the agent again under a new execution.
+            raise FailedPrecondition(
+                f"execution {execution_id} still owes its caller a callback: delete it once the "
+                "callback is delivered or has failed"
+            )
+        await self.store.delete_execution(execution_id, settled_only=True)
 
 
 @validation.checked

@@ -9,10 +9,12 @@ from temporalio.client import Client
 
 from backend.stigmer_service import logs, states
 from backend.stigmer_service.config import Settings
+from backend.stigmer_service.errors import NotFound
 from backend.stigmer_service.execution.agent_run import AgentRun
 from backend.stigmer_service.execution.delivery import Deliveries
 from backend.stigmer_service.execution.fields import log_fields
 from backend.stigmer_service.execution.models import (
+    PHASE_DELETED,
     DeliverCallbackInput,
     DeliverCallbackOutput,
     ExecutionRef,
@@ -42,8 +44,22 @@ class ExecutionActivities:
         self.agent_run = AgentRun(store, settings, self.metrics)
         self.deliveries = Deliveries(store, client, settings, self.metrics)
 
+    async def _deleted(self, execution_id: str, error: NotFound) -> None:
+        """Re-raises `error` unless it is the execution that is gone (deleted: an API delete, or
+        a start whose RPC failed), which ends its workflow cleanly instead of retrying for ever."""
+        if await self.store.execution_version(execution_id) is not None:
+            raise error
+        log.info("execution no longer exists; nothing to do", execution_id=execution_id)
+
     @activity.defn
     async def run_agent(self, ref: ExecutionRef) -> RunAgentOutput:
+        try:
+            return await self._run_agent(ref)
+        except NotFound as error:
+            await self._deleted(ref.execution_id, error)
+            return RunAgentOutput(phase=PHASE_DELETED, callback_state=states.CALLBACK_NOT_REQUESTED)
+
+    async def _run_agent(self, ref: ExecutionRef) -> RunAgentOutput:
         """Marks the execution running, runs the model on the message (secrets are decrypted only
         here), records the answer and the end in one transaction, and calls the caller back
         at once: the agent's end reaches the caller without another activity or workflow task.
@@ -89,6 +105,13 @@ class ExecutionActivities:
 
     @activity.defn
     async def finish(self, outcome: FinishInput) -> FinishOutput:
+        try:
+            return await self._finish(outcome)
+        except NotFound as error:
+            await self._deleted(outcome.execution_id, error)
+            return FinishOutput(phase=PHASE_DELETED)
+
+    async def _finish(self, outcome: FinishInput) -> FinishOutput:
         wrote = await self.store.finish(
             outcome.execution_id,
             phase=outcome.phase,

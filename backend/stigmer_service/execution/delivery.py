@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from backend.common import tracing
 from backend.stigmer_service import logs, states
 from backend.stigmer_service.config import Settings
+from backend.stigmer_service.errors import NotFound
 from backend.stigmer_service.execution import callback
 from backend.stigmer_service.execution.fault_injection import FaultInjection, from_settings
 from backend.stigmer_service.execution.fields import log_fields
@@ -87,7 +88,15 @@ class Deliveries:
         return made.state
 
     async def _deliver(self, execution_id: str, *, attempt: int, last_attempt: bool) -> Attempt:
-        ended = await self.store.for_delivery(execution_id)
+        try:
+            ended = await self.store.for_delivery(execution_id)
+        except NotFound:
+            # Deleted (it had no callback owed, or an older service let it go): retrying cannot
+            # bring it back, so the delivery ends here.
+            log.info(
+                "execution no longer exists; no callback to deliver", execution_id=execution_id
+            )
+            return Attempt(states.CALLBACK_NOT_REQUESTED)
         if not ended.token:
             return Attempt(states.CALLBACK_NOT_REQUESTED)
         state = ended.execution.callback_state

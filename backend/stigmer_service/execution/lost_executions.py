@@ -17,6 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 with workflow.unsafe.imports_passed_through():
+    from backend.common import contract
     from backend.stigmer_service import logs, states
     from backend.stigmer_service.config import Settings
     from backend.stigmer_service.execution.models import CallbackWorkflowInput
@@ -75,7 +76,10 @@ class LostExecutions:
             return False
         fields = {"execution_id": caller.execution_id, "token_hash": caller.token_hash}
         if not await self.store.finish(
-            caller.execution_id, phase=states.PHASE_CANCELLED, error_message=reason
+            caller.execution_id,
+            phase=states.PHASE_CANCELLED,
+            error_type=contract.EXECUTION_CANCELLED,
+            error_message=reason,
         ):
             return True  # Its end was recorded meanwhile; that end's callback is under way.
         log.warning("execution lost its workflow; ended", reason=reason, **fields)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+# The phase an activity reports when the execution's row is gone (deleted): its workflow ends
+# without anything to record or deliver.
+PHASE_DELETED = 0
+
 
 @dataclasses.dataclass
 class ExecutionPolicy:

@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from backend.common.contract import token_hash
 from backend.stigmer_service import ids, states
-from backend.stigmer_service.errors import NotFound
+from backend.stigmer_service.errors import FailedPrecondition, NotFound
 from backend.stigmer_service.store.base import StoreBase, execution_record, now
 from backend.stigmer_service.store.records import (
     CreateResult,
@@ -116,10 +116,30 @@ class ExecutionStore(StoreBase):
             await self.get_execution(execution_id), created=False, token_replaced=replaced
         )
 
-    async def delete_execution(self, execution_id: str) -> None:
+    async def delete_execution(self, execution_id: str, *, settled_only: bool = False) -> None:
+        """Deletes the execution and its messages. `settled_only`: only if it has ended and owes
+        no callback (else FailedPrecondition), checked by the delete itself, so that a cancel, a
+        redelivery or a re-create with a new token between the caller's read and this wins."""
+        doomed = executions.c.id == execution_id
+        if settled_only:
+            doomed &= executions.c.phase.in_(states.TERMINAL_PHASES) & (
+                executions.c.callback_state != states.CALLBACK_WAITING
+            )
         async with self.engine.begin() as conn:
-            await conn.execute(messages.delete().where(messages.c.execution_id == execution_id))
-            result = await conn.execute(executions.delete().where(executions.c.id == execution_id))
+            await conn.execute(
+                messages.delete().where(
+                    messages.c.execution_id.in_(sa.select(executions.c.id).where(doomed))
+                )
+            )
+            result = await conn.execute(executions.delete().where(doomed))
+            if result.rowcount == 0:
+                exists = await conn.scalar(
+                    sa.select(executions.c.id).where(executions.c.id == execution_id)
+                )
+                if exists is not None:  # Raising rolls the messages' delete back too.
+                    raise FailedPrecondition(
+                        f"execution {execution_id} is running or still owes its caller a callback"
+                    )
         if result.rowcount == 0:
             raise NotFound(f"execution {execution_id} not found")
 
