@@ -148,11 +148,18 @@ class ServiceClient:
 
     async def watch_execution(self, execution_id: str) -> AsyncIterator[api_pb2.AgentExecution]:
         """Each new state of the execution until it ends (no deadline)."""
-        stream = self._queries().WatchAgentExecution(
-            query_pb2.WatchAgentExecutionRequest(id=execution_id), metadata=self._metadata
-        )
-        async for execution in stream:
-            yield execution
+        while True:
+            stream = self._queries().WatchAgentExecution(
+                query_pb2.WatchAgentExecutionRequest(id=execution_id), metadata=self._metadata
+            )
+            try:
+                async for execution in stream:
+                    yield execution
+                return
+            except grpc.aio.AioRpcError as error:
+                # The service ends a watch at its maximum duration: follow on with a new one.
+                if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise
 
     async def cancel_execution(self, execution_id: str, reason: str = "") -> api_pb2.AgentExecution:
         return await self._commands().CancelAgentExecution(

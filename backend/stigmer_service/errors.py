@@ -17,6 +17,10 @@ class NotFound(ServiceError):
     pass
 
 
+class PermissionDenied(ServiceError):
+    """The caller's credential may not act in the org the request names."""
+
+
 class AlreadyExists(ServiceError):
     pass
 

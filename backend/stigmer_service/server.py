@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 from temporalio.client import Client
 
 from backend.common import grpc_tls, tracing
+from backend.stigmer_service import identity
 from backend.stigmer_service.api.agents import AgentCommandService, AgentQueryService
 from backend.stigmer_service.api.executions import (
     AgentExecutionCommandService,
@@ -98,7 +99,9 @@ def _bind(server: grpc.aio.Server, address: str, settings: Settings) -> int:
     return server.add_insecure_port(address)
 
 
-def service_interceptors(api_token: str) -> list[grpc.aio.ServerInterceptor]:
+def service_interceptors(
+    credentials: identity.Credentials | str,
+) -> list[grpc.aio.ServerInterceptor]:
     """Ours, outermost first (grpc runs the first one's wrapper around all the others)."""
     return [
         # First, so that every log line of the call, the others' too, carries its request id.
@@ -106,7 +109,7 @@ def service_interceptors(api_token: str) -> list[grpc.aio.ServerInterceptor]:
         # Outside auth and error mapping, so that its one line sees the code they abort with.
         AccessLogInterceptor(),
         # Before the request is decoded or handled: without the token nothing else is told.
-        BearerAuthInterceptor(api_token),
+        BearerAuthInterceptor(credentials),
         # Next to the handlers: what they raise becomes a canonical status code.
         ErrorMappingInterceptor(),
     ]
@@ -124,7 +127,9 @@ def create_server(
     server = grpc.aio.server(
         interceptors=[
             *tracing.grpc_server_interceptors(),
-            *service_interceptors(settings.api_token),
+            *service_interceptors(
+                identity.load(settings.credentials_file, settings.api_token)
+            ),
         ]
     )
     executions = Executions(store, client, settings)

@@ -26,6 +26,7 @@ RANKS: dict[str, int] = {
     "backend.stigmer_service.logs": 1,
     "backend.stigmer_service.config": 1,
     "backend.stigmer_service.manifests": 1,
+    "backend.stigmer_service.identity": 1,
     "backend.stigmer_service.store": 2,
     "backend.stigmer_service.providers": 2,
     "backend.stigmer_service.convert": 3,

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from backend.stigmer_service import states
 from backend.stigmer_service.crypto import Cipher
 from backend.stigmer_service.store import db
-from backend.stigmer_service.store.records import NewExecution
+from backend.stigmer_service.store.records import ExecutionFilter, NewExecution
 from backend.stigmer_service.store.repository import Store
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -112,9 +112,7 @@ async def test_concurrent_creates_with_one_key_insert_once(store: Store) -> None
     )
     assert sum(r.created for r in results) == 1
     assert len({r.execution.id for r in results}) == 1
-    page, _ = await store.list_executions(
-        phases=[], agent_id=agent, session_id="", offset=0, limit=50
-    )
+    page, _ = await store.list_executions(ExecutionFilter(agent_id=agent), after=None, limit=50)
     assert len(page) == 1
     # Without a key every create is new.
     free = await asyncio.gather(*(store.create_execution(new(agent)) for _ in range(3)))

@@ -15,9 +15,10 @@ from ai.stigmer.commons.apiresource import reference_pb2
 from google.protobuf import empty_pb2, field_mask_pb2
 
 from backend.stigmer_service import convert, ids
-from backend.stigmer_service.api import validation
+from backend.stigmer_service.api import paging, tenancy, validation
 from backend.stigmer_service.errors import InvalidArgument, NotFound
 from backend.stigmer_service.providers import agent_options
+from backend.stigmer_service.store.records import PageCursor
 from backend.stigmer_service.store.repository import Store
 
 _UPDATABLE = ("metadata.name", "metadata.labels", "metadata.annotations", "spec")
@@ -34,7 +35,7 @@ def _writable(agent: api_pb2.Agent, field: str) -> dict[str, Any]:
     validation.model(agent.spec.model, f"{field}.spec.model")
     agent_options.check(agent.spec.model_options, f"{field}.spec.model_options")
     return {
-        "org": agent.metadata.org,
+        "org": tenancy.require_org(agent.metadata.org, f"{field}.metadata.org"),
         "slug": slug,
         "name": agent.metadata.name or slug,
         "labels": dict(agent.metadata.labels),
@@ -65,7 +66,7 @@ class AgentCommandService(command_pb2_grpc.AgentCommandServiceServicer):
     ) -> api_pb2.Agent:
         agent_id = validation.required(request.agent.metadata.id, "agent.metadata.id")
         agent_options.check(request.agent.spec.model_options, "agent.spec.model_options")
-        current = convert.agent_to_proto(await self.store.get_agent(agent_id))
+        current = convert.agent_to_proto(await tenancy.writable_agent(self.store, agent_id))
         paths = validation.update_mask(
             request.update_mask.paths or _UPDATABLE,
             api_pb2.Agent.DESCRIPTOR,
@@ -90,7 +91,9 @@ class AgentCommandService(command_pb2_grpc.AgentCommandServiceServicer):
     async def DeleteAgent(
         self, request: command_pb2.DeleteAgentRequest, context: Any
     ) -> empty_pb2.Empty:
-        await self.store.delete_agent(validation.required(request.id, "id"))
+        agent_id = validation.required(request.id, "id")
+        await tenancy.writable_agent(self.store, agent_id)
+        await self.store.delete_agent(agent_id)
         return empty_pb2.Empty()
 
 
@@ -101,7 +104,7 @@ class AgentQueryService(query_pb2_grpc.AgentQueryServiceServicer):
 
     async def GetAgent(self, request: query_pb2.GetAgentRequest, context: Any) -> api_pb2.Agent:
         return convert.agent_to_proto(
-            await self.store.get_agent(validation.required(request.id, "id"))
+            await tenancy.readable_agent(self.store, validation.required(request.id, "id"))
         )
 
     async def GetAgentByReference(
@@ -117,7 +120,8 @@ class AgentQueryService(query_pb2_grpc.AgentQueryServiceServicer):
         if ref.scope == reference_pb2.API_RESOURCE_OWNER_SCOPE_ORGANIZATION:
             validation.required(ref.org, "ref.org")
         org = "" if ref.scope == reference_pb2.API_RESOURCE_OWNER_SCOPE_PLATFORM else ref.org
-        record = await self.store.find_agent(org, ref.slug)
+        visible = tenancy.reference_visible(org)
+        record = await self.store.find_agent(org, ref.slug) if visible else None
         if record is None:
             raise NotFound(f"agent {org or '(platform)'}/{ref.slug} not found")
         return convert.agent_to_proto(record)
@@ -125,11 +129,14 @@ class AgentQueryService(query_pb2_grpc.AgentQueryServiceServicer):
     async def ListAgents(
         self, request: query_pb2.ListAgentsRequest, context: Any
     ) -> query_pb2.ListAgentsResponse:
-        offset, limit = validation.page(request.page_size, request.page_token)
+        page = paging.request(request.page_size, request.page_token)
+        if not tenancy.reference_visible(request.org):
+            return query_pb2.ListAgentsResponse()  # Another org's agents do not exist here.
         records, more = await self.store.list_agents(
-            org=request.org, labels=dict(request.label_selector), offset=offset, limit=limit
+            org=request.org, labels=dict(request.label_selector), after=page.after, limit=page.limit
         )
+        last = PageCursor(records[-1].created_at, records[-1].id) if records else None
         return query_pb2.ListAgentsResponse(
             agents=[convert.agent_to_proto(r) for r in records],
-            next_page_token=str(offset + limit) if more else "",
+            next_page_token=paging.next_token(last, more),
         )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 from ai.stigmer.agentic.agentexecution.v1 import (
     api_pb2,
     command_pb2,
@@ -19,8 +21,9 @@ from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from backend.common import contract
-from backend.stigmer_service import convert, ids, logs, states
-from backend.stigmer_service.api import validation
+from backend.stigmer_service import convert, identity, ids, logs, states
+from backend.stigmer_service.api import paging, tenancy, validation
+from backend.stigmer_service.api.watching import WatchHub, WatchLimitReached
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.errors import (
     FailedPrecondition,
@@ -37,7 +40,12 @@ from backend.stigmer_service.execution.workflows import (
     callback_workflow_id,
     workflow_id,
 )
-from backend.stigmer_service.store.records import ExecutionRecord, NewExecution
+from backend.stigmer_service.store.records import (
+    ExecutionFilter,
+    ExecutionRecord,
+    NewExecution,
+    PageCursor,
+)
 from backend.stigmer_service.store.repository import Store
 
 log = logs.get(__name__)
@@ -61,16 +69,15 @@ class Executions:
         spec = execution.spec
         validation.required(spec.message, "spec.message")
         agent_id, session_id = spec.agent_id, spec.session_id
-        if not agent_id:
-            if not session_id:
-                raise InvalidArgument(
-                    "spec.agent_id", "must not be empty (or name an existing spec.session_id)"
-                )
-            found = await self.store.session_agent(session_id)
-            if found is None:
-                raise NotFound(f"session {session_id} has no executions to take the agent from")
-            agent_id = found
-        await self.store.get_agent(agent_id)  # NotFound when there is no such agent.
+        if not agent_id and not session_id:
+            raise InvalidArgument(
+                "spec.agent_id", "must not be empty (or name an existing spec.session_id)"
+            )
+        # The org and the agent, as far as the caller may see them (NotFound otherwise).
+        placed = await tenancy.place_execution(
+            self.store, execution.metadata.org, agent_id, session_id
+        )
+        agent_id = placed.agent_id
         config = spec.execution_config
         if config.HasField("timeout") and config.timeout.ToTimedelta() <= datetime.timedelta(0):
             raise InvalidArgument("spec.execution_config.timeout", "must be positive")
@@ -79,7 +86,7 @@ class Executions:
             if not name:
                 raise InvalidArgument("spec.runtime_env", "keys must not be empty")
         return NewExecution(
-            org=execution.metadata.org,
+            org=placed.org,
             name=execution.metadata.name,
             labels=dict(execution.metadata.labels),
             agent_id=agent_id,
@@ -90,6 +97,7 @@ class Executions:
             runtime_env={k: (v.value, v.is_secret) for k, v in spec.runtime_env.items()},
             token=spec.callback_token,
             idempotency_key=spec.idempotency_key,
+            created_by=identity.current().name,
         )
 
     async def create(self, request: command_pb2.CreateAgentExecutionRequest) -> ExecutionRecord:
@@ -185,7 +193,7 @@ class Executions:
 
     async def cancel(self, request: command_pb2.CancelAgentExecutionRequest) -> ExecutionRecord:
         execution_id = validation.required(request.id, "id")
-        record = await self.store.get_execution(execution_id)
+        record = await tenancy.execution(self.store, execution_id)
         if record.phase in states.TERMINAL_PHASES or not await self.store.finish(
             execution_id, phase=states.PHASE_CANCELLED, error_message=request.reason
         ):
@@ -198,7 +206,7 @@ class Executions:
         self, request: command_pb2.UpdateAgentExecutionStatusRequest
     ) -> ExecutionRecord:
         execution_id = validation.required(request.id, "id")
-        record = await self.store.get_execution(execution_id)
+        record = await tenancy.execution(self.store, execution_id)
         if record.phase in states.TERMINAL_PHASES:
             raise FailedPrecondition(f"execution {execution_id} has already ended")
         for message in request.append_messages:
@@ -229,7 +237,7 @@ class Executions:
     async def redeliver(self, request: command_pb2.RedeliverCallbackRequest) -> ExecutionRecord:
         """Sends an ended execution's outcome again to the stored token (an operator's retry)."""
         execution_id = validation.required(request.id, "id")
-        record = await self.store.get_execution(execution_id)
+        record = await tenancy.execution(self.store, execution_id)
         if not await self.store.reopen_callback(execution_id):
             raise FailedPrecondition(
                 f"execution {execution_id} has no callback to redeliver: it must have ended, "
@@ -251,7 +259,7 @@ class Executions:
 
     async def delete(self, request: command_pb2.DeleteAgentExecutionRequest) -> None:
         execution_id = validation.required(request.id, "id")
-        record = await self.store.get_execution(execution_id)
+        record = await tenancy.execution(self.store, execution_id)
         if record.phase not in states.TERMINAL_PHASES:
             raise FailedPrecondition(f"execution {execution_id} is still running: cancel it first")
         if record.callback_state == states.CALLBACK_WAITING:
@@ -300,45 +308,67 @@ class AgentExecutionCommandService(command_pb2_grpc.AgentExecutionCommandService
 class AgentExecutionQueryService(query_pb2_grpc.AgentExecutionQueryServiceServicer):
     def __init__(self, executions: Executions) -> None:
         self.store = executions.store
-        self.poll = executions.settings.watch_poll_interval
+        settings = executions.settings
+        self.max_watch_seconds = settings.max_watch_seconds
+        self.watches = WatchHub(
+            self.store,
+            poll_interval=settings.watch_poll_interval,
+            max_watches=settings.max_watches,
+        )
 
     async def GetAgentExecution(
         self, request: query_pb2.GetAgentExecutionRequest, context: Any
     ) -> api_pb2.AgentExecution:
-        record = await self.store.get_execution(validation.required(request.id, "id"))
+        record = await tenancy.execution(self.store, validation.required(request.id, "id"))
         return convert.execution_to_proto(record)
 
     async def ListAgentExecutions(
         self, request: query_pb2.ListAgentExecutionsRequest, context: Any
     ) -> query_pb2.ListAgentExecutionsResponse:
-        offset, limit = validation.page(request.page_size, request.page_token)
-        records, more = await self.store.list_executions(
+        page = paging.request(request.page_size, request.page_token)
+        where = ExecutionFilter(
+            orgs=tenancy.readable_orgs(),
             phases=[int(p) for p in request.phases if p],
             agent_id=request.agent_id,
             session_id=request.session_id,
             callback_states=[int(c) for c in request.callback_states if c],
-            offset=offset,
-            limit=limit,
         )
+        records, more = await self.store.list_executions(where, after=page.after, limit=page.limit)
+        last = PageCursor(records[-1].created_at, records[-1].id) if records else None
         return query_pb2.ListAgentExecutionsResponse(
             executions=[convert.execution_to_proto(r) for r in records],
-            next_page_token=str(offset + limit) if more else "",
+            next_page_token=paging.next_token(last, more),
         )
 
     async def WatchAgentExecution(
         self, request: query_pb2.WatchAgentExecutionRequest, context: Any
     ) -> AsyncIterator[api_pb2.AgentExecution]:
         execution_id = validation.required(request.id, "id")
-        record = await self.store.get_execution(execution_id)
-        yield convert.execution_to_proto(record)
-        version = record.version
-        # Polling the database works the same with one replica or several behind a balancer.
-        while record.phase not in states.TERMINAL_PHASES:
-            await asyncio.sleep(self.poll)
-            current = await self.store.execution_version(execution_id)
-            if current is None:
-                return  # Deleted while watched.
-            if current != version:
-                record = await self.store.get_execution(execution_id)
-                version = record.version
+        record = await tenancy.execution(self.store, execution_id)
+        try:
+            watching = self.watches.watching(execution_id, record.version)
+            watcher = watching.__enter__()
+        except WatchLimitReached:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this replica serves its maximum of {self.watches.max_watches} watches; "
+                "retry later or poll GetAgentExecution",
+            )
+        with contextlib.ExitStack() as ending:
+            ending.push(watching.__exit__)
+            yield convert.execution_to_proto(record)
+            deadline = asyncio.get_running_loop().time() + self.max_watch_seconds
+            while record.phase not in states.TERMINAL_PHASES:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    await context.abort(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"a watch lasts at most {self.max_watch_seconds:g}s; watch again",
+                    )
+                if not await watcher.wait(left):
+                    continue
+                if watcher.deleted:
+                    return  # Deleted while watched.
+                record = await tenancy.execution(self.store, execution_id)
+                watcher.sent(record.version)
                 yield convert.execution_to_proto(record)

@@ -10,8 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from backend.stigmer_service import ids
 from backend.stigmer_service.errors import Aborted, AlreadyExists, NotFound
 from backend.stigmer_service.store.base import StoreBase, agent_record, now
-from backend.stigmer_service.store.records import AgentRecord
+from backend.stigmer_service.store.records import AgentRecord, PageCursor
 from backend.stigmer_service.store.tables import agents
+
+# Rows read per query while a label-filtered page fills.
+_BATCH = 200
 
 
 class AgentStore(StoreBase):
@@ -113,22 +116,30 @@ class AgentStore(StoreBase):
         return None if row is None else agent_record(row)
 
     async def list_agents(
-        self, *, org: str, labels: dict[str, str], offset: int, limit: int
+        self, *, org: str, labels: dict[str, str], after: PageCursor | None, limit: int
     ) -> tuple[list[AgentRecord], bool]:
-        """One page of agents (label matching in Python: portable across both databases)."""
+        """One keyset page of an org's agents, oldest first, after `after`. Labels are matched in
+        Python (portable across both databases), reading the org in bounded batches."""
+        batch = max(2 * limit, _BATCH)
+        matching: list[AgentRecord] = []
         async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    agents.select()
-                    .where(agents.c.org == org)
-                    .order_by(agents.c.created_at, agents.c.id)
-                )
-            ).all()
-        matching = [
-            agent_record(r) for r in rows if all(r.labels.get(k) == v for k, v in labels.items())
-        ]
-        page = matching[offset : offset + limit]
-        return page, offset + limit < len(matching)
+            while len(matching) <= limit:
+                query = agents.select().where(agents.c.org == org)
+                if after is not None:
+                    query = query.where(
+                        (agents.c.created_at > after.created_at)
+                        | ((agents.c.created_at == after.created_at) & (agents.c.id > after.id))
+                    )
+                query = query.order_by(agents.c.created_at, agents.c.id).limit(batch)
+                rows = (await conn.execute(query)).all()
+                for row in rows:
+                    if all(row.labels.get(k) == v for k, v in labels.items()):
+                        matching.append(agent_record(row))
+                if len(rows) < batch:
+                    break
+                last = agent_record(rows[-1])
+                after = PageCursor(last.created_at, last.id)
+        return matching[:limit], len(matching) > limit
 
     async def delete_agent(self, agent_id: str) -> None:
         async with self.engine.begin() as conn:

@@ -86,6 +86,7 @@ def execution_record(row: Any) -> ExecutionRecord:
         version=row.version,
         created_at=utc(row.created_at) or now(),
         updated_at=utc(row.updated_at) or now(),
+        created_by=row.created_by,
     )
 
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.common.contract import token_hash
-from backend.stigmer_service import ids, states
-from backend.stigmer_service.errors import FailedPrecondition, NotFound
-from backend.stigmer_service.store.base import StoreBase, execution_record, now
+from backend.stigmer_service import identity, ids, states
+from backend.stigmer_service.errors import AlreadyExists, FailedPrecondition, NotFound
+from backend.stigmer_service.store.base import StoreBase, execution_record, now, utc
 from backend.stigmer_service.store.records import (
     CreateResult,
+    ExecutionFilter,
     ExecutionRecord,
     MessageRecord,
     NewExecution,
+    PageCursor,
+    SessionStart,
 )
 from backend.stigmer_service.store.tables import agents, executions, messages
 
@@ -44,6 +48,7 @@ class ExecutionStore(StoreBase):
             "token_enc": self.cipher.encrypt_bytes(new.token) if new.token else None,
             "token_hash": token_hash(new.token),
             "idempotency_key": new.idempotency_key or None,
+            "created_by": new.created_by or identity.OPERATOR,
             "phase": states.PHASE_PENDING,
             "output": "",
             "error_type": "",
@@ -93,6 +98,12 @@ class ExecutionStore(StoreBase):
             ).first()
             if row is None:
                 raise NotFound(f"execution with idempotency key {new.idempotency_key} vanished")
+            # Rows from before named credentials were all the operator's.
+            if (row.created_by or identity.OPERATOR) != (new.created_by or identity.OPERATOR):
+                # Another credential of the org must not take over the callback of this one.
+                raise AlreadyExists(
+                    f"idempotency key {new.idempotency_key!r} is used by another credential"
+                )
             stored = self.cipher.decrypt_bytes(row.token_enc) if row.token_enc else b""
             replaced = bool(new.token) and new.token != stored
             if replaced:
@@ -156,47 +167,85 @@ class ExecutionStore(StoreBase):
             )
         return None if version is None else int(version)
 
+    async def execution_versions(self, execution_ids: list[str]) -> dict[str, int]:
+        """The current version of each of these executions that still exists."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(executions.c.id, executions.c.version).where(
+                    executions.c.id.in_(execution_ids)
+                )
+            )
+            return {row.id: int(row.version) for row in rows}
+
     async def list_executions(
-        self,
-        *,
-        phases: list[int],
-        agent_id: str,
-        session_id: str,
-        offset: int,
-        limit: int,
-        callback_states: list[int] | None = None,
+        self, where: ExecutionFilter, *, after: PageCursor | None, limit: int
     ) -> tuple[list[ExecutionRecord], bool]:
+        """One keyset page, newest first: the `limit` executions after `after` (and whether
+        more follow), with their messages read in one query."""
         query = executions.select()
-        if phases:
-            query = query.where(executions.c.phase.in_(phases))
-        if callback_states:
-            query = query.where(executions.c.callback_state.in_(callback_states))
-        if agent_id:
-            query = query.where(executions.c.agent_id == agent_id)
-        if session_id:
-            query = query.where(executions.c.session_id == session_id)
-        query = (
-            query.order_by(executions.c.created_at.desc(), executions.c.id.desc())
-            .offset(offset)
-            .limit(limit + 1)
+        if where.orgs is not None:
+            query = query.where(executions.c.org.in_(sorted(where.orgs)))
+        if where.phases:
+            query = query.where(executions.c.phase.in_(where.phases))
+        if where.callback_states:
+            query = query.where(executions.c.callback_state.in_(where.callback_states))
+        if where.agent_id:
+            query = query.where(executions.c.agent_id == where.agent_id)
+        if where.session_id:
+            query = query.where(executions.c.session_id == where.session_id)
+        if after is not None:
+            # Inserts between pages land before the cursor (newer), so none is skipped or repeated.
+            query = query.where(
+                (executions.c.created_at < after.created_at)
+                | ((executions.c.created_at == after.created_at) & (executions.c.id < after.id))
+            )
+        query = query.order_by(executions.c.created_at.desc(), executions.c.id.desc()).limit(
+            limit + 1
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
             records = [execution_record(r) for r in rows[:limit]]
-            for record in records:
-                record.messages = await self._messages(conn, [record.id])
+            found = await self._messages_by_execution(conn, [r.id for r in records])
+        for record in records:
+            record.messages = found.get(record.id, [])
         return records, len(rows) > limit
 
-    async def session_agent(self, session_id: str) -> str | None:
-        """The agent of the session's first execution."""
-        async with self.engine.connect() as conn:
-            agent_id = await conn.scalar(
-                sa.select(executions.c.agent_id)
-                .where(executions.c.session_id == session_id)
-                .order_by(executions.c.created_at, executions.c.id)
-                .limit(1)
+    @staticmethod
+    async def _messages_by_execution(
+        conn: AsyncConnection, execution_ids: list[str]
+    ) -> dict[str, list[MessageRecord]]:
+        if not execution_ids:
+            return {}
+        rows = (
+            await conn.execute(
+                messages.select()
+                .where(messages.c.execution_id.in_(execution_ids))
+                .order_by(messages.c.id)
             )
-        return None if agent_id is None else str(agent_id)
+        ).all()
+        found: dict[str, list[MessageRecord]] = {}
+        for r in rows:
+            found.setdefault(r.execution_id, []).append(
+                MessageRecord(r.role, r.content, utc(r.created_at) or now())
+            )
+        return found
+
+    async def session_start(
+        self, session_id: str, orgs: frozenset[str] | None
+    ) -> SessionStart | None:
+        """The agent and org of the session's first execution among `orgs` (None: any org)."""
+        query = sa.select(executions.c.agent_id, executions.c.org).where(
+            executions.c.session_id == session_id
+        )
+        if orgs is not None:
+            query = query.where(executions.c.org.in_(sorted(orgs)))
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    query.order_by(executions.c.created_at, executions.c.id).limit(1)
+                )
+            ).first()
+        return None if row is None else SessionStart(agent_id=row.agent_id, org=row.org)
 
     async def session_history(self, execution: ExecutionRecord) -> list[MessageRecord]:
         """User and assistant messages of the session's executions created before this one."""
@@ -206,6 +255,8 @@ class ExecutionStore(StoreBase):
                     sa.select(executions.c.id)
                     .where(
                         (executions.c.session_id == execution.session_id)
+                        # Session ids are chosen by callers: another org's are not this one's.
+                        & (executions.c.org == execution.org)
                         & (executions.c.id != execution.id)
                         & (executions.c.created_at <= execution.created_at)
                     )

@@ -79,6 +79,35 @@ class NewExecution:
     runtime_env: dict[str, tuple[str, bool]]  # Clear values; the store encrypts secrets.
     token: bytes
     idempotency_key: str
+    # The name of the credential that asked (only it may re-create with the same key).
+    created_by: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class PageCursor:
+    """Where a keyset page starts: after the row with this (created_at, id) in list order."""
+
+    created_at: datetime.datetime
+    id: str
+
+
+@dataclasses.dataclass
+class ExecutionFilter:
+    """What a list of executions is narrowed to; `orgs` None: every org."""
+
+    orgs: frozenset[str] | None = None
+    phases: list[int] = dataclasses.field(default_factory=list)
+    agent_id: str = ""
+    session_id: str = ""
+    callback_states: list[int] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionStart:
+    """The first execution of a session: the agent later ones take, and its org."""
+
+    agent_id: str
+    org: str
 
 
 @dataclasses.dataclass
@@ -117,6 +146,7 @@ class ExecutionRecord:
     created_at: datetime.datetime
     updated_at: datetime.datetime
     messages: list[MessageRecord] = dataclasses.field(default_factory=list)
+    created_by: str | None = None  # None: created before credentials had names.
 
 
 @dataclasses.dataclass(frozen=True, repr=False)

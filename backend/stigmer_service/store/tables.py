@@ -42,6 +42,8 @@ executions = sa.Table(
     sa.Column("token_enc", sa.Text),  # The callback token, Fernet-encrypted; NULL when none.
     sa.Column("token_hash", sa.String(16), nullable=False),
     sa.Column("idempotency_key", sa.String(512)),
+    # The name of the credential that created it (NULL: before credentials had names).
+    sa.Column("created_by", sa.String(255)),
     sa.Column("phase", sa.Integer, nullable=False, index=True),
     sa.Column("output", sa.Text, nullable=False),
     sa.Column("error_type", sa.String(255), nullable=False),
@@ -59,6 +61,8 @@ executions = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     # NULL keys never collide, so executions without a key are unconstrained.
     sa.UniqueConstraint("org", "idempotency_key", name="uq_executions_org_idempotency_key"),
+    # Org-scoped lists page by (created_at, id).
+    sa.Index("ix_executions_org_created_at_id", "org", "created_at", "id"),
 )
 
 messages = sa.Table(
