@@ -28,7 +28,6 @@ from backend.stigmer_service.config import Settings
 from backend.stigmer_service.errors import (
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
     Unavailable,
 )
 from backend.stigmer_service.execution.fields import log_fields
