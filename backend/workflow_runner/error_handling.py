@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backend.workflow_runner.calls import text
-from backend.workflow_runner.dsl import durations, errors
+from backend.workflow_runner.dsl import budgets, durations, errors
 from backend.workflow_runner.dsl.errors import DslError, DslException
 
 # Evaluates a condition (`when`, `exceptWhen`) written at a JSON pointer of the document.
@@ -25,9 +25,13 @@ def catches(catch: dict[str, Any], error: dict[str, Any], condition: Condition, 
     )
 
 
-def should_retry(retry: dict[str, Any], retries: int, condition: Condition, path: str) -> bool:
-    """Whether a caught error is retried: retries left, then the policy's `when`/`exceptWhen`."""
-    if not retries_left(retry, retries):
+def should_retry(
+    retry: dict[str, Any], retries: int, limit: int, condition: Condition, path: str
+) -> bool:
+    """Whether a caught error is retried: fewer than `limit` retries so far (the policy's
+    `limit.attempt.count`, retries after the first attempt, or the retries budget), then the
+    policy's `when`/`exceptWhen`."""
+    if retries >= limit:
         return False
     if "when" in retry and not condition(retry["when"], path):
         return False
@@ -49,21 +53,23 @@ def matches_filter(wanted: dict[str, Any], error: dict[str, Any]) -> bool:
     return True
 
 
-def retries_left(retry: dict[str, Any], retries: int) -> bool:
-    """Whether `retry.limit.attempt.count` (retries after the first attempt) allows another."""
-    limit = retry.get("limit", {}).get("attempt", {}).get("count")
-    return limit is None or retries < int(limit)
-
-
 def retry_delay(retry: dict[str, Any], attempt: int) -> float:
+    """The policy's delay before retry `attempt`, never below the minimum that makes it a timer."""
     delay = durations.to_seconds(retry["delay"]) if "delay" in retry else 0.0
     backoff = retry.get("backoff", {"constant": {}})
     if "linear" in backoff:
-        return delay * attempt
-    if "exponential" in backoff:
+        delay = delay * attempt
+    elif "exponential" in backoff:
         factor = float(backoff["exponential"].get("factor", 2))
-        return float(delay * factor ** (attempt - 1))
-    return delay
+        delay = float(delay * factor ** (attempt - 1))
+    return budgets.retry_delay(delay)
+
+
+def unexpected_error(error: Exception, path: str) -> DslException:
+    """A `runtime` error for an exception the interpreter did not expect (a bug, or a value that
+    validation let through): the run fails naming the task instead of retrying forever."""
+    detail = f"{type(error).__name__}: {error}"
+    return DslException(DslError(errors.RUNTIME, 500, "Unexpected error", detail, path))
 
 
 def raised_error(value: dict[str, Any], path: str) -> DslError:

@@ -18,7 +18,7 @@ import jsonschema
 from backend.workflow_runner import calls, error_handling, timing
 from backend.workflow_runner.agent_call.models import CallAgentInput
 from backend.workflow_runner.agent_call.secrets import run_scope
-from backend.workflow_runner.dsl import durations, errors, expressions, model
+from backend.workflow_runner.dsl import budgets, durations, errors, expressions, model
 from backend.workflow_runner.dsl.errors import DslError, DslException
 from backend.workflow_runner.models import HttpCallInput, ProgressEntry
 
@@ -64,12 +64,26 @@ class _Scope:
 
 
 class Interpreter:
-    """Runs one workflow document once; `progress` lists the tasks that finished, in order."""
+    """Runs one workflow document once; `progress` lists the tasks that finished, in order.
 
-    def __init__(self, document: dict[str, Any], runners: TaskRunners, workflow_id: str) -> None:
+    Any exception other than a DslException becomes a `runtime` DslException naming the task,
+    except those of `passthrough` (what the runners raise for the workflow itself, such as
+    its cancellation), which pass unchanged.
+    """
+
+    def __init__(
+        self,
+        document: dict[str, Any],
+        runners: TaskRunners,
+        workflow_id: str,
+        passthrough: tuple[type[Exception], ...] = (),
+    ) -> None:
         self.document = document
         self.runners = runners
         self.workflow_id = workflow_id
+        self.passthrough: tuple[type[Exception], ...] = (_EndWorkflow, DslException, *passthrough)
+        self.budgets = budgets.Budgets.of(document)
+        self.meter = budgets.Meter(self.budgets)
         self.context: Any = {}
         self.progress: list[ProgressEntry] = []
         # `$secrets.NAME` is a placeholder sealed for this run; only activities resolve it.
@@ -85,16 +99,16 @@ class Interpreter:
             "input": workflow_input,
             "startedAt": timing.date_time(self.runners.now()),
         }
-        timeout = self.document.get("timeout", {}).get("after")
-        if timeout is None:
-            return await self._run(workflow_input)
-        seconds = durations.to_seconds(timeout)
         try:
-            return await timing.within(self._run(workflow_input), seconds)
-        except TimeoutError:
-            raise DslException(
-                DslError(errors.TIMEOUT, 408, "Workflow timed out", f"after {seconds:g}s", "/")
-            ) from None
+            timeout = self.document.get("timeout", {}).get("after")
+            if timeout is None:
+                return await self._run(workflow_input)
+            seconds = durations.to_seconds(timeout)
+            return await timing.deadline(self._run(workflow_input), seconds, "Workflow", "/")
+        except self.passthrough:
+            raise
+        except Exception as unexpected:  # Outside any task: input, output, the deadline.
+            raise error_handling.unexpected_error(unexpected, "/") from unexpected
 
     async def _run(self, workflow_input: Any) -> Any:
         spec = self.document.get("input", {})
@@ -126,6 +140,7 @@ class Interpreter:
             elif directive == "end":
                 raise _EndWorkflow(data)
             else:
+                self.meter.jump(directive, item.path)
                 index = next(i for i, other in enumerate(items) if other.name == directive)
         return data
 
@@ -133,6 +148,8 @@ class Interpreter:
         self, item: model.TaskItem, raw_input: Any, scope: _Scope
     ) -> tuple[Any, Any]:
         task = item.definition
+        if self.meter.task_started():
+            await self.runners.sleep(budgets.MIN_RETRY_DELAY_SECONDS)
         descriptor: dict[str, Any] = {
             "name": item.name,
             "reference": item.path,
@@ -157,14 +174,7 @@ class Interpreter:
                 raw_output, directive = await execution
             else:
                 seconds = durations.to_seconds(timeout)
-                try:
-                    raw_output, directive = await timing.within(execution, seconds)
-                except TimeoutError:
-                    raise DslException(
-                        DslError(
-                            errors.TIMEOUT, 408, "Task timed out", f"after {seconds:g}s", item.path
-                        )
-                    ) from None
+                raw_output, directive = await timing.deadline(execution, seconds, "Task", item.path)
             descriptor["output"] = raw_output
             variables = self._variables(scope, data, raw_output, descriptor)
             output = self._transform(
@@ -177,6 +187,12 @@ class Interpreter:
         except DslException as failure:
             self.progress.append(ProgressEntry(item.path, "failed", failure.error.type))
             raise
+        except self.passthrough:
+            raise
+        except Exception as unexpected:
+            converted = error_handling.unexpected_error(unexpected, item.path)
+            self.progress.append(ProgressEntry(item.path, "failed", converted.error.type))
+            raise converted from unexpected
         self.progress.append(ProgressEntry(item.path, "completed"))
         return output, directive if directive is not None else task.get("then")
 
@@ -236,20 +252,7 @@ class Interpreter:
     ) -> Any:
         loop = task["for"]
         collection = self._expression(loop["in"], data, variables, path + "/for/in")
-        if collection is None:
-            collection = []
-        if isinstance(collection, dict):
-            collection = list(collection.values())
-        if not isinstance(collection, list):
-            raise DslException(
-                DslError(
-                    errors.VALIDATION,
-                    400,
-                    "for.in is not a list",
-                    f"for.in evaluated to {type(collection).__name__}",
-                    path,
-                )
-            )
+        collection = self.meter.for_collection(collection, path)
         each = loop.get("each", model.DEFAULT_EACH)
         at = loop.get("at", model.DEFAULT_AT)
         current = data
@@ -301,6 +304,8 @@ class Interpreter:
         while True:
             try:
                 return await self._run_list(task["try"], path + "/try", data, scope.trying())
+            except budgets.BudgetExceeded:
+                raise
             except DslException as failure:
                 error = failure.error.to_dict()
                 inner = scope.with_values(**{error_name: error})
@@ -308,8 +313,9 @@ class Interpreter:
                 condition = self._conditions(data, checks)
                 if not error_handling.catches(catch, error, condition, path):
                     raise
+                limit = self.meter.retry_limit(retry) if retry is not None else 0
                 if retry is not None and error_handling.should_retry(
-                    retry, retries, condition, path
+                    retry, retries, limit, condition, path
                 ):
                     retries += 1
                     await self.runners.sleep(error_handling.retry_delay(retry, retries))
@@ -345,15 +351,15 @@ class Interpreter:
 
     def _evaluate(self, value: Any, data: Any, variables: Mapping[str, Any], path: str) -> Any:
         try:
-            return expressions.evaluate_value(value, data, variables)
+            return expressions.evaluate_value(value, data, variables, self.budgets.limits)
         except expressions.ExpressionError as error:
-            raise errors.expression_error(str(error), path) from None
+            raise budgets.expression_failure(error, path) from None
 
     def _condition(self, value: Any, data: Any, variables: Mapping[str, Any], path: str) -> bool:
         try:
-            return expressions.evaluate_condition(value, data, variables)
+            return expressions.evaluate_condition(value, data, variables, self.budgets.limits)
         except expressions.ExpressionError as error:
-            raise errors.expression_error(str(error), path) from None
+            raise budgets.expression_failure(error, path) from None
 
     def _conditions(self, data: Any, variables: Mapping[str, Any]) -> error_handling.Condition:
         """Conditions on `data` with `variables`, each evaluated where the document writes it."""
@@ -361,18 +367,19 @@ class Interpreter:
 
     def _expression(self, value: Any, data: Any, variables: Mapping[str, Any], path: str) -> Any:
         """A field that is always an expression, with or without `${ }`."""
+        program = expressions.program_of(str(value))
         try:
-            return expressions.evaluate(expressions.program_of(str(value)), data, variables)
+            return expressions.evaluate(program, data, variables, self.budgets.limits)
         except expressions.ExpressionError as error:
-            raise errors.expression_error(str(error), path) from None
+            raise budgets.expression_failure(error, path) from None
 
     def _transform(self, spec: Any, data: Any, variables: Mapping[str, Any], path: str) -> Any:
         if spec is None:
             return data
         try:
-            return expressions.evaluate_transform(spec, data, variables)
+            return expressions.evaluate_transform(spec, data, variables, self.budgets.limits)
         except expressions.ExpressionError as error:
-            raise errors.expression_error(str(error), path) from None
+            raise budgets.expression_failure(error, path) from None
 
     def _check_schema(self, spec: Any, value: Any, path: str, what: str) -> None:
         if spec is None:

@@ -11,6 +11,9 @@ from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from backend.workflow_runner.dsl import errors
+from backend.workflow_runner.dsl.errors import DslError, DslException
+
 _T = TypeVar("_T")
 
 
@@ -39,3 +42,14 @@ async def within(work: Awaitable[_T], seconds: float) -> _T:
     except Exception:  # Whatever the cancelled work ended with, it timed out.
         pass
     raise TimeoutError
+
+
+async def deadline(work: Awaitable[_T], seconds: float, what: str, path: str) -> _T:
+    """`within`, failing with the DSL's timeout error (`<what> timed out`, 408) at `path`."""
+    try:
+        return await within(work, seconds)
+    except TimeoutError:
+        detail = f"after {seconds:g}s"
+        raise DslException(
+            DslError(errors.TIMEOUT, 408, f"{what} timed out", detail, path)
+        ) from None

@@ -7,9 +7,16 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    TemporalError,
+    TimeoutError,
+)
 
 with workflow.unsafe.imports_passed_through():
+    from backend.workflow_runner import error_handling
     from backend.workflow_runner.activities import (
         CALL_HTTP_ACTIVITY,
         DEFAULT_HTTP_TIMEOUT,
@@ -90,38 +97,54 @@ class _WorkflowRunners:
         return workflow.now()
 
 
-@workflow.defn(name=WORKFLOW_NAME)
+def _failed(error: DslError) -> ApplicationError:
+    return ApplicationError(error.describe(), error.to_dict(), type=error.type, non_retryable=True)
+
+
+# What still escapes `run` despite its conversions fails the workflow instead of failing the
+# workflow task, which Temporal would retry forever (TemporalError, e.g. NondeterminismError,
+# keeps its retries: a fixed worker may resume the run).
+FAILURE_EXCEPTION_TYPES: list[type[BaseException]] = [
+    ArithmeticError,
+    AttributeError,
+    LookupError,
+    RecursionError,
+    TypeError,
+    ValueError,
+]
+
+
+@workflow.defn(name=WORKFLOW_NAME, failure_exception_types=FAILURE_EXCEPTION_TYPES)
 class DslWorkflow:
-    """Validates the document again (it may come from any client), then interprets it."""
+    """Validates the document again (it may come from any client), then interprets it. Every
+    error ends the run as a DSL error: a document's own failures as they are, anything
+    unexpected as a `runtime` error (the interpreter names the task)."""
 
     def __init__(self) -> None:
         self._progress: list[ProgressEntry] = []
 
     @workflow.run
     async def run(self, run_input: DslRunInput) -> Any:
-        problems = loader.validate(run_input.document)
+        try:
+            problems = loader.validate(run_input.document)
+        except Exception as unexpected:  # A document shape the validator did not foresee.
+            raise _failed(error_handling.unexpected_error(unexpected, "/").error) from unexpected
         if problems:
-            failure = DslError(
-                errors.CONFIGURATION,
-                400,
-                "Invalid workflow document",
-                "; ".join(str(problem) for problem in problems),
-                "/",
-            )
-            raise ApplicationError(
-                failure.describe(), failure.to_dict(), type=failure.type, non_retryable=True
+            details = "; ".join(str(problem) for problem in problems)
+            raise _failed(
+                DslError(errors.CONFIGURATION, 400, "Invalid workflow document", details, "/")
             )
         interpreter = Interpreter(
-            run_input.document, _WorkflowRunners(), workflow.info().workflow_id
+            run_input.document,
+            _WorkflowRunners(),
+            workflow.info().workflow_id,
+            passthrough=(TemporalError,),
         )
         self._progress = interpreter.progress
         try:
             return await interpreter.run(run_input.input)
         except DslException as failure:
-            error = failure.error
-            raise ApplicationError(
-                error.describe(), error.to_dict(), type=error.type, non_retryable=True
-            ) from None
+            raise _failed(failure.error) from None
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> list[ProgressEntry]:

@@ -41,6 +41,10 @@ BLOCKED_BUILTINS = (
     "get_jq_origin/0",
 )
 
+# The budgets of Limits, named as a document names them (see budgets.py).
+ITERATIONS = "expressionIterations"
+OUTPUT_BYTES = "expressionOutputBytes"
+
 _IDENTIFIER_REFERENCE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _EXPRESSION = re.compile(r"^\s*\$\{(?P<body>.*)\}\s*$", re.DOTALL)
 
@@ -59,7 +63,11 @@ class ExpressionError(Exception):
 
 
 class ExpressionBudgetError(ExpressionError):
-    """An expression went past one of its Limits."""
+    """An expression went past one of its Limits; `budget` names it as a document does."""
+
+    def __init__(self, budget: str, message: str) -> None:
+        super().__init__(message)
+        self.budget = budget
 
 
 def is_expression(value: Any) -> bool:
@@ -96,7 +104,7 @@ def evaluate(
     except ValueError as error:
         message = _first_line(str(error))
         if message.startswith(_BUDGET_MARK):
-            raise ExpressionBudgetError(message.removeprefix(_BUDGET_MARK)) from None
+            raise ExpressionBudgetError(ITERATIONS, message.removeprefix(_BUDGET_MARK)) from None
         raise ExpressionError(f"{program!r}: {message}") from error
     except StopIteration:  # Raised by jq.py when a program stops jq; blocked, kept as a guard.
         raise ExpressionError(f"{program!r}: stopped jq") from None
@@ -104,8 +112,9 @@ def evaluate(
         return None
     if len(text) > limits.output_bytes or len(text.encode()) > limits.output_bytes:
         raise ExpressionBudgetError(
-            f"the result of {_abbreviated(program)} is larger than the expression output budget "
-            f"({limits.output_bytes} bytes serialised)"
+            OUTPUT_BYTES,
+            f"the result of {_abbreviated(program)} is larger than {limits.output_bytes} bytes "
+            f"serialised (budget {OUTPUT_BYTES})",
         )
     return json.loads(text)
 
@@ -160,7 +169,7 @@ def _prelude(limits: Limits) -> str:
     """
     n = limits.iterations
     over = f'error("{_BUDGET_MARK}" + $what + " would run more than {n} iterations '
-    over += '(the expression iterations budget)")'
+    over += f'(budget {ITERATIONS})")'
     blocked = []
     for builtin in BLOCKED_BUILTINS:
         name, arity = builtin.split("/")

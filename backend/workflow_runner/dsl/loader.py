@@ -10,7 +10,14 @@ from typing import Any
 import jsonschema
 import yaml
 
-from backend.workflow_runner.dsl import durations, expressions, model, schema, secret_references
+from backend.workflow_runner.dsl import (
+    budgets,
+    durations,
+    expressions,
+    model,
+    schema,
+    secret_references,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +97,8 @@ class _Validator:
         if not isinstance(self.document, dict):
             return [Problem("", "a workflow document must be a mapping")]
         self._schema(self.document, schema.DOCUMENT, "", skip_task_lists=True)
+        for path, message in budgets.problems(self.document):
+            self._add(path, message)
         variables = expressions.STANDARD_VARIABLES
         workflow_input = self.document.get("input")
         if isinstance(workflow_input, dict):
