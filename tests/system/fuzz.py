@@ -64,6 +64,7 @@ DATABASES = ("sqlite", "postgresql")
 _LIST_EXECUTIONS = query_pb2.DESCRIPTOR.services_by_name[
     "AgentExecutionQueryService"
 ].methods_by_name["ListAgentExecutions"]
+CRASH = "rpc crashed"
 # How many live ids of each kind the requests choose among (the newest).
 POOL = 40
 
@@ -74,7 +75,7 @@ class Tally:
 
     codes: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     wrong: list[str] = dataclasses.field(default_factory=list)
-    # Lines of the service's log that show a crash.
+    # Lines of the service's log that show a crashed RPC.
     crashes: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -269,7 +270,8 @@ async def run(temporal_address: str, kind: str, requests: int, state_dir: pathli
         with grpc.insecure_channel(address_of(service)) as channel:
             code, details, _ = _call(channel, _LIST_EXECUTIONS, b"")
         assert code == grpc.StatusCode.OK, details
-        tally.crashes = [line for line in service.log_text().splitlines() if "Traceback" in line]
+        # What the error mapping logs when a handler raised something it could not map.
+        tally.crashes = [line for line in service.log_text().splitlines() if CRASH in line]
     return tally
 
 
