@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import pathlib
 from typing import Any
 
 import grpc
@@ -13,18 +11,13 @@ import yaml
 from ai.stigmer.agentic.agentexecution.v1 import (
     command_pb2,
     command_pb2_grpc,
-    query_pb2,
-    query_pb2_grpc,
     status_pb2,
 )
-from google.protobuf import json_format
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from backend.stigmer_service import crypto
-from backend.stigmer_service.store import db
-from backend.stigmer_service.store.repository import Store
 from backend.workflow_runner.models import DslRunInput
+from tests.support import leaks
 from tests.support.agents import ORG
 from tests.support.stack import Stack
 from tests.system import flows
@@ -198,62 +191,14 @@ def _assert_no_tracebacks(stack: Stack) -> None:
         ), f"{process.name}:\n{text[text.index('Traceback') - 500 :][:3000]}"
 
 
-async def _tokens(stack: Stack) -> list[bytes]:
-    """The callback tokens the service stored (encrypted), read back with its own key."""
-    engine = db.create_engine(f"sqlite+aiosqlite:///{stack.state_dir / 'stigmer.db'}")
-    store = Store(engine, crypto.Cipher(crypto.load_or_create_key("", stack.state_dir)))
-    try:
-        tokens = []
-        for execution in await flows.list_executions(stack.service_address):
-            token = (await store.for_delivery(execution.metadata.id)).token
-            if token:
-                tokens.append(token)
-        return tokens
-    finally:
-        await engine.dispose()
-
-
-def _forms(secret: bytes) -> list[bytes]:
-    return [
-        secret,
-        secret.hex().encode(),
-        base64.b64encode(secret),
-        base64.urlsafe_b64encode(secret),
-        base64.b64encode(secret).rstrip(b"="),
-        base64.urlsafe_b64encode(secret).rstrip(b"="),
-    ]
-
-
 async def _assert_nothing_leaks(stack: Stack) -> None:
-    tokens = await _tokens(stack)
+    reads = await leaks.read_responses(stack.service_address)
+    tokens = await leaks.service_tokens(stack, (e.metadata.id for e in reads.executions))
     assert len(tokens) >= 7, "every call handed over its token"
-    reads: list[bytes] = []
-    async with grpc.aio.insecure_channel(stack.service_address) as channel:
-        query = query_pb2_grpc.AgentExecutionQueryServiceStub(channel)
-        listed = await query.ListAgentExecutions(query_pb2.ListAgentExecutionsRequest(), timeout=10)
-        reads.append(listed.SerializeToString())
-        reads.append(json_format.MessageToJson(listed).encode())
-        for execution in listed.executions:
-            assert not execution.spec.callback_token
-            assert execution.status.callback.token_present
-            got = await query.GetAgentExecution(
-                query_pb2.GetAgentExecutionRequest(id=execution.metadata.id), timeout=10
-            )
-            reads += [got.SerializeToString(), json_format.MessageToJson(got).encode()]
-            async for update in query.WatchAgentExecution(
-                query_pb2.WatchAgentExecutionRequest(id=execution.metadata.id), timeout=10
-            ):
-                reads.append(update.SerializeToString())
-    logs = [
-        pathlib.Path(path).read_bytes()
-        for path in (stack.service.log_path, stack.worker.log_path, stack.temporal.log_path)
-        if path is not None and pathlib.Path(path).exists()
-    ]
-    assert any(b"token_hash" in log for log in logs), "logs correlate by the token's hash"
-    secret_forms = [SECRET_VALUE.encode()]
-    for blob in logs + reads:
-        for token in tokens:
-            for form in _forms(token):
-                assert form not in blob
-        for form in secret_forms:
-            assert form not in blob
+    for execution in reads.executions:
+        assert execution.status.callback.token_present
+    logs = leaks.process_logs(stack)
+    assert any(b"token_hash" in log for log in logs.values()), "logs correlate by the token's hash"
+    values = {f"callback token {n}": token for n, token in enumerate(tokens)}
+    values["secret API_KEY"] = SECRET_VALUE.encode()
+    leaks.assert_absent(logs | reads.responses, values)

@@ -15,8 +15,8 @@ from backend.common import egress
 from backend.workflow_runner.activities import call_http
 from backend.workflow_runner.dsl import errors
 from backend.workflow_runner.models import HttpCallInput
+from tests.support.recording_server import recording_server
 from tests.workflow_runner import scenarios
-from tests.workflow_runner.recording_server import recording_server
 from tests.workflow_runner.test_http_secrets import _run
 
 pytestmark = pytest.mark.timeout(90)

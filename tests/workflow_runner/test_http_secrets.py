@@ -16,9 +16,9 @@ from backend.workflow_runner.dsl import errors, loader
 from backend.workflow_runner.models import DslRunInput
 from backend.workflow_runner.worker import build_worker
 from backend.workflow_runner.workflows import DslWorkflow
+from tests.support.leaks import forms, history_text
+from tests.support.recording_server import recording_server
 from tests.workflow_runner import scenarios
-from tests.workflow_runner.leaks import forms, history_text
-from tests.workflow_runner.recording_server import recording_server
 
 pytestmark = pytest.mark.timeout(90)
 

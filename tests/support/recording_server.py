@@ -2,8 +2,9 @@
 
 `/echo`: 200 with the request's headers, query and body as JSON, and its Authorization header
 echoed in the `x-echo-authorization` response header. `/fail`: 500 with the request line and
-headers in the body. `/bytes/<n>`: n bytes (`?stream=1`: without a length). `/trickle`: headers at once, then a byte every 0.2 s
-for a minute. `/redirect?to=<url>&code=<status>`: a redirect.
+headers in the body. `/flaky`: as `/fail` the first time, then as `/echo` (a retry succeeds).
+`/bytes/<n>`: n bytes (`?stream=1`: without a length). `/trickle`: headers at once, then a byte
+every 0.2 s for a minute. `/redirect?to=<url>&code=<status>`: a redirect.
 """
 
 from __future__ import annotations
@@ -52,11 +53,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.received.append(Received(self.command, self.path, headers, body))
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
-        if url.path == "/echo":
+        flaky = url.path == "/flaky"
+        first = (
+            flaky
+            and sum(urllib.parse.urlsplit(r.path).path == "/flaky" for r in self.received) == 1
+        )
+        if url.path == "/echo" or (flaky and not first):
             echo = {"headers": headers, "query": query, "body": body.decode(errors="replace")}
             extra = {"x-echo-authorization": headers.get("authorization", "")}
             self._send(200, json.dumps(echo).encode(), "application/json", extra)
-        elif url.path == "/fail":
+        elif url.path == "/fail" or first:
             text = f"cannot serve {self.command} {self.path} with {headers}"
             self._send(500, text.encode(), "text/plain")
         elif url.path.startswith("/bytes/"):
