@@ -127,9 +127,7 @@ def create_server(
     server = grpc.aio.server(
         interceptors=[
             *tracing.grpc_server_interceptors(),
-            *service_interceptors(
-                identity.load(settings.credentials_file, settings.api_token)
-            ),
+            *service_interceptors(identity.load(settings.credentials_file, settings.api_token)),
         ]
     )
     executions = Executions(store, client, settings)
