@@ -25,7 +25,7 @@ MIN_RETRY_DELAY_SECONDS = 0.01
 # Every this many tasks the run takes a durable timer of MIN_RETRY_DELAY_SECONDS, so that a long
 # loop of cheap tasks spreads over several workflow tasks instead of tripping the deadlock
 # detector (2 s per workflow task).
-YIELD_EVERY_TASKS = 1000
+YIELD_EVERY_TASKS = 5000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -129,11 +129,11 @@ do:
     assert (error.title, error.instance) == ("Budget forItems exceeded", "/do/0/guarded/try/0/each")
 
 
-async def test_a_long_loop_takes_a_durable_timer_every_thousand_tasks() -> None:
+async def test_a_long_loop_takes_a_durable_timer_every_5000_tasks() -> None:
     runners = FakeRunners()
     text = "do:\n  - each: {for: {in: .items}, do: [{add: {set: {n: '${ $item }'}}}]}"
-    assert await run(text, {"items": list(range(2500))}, runners) == {"n": 2499}
-    # 2501 tasks (the for and 2500 sets): a timer at the 1000th and at the 2000th.
+    assert await run(text, {"items": list(range(10000))}, runners) == {"n": 9999}
+    # 10001 tasks (the for and 10000 sets): a timer at the 5000th and at the 10000th.
     assert runners.sleeps == [budgets.MIN_RETRY_DELAY_SECONDS] * 2
 
 
