@@ -27,7 +27,7 @@ def encodings(value: bytes) -> dict[str, bytes]:
     percent-encoded (each way a URI or a form would carry it)."""
     standard = base64.b64encode(value)
     urlsafe = base64.urlsafe_b64encode(value)
-    return {
+    named = {
         "raw": value,
         "hex": value.hex().encode(),
         "base64": standard,
@@ -38,11 +38,17 @@ def encodings(value: bytes) -> dict[str, bytes]:
         "percent-encoded path": urllib.parse.quote_from_bytes(value).encode(),
         "form-encoded": urllib.parse.quote_plus(value).encode(),
     }
+    # A form that equals an earlier one (text without reserved characters) is searched once.
+    distinct: dict[str, bytes] = {}
+    for name, form in named.items():
+        if form not in distinct.values():
+            distinct[name] = form
+    return distinct
 
 
 def forms(secret: str) -> list[str]:
     """The secret's encodings as text."""
-    return list(dict.fromkeys(form.decode() for form in encodings(secret.encode()).values()))
+    return [form.decode() for form in encodings(secret.encode()).values()]
 
 
 def found(blobs: Mapping[str, bytes], values: Mapping[str, bytes]) -> list[str]:
