@@ -105,6 +105,8 @@ class Live:
         elif isinstance(answer, api_pb2.AgentExecution):
             self.add("execution", answer.metadata.id)
             self.add("session", answer.spec.session_id)
+        elif hasattr(answer, "next_page_token"):
+            self.add("page", answer.next_page_token)
         elif method.endswith("Delete" + ("Agent" if "agent.v1" in method else "AgentExecution")):
             deleted = getattr(request, "id", "")
             for pool in self.pools.values():
@@ -152,7 +154,7 @@ def _answer_type(method: descriptor.MethodDescriptor) -> Any:
 
 def _seed(channel: grpc.Channel) -> Live:
     """A real agent and two executions (one running for a minute, one that ends at once)."""
-    live = Live({"agent": [], "execution": [], "session": [], "slug": []})
+    live = Live({"agent": [], "execution": [], "session": [], "slug": [], "page": []})
     agent = agent_command_pb2_grpc.AgentCommandServiceStub(channel).ApplyAgent(
         agent_command_pb2.ApplyAgentRequest(
             agent=agent_resource("fuzz-agent", ORG, model=OFFLINE_MODEL)

@@ -8,6 +8,7 @@ them."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +31,7 @@ SERVICES = [
 METHODS = [method for service in SERVICES for method in service.methods]
 
 FD = descriptor.FieldDescriptor
-MARKER = re.compile(r"@(agent|execution|session|slug)#([0-9]+)")
+MARKER = re.compile(r"@(agent|execution|session|slug|page)#([0-9]+)")
 
 # Strings a client might get wrong: empty, unicode, control characters, and very long ones.
 texts = st.one_of(
@@ -83,8 +84,26 @@ mask_paths = st.lists(
     ),
     max_size=3,
 )
+
+
+def _token(document: str) -> str:
+    return base64.urlsafe_b64encode(document.encode()).decode()
+
+
 page_tokens = st.one_of(
     st.just(""),
+    ref("page"),  # a next_page_token the service gave
+    # Forged cursors: dates at the ends of the calendar, ids that are not ours.
+    st.sampled_from(
+        [
+            _token('{"t": "9999-12-31T23:59:59-14:00", "i": "aex-1"}'),
+            _token('{"t": "0001-01-01T00:00:00+14:00", "i": "aex-1"}'),
+            _token('{"t": "2024-01-01T00:00:00+00:00", "i": "a\\u0000b"}'),
+            _token('{"t": "2024-01-01T00:00:00", "i": "aex-1"}'),
+            _token('{"t": 5, "i": ["x"]}'),
+            _token("[]"),
+        ]
+    ),
     st.integers(0, 200).map(str),
     st.sampled_from([str(2**63), str(2**64), "9" * 40, "-1", " 5", "+5", "٣", "5_0"]),
     texts,

@@ -1,6 +1,6 @@
 """Request checks shared by the servicers; each failure names the offending field.
 
-Two kinds live here. Field checks (`required`, `slug`, `page`, `update_mask`, ...) are called by
+Two kinds live here. Field checks (`required`, `slug`, `model`, `update_mask`) are called by
 the handlers where a field means something. `checked` wraps every handler of a servicer so that
 whole-request checks run before any handler reads a field: no string carries a NUL (PostgreSQL
 refuses it in text), no string or integer exceeds the column that stores it (the limits are read
@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -29,13 +28,6 @@ from backend.stigmer_service.errors import InvalidArgument
 from backend.stigmer_service.providers import registry
 from backend.stigmer_service.providers.base import ModelCallError
 from backend.stigmer_service.store import tables
-
-MAX_PAGE_SIZE = 500
-DEFAULT_PAGE_SIZE = 50
-# A page token is an offset this service wrote; anything past this is not one (and past int64
-# the database driver would fail on it).
-MAX_PAGE_OFFSET = 2**53
-_PAGE_TOKEN = re.compile(r"[0-9]{1,16}")
 
 # protobuf's own bounds of a Duration (about 10,000 years), as in duration.proto.
 MAX_DURATION_SECONDS = 315_576_000_000
@@ -105,19 +97,6 @@ def slug(value: str, field: str) -> str:
     if len(value) > limit:
         raise InvalidArgument(field, f"must be at most {limit} characters")
     return value
-
-
-def page(page_size: int, page_token: str) -> tuple[int, int]:
-    """(offset, limit) of a page request."""
-    if page_size < 0:
-        raise InvalidArgument("page_size", "must not be negative")
-    offset = 0
-    if page_token:
-        # int() alone would take " 7", "+7", "7_0" and other scripts' digits.
-        if not _PAGE_TOKEN.fullmatch(page_token) or int(page_token) > MAX_PAGE_OFFSET:
-            raise InvalidArgument("page_token", "is not a token from a previous response")
-        offset = int(page_token)
-    return offset, min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 def update_mask(
