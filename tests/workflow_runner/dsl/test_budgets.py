@@ -199,7 +199,8 @@ async def test_an_unexpected_error_fails_the_run_as_a_runtime_error_naming_the_t
         "detail": detail,
         "instance": "/do/1/bad",
     }
-    assert runners.agent_calls == runners.http_calls == []
+    assert not runners.agent_calls
+    assert not runners.http_calls
 
 
 async def test_an_unexpected_error_outside_any_task_names_the_workflow() -> None:

@@ -98,7 +98,10 @@ def test_bounded_generators_keep_jq_semantics(program: str, expected: object) ->
 
 def test_a_result_larger_than_the_output_budget_fails() -> None:
     assert expressions.evaluate('"x" * 190', None, {}, SMALL) == "x" * 190
-    with pytest.raises(ExpressionBudgetError, match=r"larger than 200 bytes serialised \(budget expressionOutputBytes\)"):
+    with pytest.raises(
+        ExpressionBudgetError,
+        match=r"larger than 200 bytes serialised \(budget expressionOutputBytes\)",
+    ):
         expressions.evaluate('"x" * 3000', None, {}, SMALL)
     with pytest.raises(ExpressionBudgetError):
         expressions.evaluate('"é" * 150', None, {}, SMALL)  # 300 bytes in 152 characters
