@@ -112,6 +112,8 @@ def serve(
         settings.db_url = db
     from backend.common.grpc_tls import TlsConfigError
     from backend.stigmer_service import app as service_app
+    from backend.stigmer_service.crypto import MissingKey
+    from backend.stigmer_service.identity import CredentialsError
     from backend.stigmer_service.providers.catalog import ProviderConfigError
     from backend.stigmer_service.server import InsecureBindError
 
@@ -120,7 +122,14 @@ def serve(
 
     try:
         asyncio.run(service_app.serve(settings, run_worker=not no_worker, on_ready=ready))
-    except (InsecureBindError, TlsConfigError, ProviderConfigError) as error:
+    except (
+        InsecureBindError,
+        TlsConfigError,
+        ProviderConfigError,
+        CredentialsError,
+        MissingKey,
+    ) as error:
+        # Configuration the operator must fix: one line saying what, no traceback.
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+import subprocess
 import sys
 import threading
 import uuid
@@ -76,6 +77,21 @@ async def test_postgresql_without_a_configured_key_refuses_to_start(
         async with app.running(settings, run_worker=False, client=temporal_client):
             pass
     assert not list(tmp_path.rglob(crypto.KEY_FILE_NAME))
+
+
+def test_serve_without_a_key_on_postgresql_says_so_in_one_line(postgres_url: str) -> None:
+    """What the operator sees: exit 2 and the reason, no traceback."""
+    env = child_env({"STIGMER_DB_URL": postgres_url, "STIGMER_SECRETS_KEY": ""})
+    done = subprocess.run(
+        [sys.executable, "-m", "backend.stigmer_service.main", "serve", "--listen", "127.0.0.1:0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "error: STIGMER_SECRETS_KEY is not set" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 async def test_sqlite_without_a_key_still_makes_its_key_file(tmp_path: pathlib.Path) -> None:
