@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import yaml
 from temporalio.client import Client
 
+from backend.workflow_runner.dsl import loader, model
 from tests.support import leaks
 from tests.support import stack as processes
 from tests.support.agents import ORG
@@ -147,6 +149,28 @@ do:
 output:
   as: '${{ {{answers: [.first.answer, .refusal], echoes: .first.echoes}} }}'
 """
+
+
+def _task_types(tasks: list[Any]) -> set[str]:
+    """The task types a task list uses, nested lists included; calls by what they call."""
+    found: set[str] = set()
+    for entry in tasks:
+        ((_name, task),) = entry.items()
+        kind = model.task_type(task)
+        found.add(f"call {task['call']}" if kind == "call" else str(kind))
+        nested = [task.get("do"), task.get("try"), task.get("catch", {}).get("do")]
+        nested.append(task.get("fork", {}).get("branches"))
+        for inner in nested:
+            found |= _task_types(inner or [])
+    return found
+
+
+def test_the_document_is_valid_and_uses_every_task_type() -> None:
+    document = yaml.safe_load(DOCUMENT)
+    assert loader.validate(document) == []
+    used = _task_types(document["do"])
+    assert {"call http", "call agent"} <= used
+    assert {kind.split()[0] for kind in used} == set(model.SUPPORTED_TASK_TYPES)
 
 
 @pytest_asyncio.fixture
