@@ -18,6 +18,7 @@ import dataclasses
 
 from opentelemetry.trace import StatusCode
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
 from backend.common import tracing
@@ -31,6 +32,9 @@ from backend.stigmer_service.execution.heartbeating import heartbeating
 from backend.stigmer_service.metrics import ServiceMetrics
 from backend.stigmer_service.store.records import Delivery, ExecutionRecord
 from backend.stigmer_service.store.repository import Store
+
+# The failure of a delivery attempt that Temporal retries (the workflow's deliver_callback).
+CALLBACK_ATTEMPT_FAILED = "CallbackAttemptFailed"
 
 log = logs.get(__name__)
 
@@ -84,7 +88,14 @@ class Deliveries:
             execution_id, attempt=attempt, last_attempt=attempt >= max_attempts
         )
         if made.error is not None and made.state != states.CALLBACK_FAILED:
-            raise made.error
+            # Expected while Temporal is unreachable: logged above as "callback attempt failed";
+            # BENIGN keeps the SDK from logging it again with a traceback. Temporal retries it.
+            raise ApplicationError(
+                f"callback attempt {attempt} of {max_attempts} failed: "
+                f"{type(made.error).__name__}: {made.error}",
+                type=CALLBACK_ATTEMPT_FAILED,
+                category=ApplicationErrorCategory.BENIGN,
+            ) from made.error
         return made.state
 
     async def _deliver(self, execution_id: str, *, attempt: int, last_attempt: bool) -> Attempt:
