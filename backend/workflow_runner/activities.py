@@ -78,6 +78,8 @@ MAX_TOTAL_TIMEOUT_SECONDS = DEFAULT_HTTP_TIMEOUT.total_seconds() - 5
 # Temporal refuses payloads past 2 MB; an output this large (as JSON) fails the call instead.
 MAX_OUTPUT_JSON_BYTES = 1_900_000
 HEARTBEAT_SECONDS = 5.0
+# A worker that died mid-request is noticed after three missed heartbeats, not the whole timeout.
+HTTP_HEARTBEAT_TIMEOUT = timedelta(seconds=3 * HEARTBEAT_SECONDS)
 HTTP_CONFIGURATION_ERROR_TYPE = "HttpConfigurationError"
 
 

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from backend.workflow_runner.activities import (
         CALL_HTTP_ACTIVITY,
         DEFAULT_HTTP_TIMEOUT,
+        HTTP_HEARTBEAT_TIMEOUT,
         retry_policy,
     )
     from backend.workflow_runner.agent_call.models import CallAgentInput
@@ -68,6 +69,7 @@ class _WorkflowRunners:
                 call,
                 result_type=HttpCallOutput,
                 start_to_close_timeout=DEFAULT_HTTP_TIMEOUT,
+                heartbeat_timeout=HTTP_HEARTBEAT_TIMEOUT,
                 retry_policy=retry_policy(call),
                 summary=f"{call.method} {call.uri}",
             )
