@@ -18,7 +18,7 @@ from ai.stigmer.agentic.agentexecution.v1 import (
     spec_pb2,
 )
 from temporalio import activity, workflow
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 from temporalio.workflow import ActivityCancellationType
@@ -114,6 +114,13 @@ async def running(client: Client) -> AsyncIterator[str]:
     queue = f"caller-{uuid.uuid4()}"
     async with worker(client, queue):
         yield queue
+
+
+async def start(client: Client, queue: str, call: CallInput) -> WorkflowHandle[Any, Any]:
+    """Starts a caller workflow making `call` on the caller worker of `queue`."""
+    return await client.start_workflow(
+        CallerWorkflow.run, call, id=f"caller-{uuid.uuid4()}", task_queue=queue
+    )
 
 
 def drain() -> None:

@@ -10,6 +10,7 @@ import pytest_asyncio
 from temporalio.client import Client
 
 from backend.stigmer_service import app, logs
+from tests.stigmer_service import caller
 from tests.support.service import Stubs, fast_settings, open_stubs
 
 
@@ -28,3 +29,10 @@ async def stigmer(tmp_path: pathlib.Path, temporal_client: Client) -> AsyncItera
             yield stubs
         finally:
             await stubs.channel.close()
+
+
+@pytest_asyncio.fixture
+async def caller_queue(temporal_client: Client) -> AsyncIterator[str]:
+    """The task queue of a fake caller's worker (tests/stigmer_service/caller.py)."""
+    async with caller.running(temporal_client) as queue:
+        yield queue

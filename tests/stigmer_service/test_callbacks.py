@@ -7,12 +7,10 @@ import contextlib
 import hashlib
 import pathlib
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
-import pytest_asyncio
 from ai.stigmer.agentic.agentexecution.v1 import (
     api_pb2,
     command_pb2,
@@ -35,20 +33,6 @@ from tests.support.eventually import eventually
 from tests.support.service import Stubs, fast_settings, open_stubs
 
 WAIT = 30
-
-
-@pytest_asyncio.fixture
-async def caller_queue(temporal_client: Client) -> AsyncIterator[str]:
-    async with caller.running(temporal_client) as queue:
-        yield queue
-
-
-async def start_call(
-    client: Client, queue: str, call: caller.CallInput
-) -> WorkflowHandle[Any, Any]:
-    return await client.start_workflow(
-        caller.CallerWorkflow.run, call, id=f"caller-{uuid.uuid4()}", task_queue=queue
-    )
 
 
 async def next_execution() -> api_pb2.AgentExecution:
@@ -79,7 +63,7 @@ async def test_completed_sends_the_final_output(
     stigmer: Stubs, temporal_client: Client, caller_queue: str
 ) -> None:
     agent = await stigmer.agent("echo")
-    handle = await start_call(
+    handle = await caller.start(
         temporal_client,
         caller_queue,
         caller.CallInput(stigmer.endpoint, agent.metadata.id, "hello #reply=the final answer"),
@@ -108,7 +92,7 @@ async def test_failed_is_non_retryable_with_the_error_type(
     stigmer: Stubs, temporal_client: Client, caller_queue: str
 ) -> None:
     agent = await stigmer.agent("echo")
-    handle = await start_call(
+    handle = await caller.start(
         temporal_client,
         caller_queue,
         caller.CallInput(stigmer.endpoint, agent.metadata.id, "#fail=Boom", max_attempts=5),
@@ -133,7 +117,7 @@ async def test_cancel_rpc_reports_cancellation(
     stigmer: Stubs, temporal_client: Client, caller_queue: str
 ) -> None:
     agent = await stigmer.agent("echo")
-    handle = await start_call(
+    handle = await caller.start(
         temporal_client,
         caller_queue,
         caller.CallInput(stigmer.endpoint, agent.metadata.id, "#sleep=30", max_attempts=3),
@@ -166,7 +150,7 @@ async def test_execution_timeout_fails_the_caller_with_execution_timeout(
     stigmer: Stubs, temporal_client: Client, caller_queue: str
 ) -> None:
     agent = await stigmer.agent("echo")
-    handle = await start_call(
+    handle = await caller.start(
         temporal_client,
         caller_queue,
         caller.CallInput(stigmer.endpoint, agent.metadata.id, "#sleep=30", timeout_seconds=1),
@@ -188,7 +172,7 @@ async def test_cancelling_the_callers_workflow_cancels_the_execution(
     stigmer: Stubs, temporal_client: Client, caller_queue: str
 ) -> None:
     agent = await stigmer.agent("echo")
-    handle = await start_call(
+    handle = await caller.start(
         temporal_client,
         caller_queue,
         caller.CallInput(stigmer.endpoint, agent.metadata.id, "#sleep=30"),
@@ -221,7 +205,7 @@ async def test_one_sweeper_keeps_a_long_waiting_caller_alive(
     await worker.start_caller_heartbeats(temporal_client, settings)
     assert (await sweeper.describe()).run_id == first_run
     agent = await stigmer.agent("echo")
-    handle = await start_call(
+    handle = await caller.start(
         temporal_client,
         caller_queue,
         caller.CallInput(
@@ -293,7 +277,7 @@ async def test_the_sweeper_moves_to_another_replica_when_its_own_stops(
         stubs = await open_stubs(second)
         replicas.push_async_callback(stubs.channel.close)
         agent = await stubs.agent("echo")
-        handle = await start_call(
+        handle = await caller.start(
             temporal_client,
             caller_queue,
             caller.CallInput(
@@ -319,7 +303,7 @@ async def test_late_callback_is_recorded_as_already_closed(
     stigmer: Stubs, temporal_client: Client, caller_queue: str
 ) -> None:
     agent = await stigmer.agent("echo")
-    handle = await start_call(
+    handle = await caller.start(
         temporal_client,
         caller_queue,
         caller.CallInput(stigmer.endpoint, agent.metadata.id, "#sleep=3", activity_timeout=1),
@@ -367,7 +351,7 @@ async def test_a_delivery_whose_answer_was_lost_is_recorded_delivered(
 
     monkeypatch.setattr(callback, "send", applied_then_lost)
     agent = await stigmer.agent("echo")
-    handle = await start_call(
+    handle = await caller.start(
         temporal_client,
         caller_queue,
         caller.CallInput(stigmer.endpoint, agent.metadata.id, message),
@@ -389,7 +373,7 @@ async def test_duplicate_callback_is_not_sent_and_would_be_harmless(
     stigmer: Stubs, temporal_client: Client, caller_queue: str
 ) -> None:
     agent = await stigmer.agent("echo")
-    handle = await start_call(
+    handle = await caller.start(
         temporal_client,
         caller_queue,
         caller.CallInput(stigmer.endpoint, agent.metadata.id, "#reply=once"),
@@ -450,7 +434,7 @@ async def test_retried_caller_gets_one_run_and_its_callback(
     stigmer: Stubs, temporal_client: Client, caller_queue: str, message: str, retry_interval: float
 ) -> None:
     agent = await stigmer.agent("echo")
-    handle = await start_call(
+    handle = await caller.start(
         temporal_client,
         caller_queue,
         caller.CallInput(
@@ -536,14 +520,14 @@ async def test_transient_errors_are_retried_then_reported_retryable(
 ) -> None:
     agent = await stigmer.agent("echo")
     # Two transient failures, then an answer, within the activity's three attempts.
-    handle = await start_call(
+    handle = await caller.start(
         temporal_client,
         caller_queue,
         caller.CallInput(stigmer.endpoint, agent.metadata.id, "#transient-fail=2 #reply=ok"),
     )
     assert (await asyncio.wait_for(handle.result(), WAIT))["output"] == "ok"
     # More transient failures than attempts: the caller gets a retryable TransientModelError.
-    handle = await start_call(
+    handle = await caller.start(
         temporal_client,
         caller_queue,
         caller.CallInput(stigmer.endpoint, agent.metadata.id, "#transient-fail=9"),

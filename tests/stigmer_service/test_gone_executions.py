@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
-import pytest_asyncio
 from ai.stigmer.agentic.agentexecution.v1 import (
     api_pb2,
     command_pb2,
@@ -21,7 +19,7 @@ from ai.stigmer.agentic.agentexecution.v1 import (
     spec_pb2,
     status_pb2,
 )
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -35,20 +33,6 @@ from tests.support.eventually import eventually
 from tests.support.service import Stubs, fast_settings, open_stubs
 
 WAIT = 30
-
-
-@pytest_asyncio.fixture
-async def caller_queue(temporal_client: Client) -> AsyncIterator[str]:
-    async with caller.running(temporal_client) as queue:
-        yield queue
-
-
-async def start_call(
-    client: Client, queue: str, call: caller.CallInput
-) -> WorkflowHandle[Any, Any]:
-    return await client.start_workflow(
-        caller.CallerWorkflow.run, call, id=f"caller-{uuid.uuid4()}", task_queue=queue
-    )
 
 
 async def stored(stubs: Stubs, execution_id: str) -> api_pb2.AgentExecution:
@@ -67,7 +51,7 @@ async def test_an_ended_execution_that_owes_its_callback_cannot_be_deleted(
         stubs = await open_stubs(service)
         try:
             agent = await stubs.agent("echo")
-            handle = await start_call(
+            handle = await caller.start(
                 temporal_client,
                 caller_queue,
                 caller.CallInput(stubs.endpoint, agent.metadata.id, "#reply=kept"),
@@ -162,7 +146,7 @@ async def test_a_caller_whose_execution_workflow_was_terminated_is_told(
         stubs = await open_stubs(service)
         try:
             agent = await stubs.agent("echo")
-            handle = await start_call(
+            handle = await caller.start(
                 temporal_client,
                 caller_queue,
                 caller.CallInput(
