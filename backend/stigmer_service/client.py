@@ -23,6 +23,7 @@ from ai.stigmer.agentic.agentexecution.v1 import (
 )
 
 from backend.common import grpc_tls
+from backend.common.service_channel import ServiceChannel
 
 # A hung service must fail a call, never hang the command; `watch_execution` alone has no
 # deadline, since it follows an execution for as long as the execution runs.
@@ -31,7 +32,7 @@ DEFAULT_DEADLINE_SECONDS = 30.0
 PAGE_SIZE = 500
 
 
-class ServiceClient:
+class ServiceClient(ServiceChannel):
     """The service's agent and agent-execution calls, typed; use it as an async context manager.
 
     The channel is opened on first use, so it belongs to the event loop that makes the calls.
@@ -45,13 +46,7 @@ class ServiceClient:
         tls: grpc_tls.ClientTls | None = None,
     ) -> None:
         """`tls` None: from the STIGMER_TLS_* variables (plaintext when none is set)."""
-        self._endpoint = endpoint
-        self._tls = tls if tls is not None else grpc_tls.ClientTls.from_env()
-        self._metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {api_token}"),) if api_token else ()
-        )
-        self._deadline = deadline_seconds
-        self._channel: grpc.aio.Channel | None = None
+        super().__init__(endpoint, api_token, deadline_seconds, tls)
 
     async def __aenter__(self) -> Self:
         return self
@@ -63,16 +58,6 @@ class ServiceClient:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
-
-    async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
-
-    def _open(self) -> grpc.aio.Channel:
-        if self._channel is None:
-            self._channel = self._tls.channel(self._endpoint)
-        return self._channel
 
     def _agent_commands(self) -> agent_command_grpc.AgentCommandServiceAsyncStub:
         return agent_command_grpc.AgentCommandServiceStub(self._open())

@@ -3,20 +3,20 @@ bearer auth, deadlines."""
 
 from __future__ import annotations
 
-import grpc
 from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
 from ai.stigmer.agentic.agent.v1 import query_pb2 as agent_query_pb2
 from ai.stigmer.agentic.agent.v1 import query_pb2_grpc as agent_query_pb2_grpc
 from ai.stigmer.agentic.agentexecution.v1 import api_pb2, command_pb2, command_pb2_grpc
 from ai.stigmer.commons.apiresource import reference_pb2
 
-from backend.common import grpc_tls, tracing
+from backend.common import grpc_tls
+from backend.common.service_channel import ServiceChannel
 
 # Every call is bounded: a hung service must fail the call (and retry it), never hang a slot.
 DEFAULT_DEADLINE_SECONDS = 15.0
 
 
-class StigmerClient:
+class StigmerClient(ServiceChannel):
     """The agent query and agent-execution command calls, on one lazily opened channel.
 
     The channel is opened on first use so that it belongs to the event loop of the worker that
@@ -31,21 +31,8 @@ class StigmerClient:
         tls: grpc_tls.ClientTls | None = None,
     ) -> None:
         """`tls` None: from the STIGMER_TLS_* variables (plaintext when none is set)."""
-        self._endpoint = endpoint
-        self._tls = tls if tls is not None else grpc_tls.ClientTls.from_env()
-        self._metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {api_token}"),) if api_token else ()
-        )
-        self._deadline = deadline_seconds
-        self._channel: grpc.aio.Channel | None = None
-
-    def _open(self) -> grpc.aio.Channel:
-        if self._channel is None:
-            # With tracing on, each call carries the activity's trace context to the service.
-            self._channel = self._tls.channel(
-                self._endpoint, interceptors=tracing.grpc_client_interceptors() or None
-            )
-        return self._channel
+        # Traced: each call carries the activity's trace context to the service.
+        super().__init__(endpoint, api_token, deadline_seconds, tls, traced=True)
 
     async def get_agent_by_reference(
         self, reference: reference_pb2.ApiResourceReference
@@ -72,8 +59,3 @@ class StigmerClient:
             timeout=self._deadline,
             metadata=self._metadata,
         )
-
-    async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
