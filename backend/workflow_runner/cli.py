@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import uuid
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
@@ -14,7 +15,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from backend.common import logs, tracing
 from backend.workflow_runner import worker as worker_module
-from backend.workflow_runner.dsl import loader
+from backend.workflow_runner.dsl import durations, loader
 from backend.workflow_runner.dsl.errors import DslError
 from backend.workflow_runner.models import DslRunInput, ProgressEntry
 from backend.workflow_runner.workflows import PROGRESS_QUERY, WORKFLOW_NAME
@@ -123,6 +124,13 @@ def run(
         bool, typer.Option("--no-wait", help="Start the workflow and print its ids only.")
     ] = False,
     task_queue: TaskQueueOption = worker_module.TASK_QUEUE,
+    execution_timeout: Annotated[
+        str | None,
+        typer.Option(
+            help="Temporal ends the run after this ISO 8601 duration (e.g. P7D), whatever it is "
+            "waiting for (default: none; a document's own timeout.after ends it as a DSL error)."
+        ),
+    ] = None,
 ) -> None:
     """Validate FILE, run it, show progress on stderr and print the output as JSON on stdout.
 
@@ -142,13 +150,34 @@ def run(
             typer.echo(f"input: {problem}", err=True)
         raise typer.Exit(1)
     workflow_id = workflow_id or f"{document['document']['name']}-{uuid.uuid4()}"
+    limit = _duration("--execution-timeout", execution_timeout)
     try:
         exit_code = asyncio.run(
-            _run(DslRunInput(document, workflow_input), workflow_id, task_queue, wait=not no_wait)
+            _run(
+                DslRunInput(document, workflow_input),
+                workflow_id,
+                task_queue,
+                wait=not no_wait,
+                execution_timeout=limit,
+            )
         )
     finally:
         tracing.shutdown()
     raise typer.Exit(exit_code)
+
+
+def _duration(option: str, value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        seconds = durations.to_seconds(value)
+    except durations.DurationError as error:
+        typer.echo(f"{option}: {error}", err=True)
+        raise typer.Exit(1) from None
+    if seconds <= 0:
+        typer.echo(f"{option}: must be longer than zero", err=True)
+        raise typer.Exit(1)
+    return timedelta(seconds=seconds)
 
 
 def _read_input(value: str | None) -> Any:
@@ -168,7 +197,13 @@ def _read_input(value: str | None) -> Any:
         raise typer.Exit(1) from None
 
 
-async def _run(run_input: DslRunInput, workflow_id: str, task_queue: str, wait: bool) -> int:
+async def _run(
+    run_input: DslRunInput,
+    workflow_id: str,
+    task_queue: str,
+    wait: bool,
+    execution_timeout: timedelta | None = None,
+) -> int:
     # With tracing on, the trace starts here (StartWorkflow) and follows the run to the agents.
     tracing.configure("workflow-runner")
     client = await Client.connect(
@@ -177,7 +212,11 @@ async def _run(run_input: DslRunInput, workflow_id: str, task_queue: str, wait: 
         interceptors=tracing.temporal_interceptors(),
     )
     handle: WorkflowHandle[Any, Any] = await client.start_workflow(
-        WORKFLOW_NAME, run_input, id=workflow_id, task_queue=task_queue
+        WORKFLOW_NAME,
+        run_input,
+        id=workflow_id,
+        task_queue=task_queue,
+        execution_timeout=execution_timeout,
     )
     if not wait:
         typer.echo(json.dumps({"workflow_id": handle.id, "run_id": handle.result_run_id}))

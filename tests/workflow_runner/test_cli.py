@@ -203,3 +203,37 @@ async def test_run_no_wait_prints_the_ids(
             temporal_client.get_workflow_handle(workflow_id).result(), 30
         )
     assert output["category"] == "routine"
+
+
+async def test_run_with_an_execution_timeout_ends_a_run_that_waits_longer(
+    temporal_client: Client, temporal_server: DevServer, task_queue: str, tmp_path: pathlib.Path
+) -> None:
+    path = write(tmp_path, scenarios.inline("do:\n  - nap: {wait: PT60S}\n"))
+    workflow_id = f"bounded-{uuid.uuid4()}"
+    async with build_worker(temporal_client, task_queue):
+        result = await asyncio.wait_for(
+            asyncio.to_thread(
+                invoke,
+                "run",
+                str(path),
+                "--id",
+                workflow_id,
+                "--execution-timeout",
+                "PT2S",
+                "--task-queue",
+                task_queue,
+                address=temporal_server.address,
+            ),
+            40,
+        )
+    assert result.exit_code == 1, result.stderr
+    assert f"workflow {workflow_id} failed" in result.stderr
+    description = await temporal_client.get_workflow_handle(workflow_id).describe()
+    assert description.status is not None and description.status.name == "TIMED_OUT"
+
+
+def test_run_refuses_an_execution_timeout_that_is_not_a_duration(tmp_path: pathlib.Path) -> None:
+    path = write(tmp_path, scenarios.inline("do:\n  - a: {set: {x: 1}}\n"))
+    result = invoke("run", str(path), "--execution-timeout", "soon")
+    assert result.exit_code == 1
+    assert "--execution-timeout: 'soon' is not an ISO 8601 duration" in result.stderr
