@@ -40,8 +40,6 @@ def test_model_options_read_with_durations_as_timedelta() -> None:
         max_tokens=64,
         top_p=0.5,
         timeout=datetime.timedelta(seconds=1.5),
-        base_url="http://x",
-        api_key_env="KEY",
     )
     assert (documents.model(document), documents.instructions(document)) == (
         "openai/gpt",

@@ -44,8 +44,6 @@ def model_options(spec: dict[str, Any]) -> ModelOptions:
         max_tokens=None if max_tokens is None else int(max_tokens),
         top_p=_optional_float(options.get("topP")),
         timeout=duration(options.get("timeout")),
-        base_url=str(options.get("baseUrl", "")),
-        api_key_env=str(options.get("apiKeyEnv", "")),
     )
 
 

@@ -20,14 +20,15 @@ class CallerRef:
 
 @dataclasses.dataclass(frozen=True)
 class ModelOptions:
-    """An agent's model call options (the API's ModelOptions); None: the provider's default."""
+    """An agent's model call options (the API's ModelOptions); None: the provider's default.
+    Where to send the call and with which key is the operator's provider configuration
+    (`providers/catalog.py`): an agent's `base_url`/`api_key_env` are refused, and ignored when
+    stored by an older service."""
 
     temperature: float | None = None
     max_tokens: int | None = None
     top_p: float | None = None
     timeout: datetime.timedelta | None = None
-    base_url: str = ""
-    api_key_env: str = ""
 
 
 @dataclasses.dataclass
