@@ -45,7 +45,7 @@ def show_list(messages: Sequence[M], output: Output, text: Callable[[M], str]) -
 
 
 def agent_line(agent: agent_api_pb2.Agent) -> str:
-    return f"{agent.metadata.id}  {agent.metadata.org or '-'}/{agent.metadata.slug}  {agent.spec.model or 'offline/echo'}"
+    return f"{agent.metadata.id}  {agent.metadata.org or '-'}/{agent.metadata.slug}  {agent.spec.model or '(service default)'}"
 
 
 def phase(execution: api_pb2.AgentExecution) -> str:
