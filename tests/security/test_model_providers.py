@@ -24,10 +24,10 @@ from ai.stigmer.agentic.agentexecution.v1 import (
 from temporalio.client import Client
 
 from backend.stigmer_service import app
-from tests.security import model_server
-from tests.security.model_server import ModelServer, answer
+from tests.support import model_server
 from tests.support.agents import ORG, agent
 from tests.support.eventually import eventually
+from tests.support.model_server import ModelServer, answer
 from tests.support.service import Stubs, fast_settings, open_stubs
 
 OPERATOR_KEY = "operator-key-5c1b7e0d"

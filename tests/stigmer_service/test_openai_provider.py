@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import pathlib
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,48 +13,14 @@ from backend.common import contract
 from backend.stigmer_service.providers.base import ChatMessage, ModelCallError, ModelRequest
 from backend.stigmer_service.providers.catalog import Kind, ProviderConfig
 from backend.stigmer_service.providers.openai import REASON_CHARS, OpenAIProvider
-
-
-class FakeOpenAI(http.server.ThreadingHTTPServer):
-    """Answers /chat/completions with the next scripted (status, body) and records requests."""
-
-    def __init__(self) -> None:
-        self.script: list[tuple[int, dict[str, Any]]] = []
-        self.requests: list[tuple[dict[str, Any], str]] = []
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    server: FakeOpenAI
-
-    def do_POST(self) -> None:
-        assert self.path == "/v1/chat/completions"
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.requests.append((body, self.headers.get("Authorization", "")))
-        status, answer = self.server.script.pop(0)
-        payload = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+from tests.support import model_server
+from tests.support.model_server import ModelServer, answer
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def fake() -> Iterator[ModelServer]:
+    with model_server.serving() as server:
+        yield server
 
 
 def request() -> ModelRequest:
@@ -71,7 +35,7 @@ def request() -> ModelRequest:
     )
 
 
-def provider(fake: FakeOpenAI, **config: Any) -> OpenAIProvider:
+def provider(fake: ModelServer, **config: Any) -> OpenAIProvider:
     """The provider as the operator configured it: the fake's URL, the key from MY_KEY."""
     fields: dict[str, Any] = {"base_url": fake.base_url, "api_key_env": "MY_KEY"} | config
     return OpenAIProvider(
@@ -79,14 +43,12 @@ def provider(fake: FakeOpenAI, **config: Any) -> OpenAIProvider:
     )
 
 
-def answer(text: str) -> dict[str, Any]:
-    return {"choices": [{"message": {"role": "assistant", "content": text}}]}
-
-
-async def test_success(fake: FakeOpenAI) -> None:
+async def test_success(fake: ModelServer) -> None:
     fake.script = [(200, answer("hello"))]
     assert await provider(fake).complete(request()) == "hello"
-    body, auth = fake.requests[0]
+    seen = fake.seen[0]
+    assert seen.path == "/v1/chat/completions"
+    body, auth = json.loads(seen.body), seen.authorization
     assert body["model"] == "tiny" and body["temperature"] == 0.2
     assert body["messages"] == [
         {"role": "system", "content": "Be brief."},
@@ -96,40 +58,40 @@ async def test_success(fake: FakeOpenAI) -> None:
     assert auth == "Bearer k-123"
 
 
-async def test_429_then_success(fake: FakeOpenAI) -> None:
+async def test_429_then_success(fake: ModelServer) -> None:
     fake.script = [(429, {"error": "slow down"}), (503, {}), (200, answer("finally"))]
     assert await provider(fake).complete(request()) == "finally"
-    assert len(fake.requests) == 3
+    assert len(fake.seen) == 3
 
 
-async def test_persistent_5xx_is_transient(fake: FakeOpenAI) -> None:
+async def test_persistent_5xx_is_transient(fake: ModelServer) -> None:
     fake.script = [(500, {})] * 3
     with pytest.raises(ModelCallError) as raised:
         await provider(fake).complete(request())
     assert raised.value.retryable and raised.value.error_type == contract.TRANSIENT_MODEL_ERROR
 
 
-async def test_400_is_not_retried(fake: FakeOpenAI) -> None:
+async def test_400_is_not_retried(fake: ModelServer) -> None:
     fake.script = [(400, {"error": {"message": "bad model"}}), (200, answer("never"))]
     with pytest.raises(ModelCallError) as raised:
         await provider(fake).complete(request())
     assert not raised.value.retryable
     assert raised.value.error_type == contract.MODEL_ERROR
-    assert len(fake.requests) == 1
+    assert len(fake.seen) == 1
 
 
 async def test_the_key_comes_from_the_configured_file(
-    fake: FakeOpenAI, tmp_path: pathlib.Path
+    fake: ModelServer, tmp_path: pathlib.Path
 ) -> None:
     key_file = tmp_path / "key"
     key_file.write_text("file-key-1\n")
     fake.script = [(200, answer("hello"))]
     configured = provider(fake, api_key_env="", api_key_file=str(key_file))
     assert await configured.complete(request()) == "hello"
-    assert fake.requests[0][1] == "Bearer file-key-1"
+    assert fake.seen[0].authorization == "Bearer file-key-1"
 
 
-async def test_a_4xx_body_is_not_returned_as_it_came(fake: FakeOpenAI) -> None:
+async def test_a_4xx_body_is_not_returned_as_it_came(fake: ModelServer) -> None:
     """Finding 2: the error message (which Get returns) keeps the status and a short, masked
     reason; neither the key the body echoes nor the rest of the body."""
     leaked = "Incorrect API key provided: k-123. Internal trace: " + "x" * 2000
@@ -144,7 +106,7 @@ async def test_a_4xx_body_is_not_returned_as_it_came(fake: FakeOpenAI) -> None:
 
 
 async def test_a_4xx_without_a_json_error_keeps_the_status_and_reason_phrase(
-    fake: FakeOpenAI,
+    fake: ModelServer,
 ) -> None:
     fake.script = [(404, {"detail": "secret-ish k-123 and more"})]
     with pytest.raises(ModelCallError) as raised:
