@@ -10,10 +10,15 @@ from ai.stigmer.agentic.agent.v1 import spec_pb2 as agent_spec_pb2
 from ai.stigmer.agentic.agent.v1 import status_pb2 as agent_status_pb2
 from ai.stigmer.agentic.agentexecution.v1 import api_pb2, spec_pb2, status_pb2
 from ai.stigmer.commons.apiresource import audit_pb2, metadata_pb2
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import duration_pb2, json_format, timestamp_pb2
 
 from backend.stigmer_service.placeholders import MASK
-from backend.stigmer_service.store.records import AgentRecord, CallerRef, ExecutionRecord
+from backend.stigmer_service.store.records import (
+    AgentRecord,
+    CallerRef,
+    ExecutionRecord,
+    StepRecord,
+)
 
 API_VERSION = "agentic.stigmer.ai/v1"
 
@@ -73,6 +78,24 @@ def caller_to_proto(caller: CallerRef) -> spec_pb2.CallerInfo:
     )
 
 
+def _step(step: StepRecord) -> status_pb2.AgentStep:
+    duration = None
+    if step.duration is not None:
+        duration = duration_pb2.Duration()
+        duration.FromTimedelta(step.duration)
+    return status_pb2.AgentStep(
+        index=step.index,
+        kind=step.kind,  # type: ignore[arg-type]
+        tool_server=step.tool_server,
+        tool_name=step.tool_name,
+        arguments_json=step.arguments,
+        result=step.result,
+        error=step.error,
+        duration=duration,
+        started_at=_ts(step.started_at),
+    )
+
+
 def execution_to_proto(record: ExecutionRecord) -> api_pb2.AgentExecution:
     """The read view: no callback token, secret values as "***"."""
     audit = _audit(record.created_at, record.updated_at)
@@ -123,6 +146,7 @@ def execution_to_proto(record: ExecutionRecord) -> api_pb2.AgentExecution:
             delivered_at=_ts(record.callback_delivered_at),
         ),
         audit=audit,
+        steps=[_step(step) for step in record.steps],
     )
     return api_pb2.AgentExecution(
         api_version=API_VERSION,

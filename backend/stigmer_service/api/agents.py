@@ -34,6 +34,7 @@ def _writable(agent: api_pb2.Agent, field: str) -> dict[str, Any]:
     validation.slug(slug, f"{field}.metadata.slug")
     validation.model(agent.spec.model, f"{field}.spec.model")
     agent_options.check(agent.spec.model_options, f"{field}.spec.model_options")
+    validation.agent_tools(agent.spec, f"{field}.spec")
     return {
         "org": tenancy.require_org(agent.metadata.org, f"{field}.metadata.org"),
         "slug": slug,
@@ -77,6 +78,7 @@ class AgentCommandService(command_pb2_grpc.AgentCommandServiceServicer):
             request.agent, current, replace_message_field=True, replace_repeated_field=True
         )
         validation.model(current.spec.model, "agent.spec.model")
+        validation.agent_tools(current.spec, "agent.spec")
         fields = {
             "name": current.metadata.name,
             "labels": dict(current.metadata.labels),

@@ -13,10 +13,12 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from ai.stigmer.agentic.agent.v1 import spec_pb2 as agent_spec_pb2
 from ai.stigmer.agentic.agentexecution.v1 import spec_pb2 as execution_spec_pb2
 from ai.stigmer.agentic.agentexecution.v1 import status_pb2 as execution_status_pb2
 from ai.stigmer.commons.apiresource import metadata_pb2
@@ -97,6 +99,68 @@ def slug(value: str, field: str) -> str:
     if len(value) > limit:
         raise InvalidArgument(field, f"must be at most {limit} characters")
     return value
+
+
+# The bounds of an agent's tools (AgentSpec.mcp_servers, max_steps), as spec.proto states them.
+MAX_STEPS_LIMIT = 50
+MAX_MCP_SERVERS = 8
+MAX_ENABLED_TOOLS = 64
+MAX_TRANSPORT_ITEMS = 32  # stdio args and env names.
+MAX_HEADERS = 16
+MAX_TOOL_TEXT = 2048  # A command, an argument, a URL, a header, a tool name.
+_SERVER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_URL = re.compile(r"^https?://[^/\s]+")
+
+
+def _bounded(values: Iterable[str], limit: int, field: str) -> None:
+    items = list(values)
+    if len(items) > limit:
+        raise InvalidArgument(field, f"must have at most {limit} entries")
+    for index, item in enumerate(items):
+        if len(item) > MAX_TOOL_TEXT:
+            raise InvalidArgument(
+                f"{field}[{index}]", f"must be at most {MAX_TOOL_TEXT} characters"
+            )
+
+
+def agent_tools(spec: agent_spec_pb2.AgentSpec, field: str) -> None:
+    """An agent's `max_steps` and `mcp_servers` (at `field`, e.g. `agent.spec`): names, sizes
+    and counts within the bounds spec.proto states."""
+    if not 0 <= spec.max_steps <= MAX_STEPS_LIMIT:
+        raise InvalidArgument(f"{field}.max_steps", f"must be between 0 and {MAX_STEPS_LIMIT}")
+    if len(spec.mcp_servers) > MAX_MCP_SERVERS:
+        raise InvalidArgument(
+            f"{field}.mcp_servers", f"must have at most {MAX_MCP_SERVERS} entries"
+        )
+    seen: set[str] = set()
+    for index, server in enumerate(spec.mcp_servers):
+        at = f"{field}.mcp_servers[{index}]"
+        if not _SERVER_NAME.match(server.name):
+            raise InvalidArgument(
+                f"{at}.name", "must be 1-32 lowercase letters, digits and dashes, not dash-first"
+            )
+        if server.name in seen:
+            raise InvalidArgument(f"{at}.name", f"{server.name!r} names another server too")
+        seen.add(server.name)
+        transport = server.WhichOneof("transport")
+        if transport == "stdio":
+            required(server.stdio.command, f"{at}.stdio.command")
+            _bounded([server.stdio.command], 1, f"{at}.stdio.command")
+            _bounded(server.stdio.args, MAX_TRANSPORT_ITEMS, f"{at}.stdio.args")
+            _bounded(server.stdio.env, MAX_TRANSPORT_ITEMS, f"{at}.stdio.env")
+            for position, name in enumerate(server.stdio.env):
+                if not _ENV_NAME.match(name):
+                    raise InvalidArgument(f"{at}.stdio.env[{position}]", "is not a variable name")
+        elif transport == "http":
+            if not _URL.match(server.http.url) or len(server.http.url) > MAX_TOOL_TEXT:
+                raise InvalidArgument(f"{at}.http.url", "must be an http(s) URL")
+            if len(server.http.headers) > MAX_HEADERS:
+                raise InvalidArgument(f"{at}.http.headers", f"must have at most {MAX_HEADERS}")
+            _bounded(server.http.headers.values(), MAX_HEADERS, f"{at}.http.headers")
+        else:
+            raise InvalidArgument(f"{at}.transport", "set stdio or http")
+        _bounded(server.enabled_tools, MAX_ENABLED_TOOLS, f"{at}.enabled_tools")
 
 
 def update_mask(

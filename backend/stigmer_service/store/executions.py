@@ -19,6 +19,7 @@ from backend.stigmer_service.store.records import (
     PageCursor,
     SessionStart,
 )
+from backend.stigmer_service.store.steps import delete_steps, steps_by_execution
 from backend.stigmer_service.store.tables import agents, executions, messages
 
 
@@ -137,6 +138,7 @@ class ExecutionStore(StoreBase):
                 executions.c.callback_state != states.CALLBACK_WAITING
             )
         async with self.engine.begin() as conn:
+            await delete_steps(conn, doomed)
             await conn.execute(
                 messages.delete().where(
                     messages.c.execution_id.in_(sa.select(executions.c.id).where(doomed))
@@ -158,6 +160,7 @@ class ExecutionStore(StoreBase):
         async with self.engine.connect() as conn:
             record = execution_record(await self._execution_row(conn, execution_id))
             record.messages = await self._messages(conn, [execution_id])
+            record.steps = (await steps_by_execution(conn, [execution_id])).get(execution_id, [])
         return record
 
     async def execution_version(self, execution_id: str) -> int | None:
@@ -206,8 +209,10 @@ class ExecutionStore(StoreBase):
             rows = (await conn.execute(query)).all()
             records = [execution_record(r) for r in rows[:limit]]
             found = await self._messages_by_execution(conn, [r.id for r in records])
+            found_steps = await steps_by_execution(conn, [r.id for r in records])
         for record in records:
             record.messages = found.get(record.id, [])
+            record.steps = found_steps.get(record.id, [])
         return records, len(rows) > limit
 
     @staticmethod

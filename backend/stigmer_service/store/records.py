@@ -58,6 +58,26 @@ class MessageRecord:
     created_at: datetime.datetime
 
 
+# StepKind values of the API (status.proto), as the store keeps them.
+STEP_ASSISTANT_MESSAGE = 1
+STEP_TOOL_CALL = 2
+
+
+@dataclasses.dataclass
+class StepRecord:
+    """One step of an agent with tools (the API's AgentStep); secret values already masked."""
+
+    index: int
+    kind: int  # STEP_ASSISTANT_MESSAGE or STEP_TOOL_CALL
+    started_at: datetime.datetime
+    tool_server: str = ""
+    tool_name: str = ""
+    arguments: str = ""  # JSON text.
+    result: str = ""
+    error: str = ""
+    duration: datetime.timedelta | None = None  # None while a tool call runs.
+
+
 @dataclasses.dataclass
 class EnvValue:
     value: str  # Ciphertext when `is_secret`.
@@ -148,6 +168,7 @@ class ExecutionRecord:
     updated_at: datetime.datetime
     messages: list[MessageRecord] = dataclasses.field(default_factory=list)
     created_by: str | None = None  # None: created before credentials had names.
+    steps: list[StepRecord] = dataclasses.field(default_factory=list)  # In index order.
 
 
 @dataclasses.dataclass(frozen=True, repr=False)

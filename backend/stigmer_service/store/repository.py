@@ -6,11 +6,12 @@ from backend.stigmer_service.store.agents import AgentStore
 from backend.stigmer_service.store.callbacks import CallbackStore
 from backend.stigmer_service.store.executions import ExecutionStore
 from backend.stigmer_service.store.phases import PhaseStore
+from backend.stigmer_service.store.steps import StepStore
 
 
-class Store(AgentStore, ExecutionStore, PhaseStore, CallbackStore):
+class Store(AgentStore, ExecutionStore, PhaseStore, CallbackStore, StepStore):
     """The service's persistence; every method is one transaction.
 
     Each concern is a module of its own (`agents`, `executions`, `phases` for the guarded phase
-    writes, `callbacks`); they share the engine and the cipher through `StoreBase`.
+    writes, `callbacks`, `steps`); they share the engine and the cipher through `StoreBase`.
     """

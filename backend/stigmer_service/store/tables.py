@@ -80,3 +80,29 @@ messages = sa.Table(
     sa.Column("content", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# The steps of an agent with tools (AgentStep), one row each, written as they happen.
+steps = sa.Table(
+    "execution_steps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "execution_id",
+        sa.String(64),
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("step_index", sa.Integer, nullable=False),
+    sa.Column("kind", sa.Integer, nullable=False),
+    sa.Column("tool_server", sa.String(64), nullable=False),
+    sa.Column("tool_name", sa.String(255), nullable=False),
+    # Secret values masked, as the API shows them.
+    sa.Column("arguments", sa.Text, nullable=False),
+    sa.Column("result", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("duration_ms", sa.Integer),  # NULL while a tool call runs.
+    # A retried activity writes the same step again: it replaces, never duplicates.
+    sa.UniqueConstraint("execution_id", "step_index", name="uq_execution_steps_index"),
+)

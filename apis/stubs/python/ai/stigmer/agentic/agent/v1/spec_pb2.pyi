@@ -29,6 +29,8 @@ class AgentSpec(_message.Message):
     INSTRUCTIONS_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     MODEL_OPTIONS_FIELD_NUMBER: _builtins.int
+    MCP_SERVERS_FIELD_NUMBER: _builtins.int
+    MAX_STEPS_FIELD_NUMBER: _builtins.int
     description: _builtins.str
     """A short human-readable description of what the agent does. Optional."""
     instructions: _builtins.str
@@ -37,9 +39,20 @@ class AgentSpec(_message.Message):
     """The model the agent runs on, as "provider/name", for example "offline/echo" or
     "openai/gpt-4o-mini". Required.
     """
+    max_steps: _builtins.int
+    """The budget of model turns of one execution when the agent has tools: an execution that has
+    not answered after this many turns fails with "MaxStepsExceeded". Optional; 0 means the
+    server default (8); at most 50.
+    """
     @_builtins.property
     def model_options(self) -> Global___ModelOptions:
         """Tuning options passed to the model. Optional; unset options use the provider's defaults."""
+
+    @_builtins.property
+    def mcp_servers(self) -> _containers.RepeatedCompositeFieldContainer[Global___McpServer]:
+        """The MCP servers whose tools the agent may call, at most 8, each with a unique name. Optional;
+        an agent without servers answers with one model call and no tools.
+        """
 
     def __init__(
         self,
@@ -48,14 +61,148 @@ class AgentSpec(_message.Message):
         instructions: _builtins.str = ...,
         model: _builtins.str = ...,
         model_options: Global___ModelOptions | None = ...,
+        mcp_servers: _abc.Iterable[Global___McpServer] | None = ...,
+        max_steps: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model_options", b"model_options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "instructions", b"instructions", "model", b"model", "model_options", b"model_options"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "instructions", b"instructions", "max_steps", b"max_steps", "mcp_servers", b"mcp_servers", "model", b"model", "model_options", b"model_options"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgentSpec: _TypeAlias = AgentSpec  # noqa: Y015
+
+@_typing.final
+class McpServer(_message.Message):
+    """McpServer is a Model Context Protocol server whose tools an agent may call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STDIO_FIELD_NUMBER: _builtins.int
+    HTTP_FIELD_NUMBER: _builtins.int
+    ENABLED_TOOLS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The server's name within the agent: lowercase letters, digits and dashes, at most 32
+    characters. Required. Steps name the server by it.
+    """
+    @_builtins.property
+    def stdio(self) -> Global___StdioTransport:
+        """A local program started for the call, speaking MCP over its standard input and output."""
+
+    @_builtins.property
+    def http(self) -> Global___HttpTransport:
+        """A remote server speaking MCP's streamable HTTP transport."""
+
+    @_builtins.property
+    def enabled_tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The names of the server's tools the agent may call, at most 64. Optional; empty means every
+        tool the server lists.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        stdio: Global___StdioTransport | None = ...,
+        http: Global___HttpTransport | None = ...,
+        enabled_tools: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["http", b"http", "stdio", b"stdio", "transport", b"transport"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled_tools", b"enabled_tools", "http", b"http", "name", b"name", "stdio", b"stdio", "transport", b"transport"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_transport: _TypeAlias = _typing.Literal["stdio", "http"]  # noqa: Y015
+    _WhichOneofArgType_transport: _TypeAlias = _typing.Literal["transport", b"transport"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_transport) -> _WhichOneofReturnType_transport | None: ...
+
+Global___McpServer: _TypeAlias = McpServer  # noqa: Y015
+
+@_typing.final
+class StdioTransport(_message.Message):
+    """StdioTransport starts an MCP server as a child process of the service."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_FIELD_NUMBER: _builtins.int
+    ARGS_FIELD_NUMBER: _builtins.int
+    ENV_FIELD_NUMBER: _builtins.int
+    command: _builtins.str
+    """The program to run. Required."""
+    @_builtins.property
+    def args(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The program's arguments, at most 32. Optional."""
+
+    @_builtins.property
+    def env(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The names of the execution's runtime-env variables passed to the program's environment,
+        with their values (secret ones included), at most 32. Optional; never the values themselves.
+        """
+
+    def __init__(
+        self,
+        *,
+        command: _builtins.str = ...,
+        args: _abc.Iterable[_builtins.str] | None = ...,
+        env: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "env", b"env"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StdioTransport: _TypeAlias = StdioTransport  # noqa: Y015
+
+@_typing.final
+class HttpTransport(_message.Message):
+    """HttpTransport reaches an MCP server over streamable HTTP."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class HeadersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    URL_FIELD_NUMBER: _builtins.int
+    HEADERS_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """The server's http(s) URL. Required."""
+    @_builtins.property
+    def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Request headers, at most 16; a value may hold a placeholder "{{secret:NAME}}" of one of the
+        execution's secret runtime-env values, resolved only when the tool is called. Optional.
+        """
+
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["headers", b"headers", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HttpTransport: _TypeAlias = HttpTransport  # noqa: Y015
 
 @_typing.final
 class ModelOptions(_message.Message):

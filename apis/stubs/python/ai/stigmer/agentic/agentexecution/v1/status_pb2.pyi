@@ -6,6 +6,7 @@ isort:skip_file
 from ai.stigmer.commons.apiresource import audit_pb2 as _audit_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -58,6 +59,30 @@ EXECUTION_PHASE_FAILED: ExecutionPhase.ValueType  # 4
 EXECUTION_PHASE_CANCELLED: ExecutionPhase.ValueType  # 5
 """The execution was cancelled before it finished. Terminal."""
 Global___ExecutionPhase: _TypeAlias = ExecutionPhase  # noqa: Y015
+
+class _StepKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StepKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StepKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STEP_KIND_UNSPECIFIED: _StepKind.ValueType  # 0
+    """The kind is not set; never stored."""
+    STEP_KIND_ASSISTANT_MESSAGE: _StepKind.ValueType  # 1
+    """The model wrote a message (its final answer, or text alongside tool calls)."""
+    STEP_KIND_TOOL_CALL: _StepKind.ValueType  # 2
+    """The model called a tool; the step holds the call and, once it ran, its result or error."""
+
+class StepKind(_StepKind, metaclass=_StepKindEnumTypeWrapper):
+    """StepKind is what one step of an agent's loop did."""
+
+STEP_KIND_UNSPECIFIED: StepKind.ValueType  # 0
+"""The kind is not set; never stored."""
+STEP_KIND_ASSISTANT_MESSAGE: StepKind.ValueType  # 1
+"""The model wrote a message (its final answer, or text alongside tool calls)."""
+STEP_KIND_TOOL_CALL: StepKind.ValueType  # 2
+"""The model called a tool; the step holds the call and, once it ran, its result or error."""
+Global___StepKind: _TypeAlias = StepKind  # noqa: Y015
 
 class _MessageRole:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -171,6 +196,7 @@ class AgentExecutionStatus(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
     CALLBACK_FIELD_NUMBER: _builtins.int
     AUDIT_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
     phase: Global___ExecutionPhase.ValueType
     """The current phase of the execution. Output only."""
     output: _builtins.str
@@ -199,6 +225,12 @@ class AgentExecutionStatus(_message.Message):
     def audit(self) -> _audit_pb2.ApiResourceAudit:
         """Who last changed this status, and when. Output only."""
 
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentStep]:
+        """The steps of an agent with tools, in order, each recorded as it happens. Output only; empty
+        for an agent without tools.
+        """
+
     def __init__(
         self,
         *,
@@ -210,14 +242,79 @@ class AgentExecutionStatus(_message.Message):
         completed_at: _timestamp_pb2.Timestamp | None = ...,
         callback: Global___CallbackStatus | None = ...,
         audit: _audit_pb2.ApiResourceAudit | None = ...,
+        steps: _abc.Iterable[Global___AgentStep] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "callback", b"callback", "completed_at", b"completed_at", "error", b"error", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "callback", b"callback", "completed_at", b"completed_at", "error", b"error", "messages", b"messages", "output", b"output", "phase", b"phase", "started_at", b"started_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "callback", b"callback", "completed_at", b"completed_at", "error", b"error", "messages", b"messages", "output", b"output", "phase", b"phase", "started_at", b"started_at", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgentExecutionStatus: _TypeAlias = AgentExecutionStatus  # noqa: Y015
+
+@_typing.final
+class AgentStep(_message.Message):
+    """AgentStep is one step of an agent's loop: a model message or a tool call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TOOL_SERVER_FIELD_NUMBER: _builtins.int
+    TOOL_NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The step's position in the execution, from 0, in the order the steps happened. Output only."""
+    kind: Global___StepKind.ValueType
+    """What the step did. Output only."""
+    tool_server: _builtins.str
+    """The MCP server of a tool call, by its name in the agent. Output only; empty for a message."""
+    tool_name: _builtins.str
+    """The tool called. Output only; empty for a message."""
+    arguments_json: _builtins.str
+    """The call's arguments as JSON, with every secret value of the execution masked as "***".
+    Output only; empty for a message.
+    """
+    result: _builtins.str
+    """The model's text for a message; the tool's result for a tool call that succeeded (at most
+    4096 characters, secret values masked). Output only.
+    """
+    error: _builtins.str
+    """Why the tool call failed, as the model was told (at most 4096 characters, secret values
+    masked). Output only; empty when it did not fail.
+    """
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration:
+        """How long the tool call or the model turn took. Output only; unset while a call runs."""
+
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When the step started. Output only."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        kind: Global___StepKind.ValueType = ...,
+        tool_server: _builtins.str = ...,
+        tool_name: _builtins.str = ...,
+        arguments_json: _builtins.str = ...,
+        result: _builtins.str = ...,
+        error: _builtins.str = ...,
+        duration: _duration_pb2.Duration | None = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "duration", b"duration", "error", b"error", "index", b"index", "kind", b"kind", "result", b"result", "started_at", b"started_at", "tool_name", b"tool_name", "tool_server", b"tool_server"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentStep: _TypeAlias = AgentStep  # noqa: Y015
 
 @_typing.final
 class AgentMessage(_message.Message):
