@@ -3,15 +3,47 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import Any, Protocol
 
 from backend.common import contract
 
 
+@dataclasses.dataclass(frozen=True)
+class ToolSpec:
+    """A tool the model may call, as every provider is told about it."""
+
+    name: str  # The name the model calls it by: "<server>__<tool>" (OpenAI's function names).
+    description: str
+    parameters: dict[str, Any]  # A JSON Schema object of the arguments.
+    server: str  # The MCP server's name in the agent.
+    tool: str  # The tool's own name on that server.
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolCall:
+    """A call the model asked for; `arguments` is the JSON text the model wrote."""
+
+    id: str
+    name: str  # A `ToolSpec.name`.
+    arguments: str
+
+
 @dataclasses.dataclass
 class ChatMessage:
-    role: str  # "system" | "user" | "assistant"
+    role: str  # "system" | "user" | "assistant" | "tool"
     content: str
+    # An assistant message that called tools: the calls (their results follow as "tool" ones).
+    tool_calls: list[ToolCall] = dataclasses.field(default_factory=list)
+    # A "tool" message: the id of the call it answers.
+    tool_call_id: str = ""
+
+
+@dataclasses.dataclass
+class ModelReply:
+    """One model turn: either tool calls to make (and maybe some text), or the final text."""
+
+    text: str
+    tool_calls: list[ToolCall] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -26,6 +58,8 @@ class ModelRequest:
     max_tokens: int | None = None
     top_p: float | None = None
     timeout: float = 60.0
+    # The tools the model may call; empty: a plain chat completion.
+    tools: list[ToolSpec] = dataclasses.field(default_factory=list)
 
 
 class ModelCallError(Exception):
@@ -46,4 +80,10 @@ def permanent(message: str, error_type: str = contract.MODEL_ERROR) -> ModelCall
 
 
 class Provider(Protocol):
-    async def complete(self, request: ModelRequest) -> str: ...
+    async def complete(self, request: ModelRequest) -> str:
+        """The model's text answer (an agent without tools)."""
+        ...
+
+    async def turn(self, request: ModelRequest) -> ModelReply:
+        """One turn of an agent with tools: the final text, or the tool calls it asks for."""
+        ...

@@ -14,6 +14,14 @@ leaks a secret. Directives in the message steer it:
 - `#transient-fail=<n>`: fails the first n attempts with a transient error, then answers;
 - `#reply=<text>`: answers exactly the text up to the end of the line;
 - `#recall`: answers with the session's earlier user messages, joined by " | ".
+
+An agent with tools (`turn`) is scripted one model turn at a time, deterministically:
+
+- `#tool=<server>.<tool>:<JSON arguments>`: one per line; turn n (from 0) calls the n-th
+  listed tool with those arguments (`{}` when none are given), as the only call of that turn;
+- once every `#tool=` line has had its turn, the model answers: `#reply=<text>` if given, else
+  `"<agent slug>: "` and the results of the tool calls it saw, in order, joined by " | " (an
+  error result as `error: <text>`), so a test sees what went back to the model.
 """
 
 from __future__ import annotations
@@ -24,7 +32,13 @@ import re
 
 from backend.common import contract
 from backend.stigmer_service import placeholders
-from backend.stigmer_service.providers.base import ModelRequest, permanent, transient
+from backend.stigmer_service.providers.base import (
+    ModelReply,
+    ModelRequest,
+    ToolCall,
+    permanent,
+    transient,
+)
 from backend.stigmer_service.providers.catalog import DEFAULT_LIMITS, OfflineLimits
 
 _SLEEP = re.compile(r"#sleep=([0-9]+(?:\.[0-9]*)?)")
@@ -32,6 +46,7 @@ _FAIL = re.compile(r"#fail=([A-Za-z_][A-Za-z0-9_]*)")
 _TRANSIENT = re.compile(r"#transient-fail=([0-9]+)")
 _REPLY = re.compile(r"#reply=([^\n]*)")
 _GATE = re.compile(r"#wait-for=(\S+)")
+_TOOL = re.compile(r"^#tool=([a-z0-9-]+)\.([^:\s]+)(?::(.*))?$", re.MULTILINE)
 GATE_POLL_SECONDS = 0.2
 # The error types `#fail=` may name: the ones the demo and the tests use.
 FAIL_TYPES = frozenset({contract.MODEL_ERROR, "QuotaExceeded", "ToolExploded", "Boom"})
@@ -41,8 +56,42 @@ class OfflineProvider:
     def __init__(self, limits: OfflineLimits = DEFAULT_LIMITS) -> None:
         self._limits = limits
 
+    async def turn(self, request: ModelRequest) -> ModelReply:
+        user = max(i for i, m in enumerate(request.messages) if m.role == "user")
+        message = request.messages[user].content
+        await self._directives(message, request)
+        since = request.messages[user + 1 :]
+        turn = sum(1 for m in since if m.role == "assistant" and m.tool_calls)
+        scripted = _TOOL.findall(message)
+        if turn < len(scripted):
+            server, tool, arguments = scripted[turn]
+            name = next(
+                (t.name for t in request.tools if t.server == server and t.tool == tool),
+                f"{server}__{tool}",
+            )
+            call = ToolCall(f"call_{turn}", name, (arguments or "").strip() or "{}")
+            return ModelReply("", [call])
+        if reply := _REPLY.search(message):
+            text = reply.group(1)
+        else:
+            results = [m.content for m in since if m.role == "tool"]
+            text = f"{request.agent_slug}: {' | '.join(results)}"
+        return ModelReply(placeholders.mask(text, request.secret_values))
+
     async def complete(self, request: ModelRequest) -> str:
         message = request.messages[-1].content
+        await self._directives(message, request)
+        if reply := _REPLY.search(message):
+            text = reply.group(1)
+        elif "#recall" in message:
+            earlier = [m.content for m in request.messages[:-1] if m.role == "user"]
+            text = " | ".join(earlier)
+        else:
+            text = f"{request.agent_slug}: {message}"
+        return placeholders.mask(text, request.secret_values)
+
+    async def _directives(self, message: str, request: ModelRequest) -> None:
+        """The directives that delay or fail a call, the same for both kinds of call."""
         if sleep := _SLEEP.search(message):
             await asyncio.sleep(min(float(sleep.group(1)), self._limits.max_sleep))
         if gate := _GATE.search(message):
@@ -58,11 +107,3 @@ class OfflineProvider:
             raise permanent(f"offline model told to fail with {fail.group(1)}", fail.group(1))
         if (flaky := _TRANSIENT.search(message)) and request.attempt <= int(flaky.group(1)):
             raise transient(f"offline model transient failure on attempt {request.attempt}")
-        if reply := _REPLY.search(message):
-            text = reply.group(1)
-        elif "#recall" in message:
-            earlier = [m.content for m in request.messages[:-1] if m.role == "user"]
-            text = " | ".join(earlier)
-        else:
-            text = f"{request.agent_slug}: {message}"
-        return placeholders.mask(text, request.secret_values)

@@ -12,8 +12,11 @@ import tenacity
 
 from backend.stigmer_service import placeholders
 from backend.stigmer_service.providers.base import (
+    ChatMessage,
     ModelCallError,
+    ModelReply,
     ModelRequest,
+    ToolCall,
     permanent,
     transient,
 )
@@ -33,15 +36,35 @@ class OpenAIProvider:
         self._retry_wait = retry_wait
 
     async def complete(self, request: ModelRequest) -> str:
+        message = await self._message(request, _body(request))
+        content = message.get("content")
+        if not isinstance(content, str):
+            raise permanent("model endpoint returned no text content")
+        return content
+
+    async def turn(self, request: ModelRequest) -> ModelReply:
+        """One turn with function calling, in the Chat Completions wire format: `tools` of type
+        "function" in the request, `tool_calls` in the assistant's reply, and each result sent
+        back as a `role: "tool"` message with its `tool_call_id`."""
+        body = _body(request)
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": tool.name,
+                        "description": tool.description,
+                        "parameters": tool.parameters or {"type": "object", "properties": {}},
+                    },
+                }
+                for tool in request.tools
+            ]
+        return _reply(await self._message(request, body))
+
+    async def _message(self, request: ModelRequest, body: dict[str, Any]) -> dict[str, Any]:
+        """The first choice's `message` of the endpoint's answer to `body`."""
         url = f"{self._config.base_url.rstrip('/')}/chat/completions"
         api_key = self._config.api_key(request.env)
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-        }
-        for name in ("temperature", "max_tokens", "top_p"):
-            if (value := getattr(request, name)) is not None:
-                body[name] = value
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         hidden = [api_key, *request.secret_values] if api_key else list(request.secret_values)
         retrying = tenacity.AsyncRetrying(
@@ -68,7 +91,7 @@ class OpenAIProvider:
         body: dict[str, Any],
         headers: dict[str, str],
         hidden: list[str],
-    ) -> str:
+    ) -> dict[str, Any]:
         try:
             response = await client.post(url, json=body, headers=headers)
         except httpx.TimeoutException as error:
@@ -83,12 +106,67 @@ class OpenAIProvider:
         if status >= 300:
             raise permanent(f"model endpoint answered HTTP {status} (redirects are not followed)")
         try:
-            content = response.json()["choices"][0]["message"]["content"]
+            message = response.json()["choices"][0]["message"]
         except (ValueError, KeyError, IndexError, TypeError) as error:
             raise permanent("model endpoint returned an unexpected body") from error
-        if not isinstance(content, str):
-            raise permanent("model endpoint returned no text content")
-        return content
+        if not isinstance(message, dict):
+            raise permanent("model endpoint returned an unexpected body")
+        return message
+
+
+def _wire_message(message: ChatMessage) -> dict[str, Any]:
+    """A chat message as Chat Completions takes it."""
+    wire: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        # An assistant turn that only called tools has null content on the wire.
+        wire["content"] = message.content or None
+        wire["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id:
+        wire["tool_call_id"] = message.tool_call_id
+    return wire
+
+
+def _body(request: ModelRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": [_wire_message(m) for m in request.messages],
+    }
+    for name in ("temperature", "max_tokens", "top_p"):
+        if (value := getattr(request, name)) is not None:
+            body[name] = value
+    return body
+
+
+def _reply(message: dict[str, Any]) -> ModelReply:
+    """The assistant `message` of an answer as a provider-neutral reply."""
+    content = message.get("content")
+    text = content if isinstance(content, str) else ""
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise permanent("model endpoint returned malformed tool_calls")
+    found: list[ToolCall] = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise permanent("model endpoint returned malformed tool_calls")
+        arguments = function.get("arguments")
+        found.append(
+            ToolCall(
+                id=str(call.get("id") or f"call_{len(found)}"),
+                name=function["name"],
+                arguments=arguments if isinstance(arguments, str) else json.dumps(arguments or {}),
+            )
+        )
+    if not found and not isinstance(content, str):
+        raise permanent("model endpoint returned neither text nor tool calls")
+    return ModelReply(text, found)
 
 
 def reason(response: httpx.Response, hidden: list[str]) -> str:
