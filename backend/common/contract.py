@@ -14,6 +14,8 @@ INVALID_AGENT_CALL = "InvalidAgentCall"
 MODEL_ERROR = "ModelError"
 TRANSIENT_MODEL_ERROR = "TransientModelError"
 EXECUTION_TIMEOUT = "ExecutionTimeout"
+# An agent with tools that did not answer within its `max_steps` model turns.
+MAX_STEPS_EXCEEDED = "MaxStepsExceeded"
 # Sent when the service, not the caller, cancelled the execution.
 EXECUTION_CANCELLED = "ExecutionCancelled"
 

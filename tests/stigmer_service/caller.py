@@ -33,6 +33,8 @@ class CallInput:
     message: str
     timeout_seconds: float = 0.0
     secrets: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Runtime env values that are not secret (e.g. what an agent's stdio MCP server is given).
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
     idempotency: bool = True
     activity_timeout: float = 60.0
     max_attempts: int = 1
@@ -64,7 +66,10 @@ async def call_agent(call: CallInput) -> Any:
         idempotency_key=convert.idempotency_key(info) if call.idempotency else "",
         caller=convert.caller_info(info),
         runtime_env={
-            k: spec_pb2.ExecutionValue(value=v, is_secret=True) for k, v in call.secrets.items()
+            **{k: spec_pb2.ExecutionValue(value=v) for k, v in call.env.items()},
+            **{
+                k: spec_pb2.ExecutionValue(value=v, is_secret=True) for k, v in call.secrets.items()
+            },
         },
     )
     if call.timeout_seconds:

@@ -28,6 +28,7 @@ from backend.stigmer_service.config import Settings
 from backend.stigmer_service.errors import (
     FailedPrecondition,
     InvalidArgument,
+    NotFound,
     Unavailable,
 )
 from backend.stigmer_service.execution.fields import log_fields
@@ -39,6 +40,7 @@ from backend.stigmer_service.execution.workflows import (
     callback_workflow_id,
     workflow_id,
 )
+from backend.stigmer_service.store import documents
 from backend.stigmer_service.store.records import (
     ExecutionFilter,
     ExecutionRecord,
@@ -127,6 +129,12 @@ class Executions:
         timeout = (
             config.timeout.ToTimedelta().total_seconds() if config.HasField("timeout") else None
         )
+        # An agent with tools runs the agent loop; its budget is fixed for the run here. An
+        # agent deleted meanwhile takes the one-call path, which ends the run as AgentNotFound.
+        try:
+            max_steps = documents.max_steps((await self.store.get_agent(record.agent_id)).spec)
+        except NotFound:
+            max_steps = 0
         try:
             await self.client.start_workflow(
                 AgentExecutionWorkflow.run,
@@ -134,6 +142,7 @@ class Executions:
                     record.id,
                     execution_policy(self.settings, timeout),
                     handshake_id=contract.handshake_id(record.idempotency_key),
+                    max_steps=max_steps,
                 ),
                 id=workflow_id(record.id),
                 task_queue=self.settings.task_queue,

@@ -10,20 +10,25 @@ from temporalio.client import Client
 from backend.stigmer_service import logs, states
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.errors import NotFound
+from backend.stigmer_service.execution.agent_loop import AgentLoop
 from backend.stigmer_service.execution.agent_run import AgentRun
 from backend.stigmer_service.execution.delivery import Deliveries
 from backend.stigmer_service.execution.fields import log_fields
 from backend.stigmer_service.execution.models import (
     PHASE_DELETED,
+    CallToolInput,
     DeliverCallbackInput,
     DeliverCallbackOutput,
     ExecutionRef,
     FinishInput,
     FinishOutput,
+    LoopToolResult,
+    ModelTurnInput,
+    ModelTurnOutput,
     RunAgentOutput,
 )
 from backend.stigmer_service.metrics import ServiceMetrics
-from backend.stigmer_service.store.records import Delivery
+from backend.stigmer_service.store.records import Delivery, ExecutionRecord
 from backend.stigmer_service.store.repository import Store
 
 log = logs.get(__name__)
@@ -42,6 +47,7 @@ class ExecutionActivities:
         self.settings = settings
         self.metrics = metrics or ServiceMetrics()
         self.agent_run = AgentRun(store, settings, self.metrics)
+        self.agent_loop = AgentLoop(store, settings, self.agent_run)
         self.deliveries = Deliveries(store, client, settings, self.metrics)
 
     async def _deleted(self, execution_id: str, error: NotFound) -> None:
@@ -84,7 +90,19 @@ class ExecutionActivities:
         else:
             answer = await self.agent_run.answer(execution, fields)
             reply, slug = answer.reply, answer.agent_slug
-        ended = await self.store.complete(execution.id, reply, append=not recorded)
+        return await self._complete(execution, reply, slug, append=not recorded, fields=fields)
+
+    async def _complete(
+        self,
+        execution: ExecutionRecord,
+        reply: str,
+        slug: str | None,
+        *,
+        append: bool,
+        fields: dict[str, str],
+    ) -> RunAgentOutput:
+        """Records the answer and the end, then makes the first callback attempt."""
+        ended = await self.store.complete(execution.id, reply, append=append)
         # None: another writer (a cancel) ended it first; its end is what the caller gets.
         wrote = ended is not None
         ended = ended or await self.store.for_delivery(execution.id)
@@ -102,6 +120,40 @@ class ExecutionActivities:
             ended, attempt=activity.info().attempt, agent_slug=agent_slug
         )
         return RunAgentOutput(phase=ended.execution.phase, callback_state=state)
+
+    @activity.defn
+    async def model_turn(self, request: ModelTurnInput) -> ModelTurnOutput:
+        """One model turn of an agent with tools: the tool calls to make, or the end recorded
+        and delivered as `run_agent` does (the workflow retries a failed delivery)."""
+        try:
+            return await self._model_turn(request)
+        except NotFound as error:
+            await self._deleted(request.execution_id, error)
+            gone = RunAgentOutput(phase=PHASE_DELETED, callback_state=states.CALLBACK_NOT_REQUESTED)
+            return ModelTurnOutput([], ended=gone)
+
+    async def _model_turn(self, request: ModelTurnInput) -> ModelTurnOutput:
+        started = await self.store.mark_running(request.execution_id)
+        execution = await self.store.get_execution(request.execution_id)
+        fields = log_fields(execution)
+        if execution.phase in states.TERMINAL_PHASES:
+            log.info("execution already ended", phase=execution.phase, **fields)
+            ended = await self._ended(await self.store.for_delivery(execution.id))
+            return ModelTurnOutput([], ended=ended)
+        if started:
+            log.info("execution started", **fields)
+        reply = await self.agent_loop.turn(execution, fields, request.turns, request.next_index)
+        if reply.calls:
+            return ModelTurnOutput(reply.calls, reply.text, reply.next_index)
+        ended = await self._complete(
+            execution, reply.text, reply.agent_slug, append=True, fields=fields
+        )
+        return ModelTurnOutput([], reply.text, reply.next_index, ended=ended)
+
+    @activity.defn
+    async def call_tool(self, request: CallToolInput) -> LoopToolResult:
+        """One tool call of an agent with tools (see AgentLoop.call_tool)."""
+        return await self.agent_loop.call_tool(request)
 
     @activity.defn
     async def finish(self, outcome: FinishInput) -> FinishOutput:
@@ -140,4 +192,10 @@ class ExecutionActivities:
         return DeliverCallbackOutput(state)
 
     def all(self) -> list[Any]:
-        return [self.run_agent, self.finish, self.deliver_callback]
+        return [
+            self.run_agent,
+            self.model_turn,
+            self.call_tool,
+            self.finish,
+            self.deliver_callback,
+        ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from opentelemetry.trace import StatusCode
 from temporalio import activity
@@ -17,8 +19,15 @@ from backend.stigmer_service.errors import NotFound
 from backend.stigmer_service.execution.heartbeating import heartbeating
 from backend.stigmer_service.metrics import ServiceMetrics
 from backend.stigmer_service.providers import catalog, registry
-from backend.stigmer_service.providers.base import ChatMessage, ModelCallError, ModelRequest
-from backend.stigmer_service.store.records import ExecutionRecord
+from backend.stigmer_service.providers.base import (
+    ChatMessage,
+    ModelCallError,
+    ModelReply,
+    ModelRequest,
+    Provider,
+    ToolSpec,
+)
+from backend.stigmer_service.store.records import AgentRecord, ExecutionRecord
 from backend.stigmer_service.store.repository import Store
 
 log = logs.get(__name__)
@@ -28,6 +37,24 @@ _ROLE_NAMES = {states.ROLE_USER: "user", states.ROLE_ASSISTANT: "assistant"}
 
 # The model call's timeout when the agent sets none.
 DEFAULT_TIMEOUT = 60.0
+
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class Context:
+    """What a model call of an execution starts from; holds secrets in clear: never log it."""
+
+    execution: ExecutionRecord
+    agent: AgentRecord
+    env: dict[str, str]
+    secrets: dict[str, str]  # By name.
+    chat: list[ChatMessage]  # Instructions, session history, the execution's message.
+
+    @property
+    def secret_values(self) -> list[str]:
+        return list(self.secrets.values())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +74,14 @@ class AgentRun:
     async def answer(self, execution: ExecutionRecord, fields: dict[str, str]) -> Answer:
         """The model's answer to the execution's message; raises ApplicationError when the
         agent is gone or the model call failed (retryable or not, as the provider says)."""
+        context = await self.context(execution)
+        reply = await self.call(context, fields, complete)
+        return Answer(placeholders.mask(reply, context.secret_values), context.agent.slug)
+
+    async def agent(self, execution: ExecutionRecord) -> AgentRecord:
+        """The execution's agent; a gone agent is a non-retryable ApplicationError."""
         try:
-            agent = await self.store.get_agent(execution.agent_id)
+            return await self.store.get_agent(execution.agent_id)
         except NotFound as error:
             raise ApplicationError(
                 str(error),
@@ -56,20 +89,35 @@ class AgentRun:
                 non_retryable=True,
                 category=ApplicationErrorCategory.BENIGN,
             ) from None
+
+    async def context(self, execution: ExecutionRecord) -> Context:
+        """The agent, the env in clear and the chat up to the execution's own message."""
+        agent = await self.agent(execution)
         env, secrets = self.store.decrypt_env(execution)
-        secret_values = list(secrets.values())
-        options = agent.model_options
-        model = execution.model_name or agent.model
         chat: list[ChatMessage] = []
         if agent.instructions:
             chat.append(ChatMessage("system", agent.instructions))
         for earlier in await self.store.session_history(execution):
             chat.append(ChatMessage(_ROLE_NAMES[earlier.role], earlier.content))
         chat.append(ChatMessage("user", placeholders.substitute(execution.message, secrets)))
+        return Context(execution, agent, env, secrets, chat)
+
+    async def call(
+        self,
+        context: Context,
+        fields: dict[str, str],
+        make: Callable[[Provider, ModelRequest], Awaitable[T]],
+        tools: list[ToolSpec] | None = None,
+    ) -> T:
+        """One model call on `context.chat` (with `tools`, if any) through `make`, traced,
+        measured and heartbeating; a failure is an ApplicationError of the provider's type."""
+        execution, agent = context.execution, context.agent
+        secret_values = context.secret_values
+        options = agent.model_options
         temperature = (
             execution.temperature if execution.temperature is not None else options.temperature
         )
-        model = model or self.catalog.default_model
+        model = execution.model_name or agent.model or self.catalog.default_model
         provider_name = registry.provider_label(model, self.catalog)
         attempt = activity.info().attempt
         started = time.monotonic()
@@ -88,8 +136,8 @@ class AgentRun:
                 request = ModelRequest(
                     agent_slug=agent.slug,
                     model=resolved.model,
-                    messages=chat,
-                    env=env,
+                    messages=context.chat,
+                    env=context.env,
                     secret_values=secret_values,
                     attempt=attempt,
                     temperature=temperature,
@@ -100,10 +148,11 @@ class AgentRun:
                         if options.timeout is None
                         else options.timeout.total_seconds()
                     ),
+                    tools=list(tools or []),
                 )
                 log.info("model call", model=model, attempt=attempt, **fields)
-                reply = await heartbeating(
-                    resolved.provider.complete(request), self.settings.activity_heartbeat_interval
+                return await heartbeating(
+                    make(resolved.provider, request), self.settings.activity_heartbeat_interval
                 )
             except ModelCallError as error:
                 message = placeholders.mask(str(error), secret_values)
@@ -122,4 +171,11 @@ class AgentRun:
                 ) from None
             finally:
                 self.metrics.model_call.labels(provider_name).observe(time.monotonic() - started)
-        return Answer(placeholders.mask(reply, secret_values), agent.slug)
+
+
+def complete(provider: Provider, request: ModelRequest) -> Awaitable[str]:
+    return provider.complete(request)
+
+
+def turn(provider: Provider, request: ModelRequest) -> Awaitable[ModelReply]:
+    return provider.turn(request)

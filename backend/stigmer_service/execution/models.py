@@ -27,6 +27,9 @@ class ExecutionWorkflowInput:
     policy: ExecutionPolicy
     # Correlates the workflow's log lines with the runner's and the service's (not a secret).
     handshake_id: str = ""
+    # The model-turn budget of an agent with tools, fixed at the start: 0 (an agent without
+    # tools, and every run started before tools existed) keeps the one `run_agent` activity.
+    max_steps: int = 0
 
 
 @dataclasses.dataclass
@@ -93,3 +96,63 @@ class DeliverCallbackInput:
 @dataclasses.dataclass
 class DeliverCallbackOutput:
     state: int
+
+
+# The agent loop of an agent with tools (workflows.AgentExecutionWorkflow._loop). The workflow
+# holds only this conversation state; secret values are masked in all of it, since it is
+# workflow history.
+
+
+@dataclasses.dataclass
+class LoopToolCall:
+    """A tool call the model asked for, and the step that records it."""
+
+    index: int  # The step's index.
+    call_id: str  # The model's id of the call, echoed with its result.
+    name: str  # The name the model called ("<server>__<tool>").
+    server: str  # Empty when the name is no tool of the agent's.
+    tool: str
+    arguments: str  # JSON text, secret values masked.
+
+
+@dataclasses.dataclass
+class LoopToolResult:
+    call_id: str
+    text: str  # Bounded, secret values masked.
+    is_error: bool = False
+
+
+@dataclasses.dataclass
+class LoopTurn:
+    """One model turn that called tools, and what the tools returned."""
+
+    text: str
+    calls: list[LoopToolCall]
+    results: list[LoopToolResult]
+
+
+@dataclasses.dataclass
+class ModelTurnInput:
+    execution_id: str
+    turns: list[LoopTurn]
+    next_index: int  # The index of the next step to record.
+
+
+@dataclasses.dataclass
+class ModelTurnOutput:
+    """Either the recorded end (`ended`: the model answered, and the activity recorded it and
+    made the first callback attempt, as `run_agent` does) or the tool calls to make."""
+
+    calls: list[LoopToolCall]
+    text: str = ""
+    next_index: int = 0
+    ended: RunAgentOutput | None = None
+
+
+@dataclasses.dataclass
+class CallToolInput:
+    execution_id: str
+    call: LoopToolCall
+    # The activity's attempts: the last one reports a failure as the tool's error result (for
+    # the model) instead of raising it.
+    max_attempts: int

@@ -45,3 +45,15 @@ def callback_retry(policy: ExecutionPolicy, attempts: int) -> RetryPolicy:
         initial_interval=timedelta(seconds=policy.callback_retry_initial_interval),
         maximum_attempts=attempts,
     )
+
+
+# Attempts of one tool call: a transport failure (the server did not start, the connection
+# dropped) is retried; a tool that answers with an error is not (the model gets the error).
+TOOL_MAX_ATTEMPTS = 3
+# How long one tool call may run (the tool client's own timeout is tooling.TOOL_TIMEOUT).
+TOOL_TIMEOUT = 60.0
+
+
+def tool_retry() -> RetryPolicy:
+    """Retries of the call_tool activity."""
+    return RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=TOOL_MAX_ATTEMPTS)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 from backend.common import contract
 
@@ -19,12 +19,17 @@ with workflow.unsafe.imports_passed_through():
     from backend.stigmer_service.execution.models import (
         CallbackWorkflowInput,
         CallbackWorkflowOutput,
+        CallToolInput,
         DeliverCallbackInput,
         ExecutionPolicy,
         ExecutionRef,
         ExecutionWorkflowInput,
         ExecutionWorkflowOutput,
         FinishInput,
+        LoopToolCall,
+        LoopToolResult,
+        LoopTurn,
+        ModelTurnInput,
         RunAgentOutput,
     )
 
@@ -81,7 +86,7 @@ class AgentExecutionWorkflow:
         extra = {"execution_id": request.execution_id, "handshake_id": request.handshake_id}
         workflow.logger.info("execution workflow started", extra=extra)
         try:
-            ended = await self._run(ref, request.policy)
+            ended = await self._run(ref, request.policy, request.max_steps)
         except asyncio.CancelledError:
             # The workflow itself was cancelled (through Temporal): the execution is cancelled.
             ended = FinishInput(ref.execution_id, states.PHASE_CANCELLED)
@@ -103,16 +108,22 @@ class AgentExecutionWorkflow:
         return ExecutionWorkflowOutput(phase=phase)
 
     async def _run(
-        self, ref: ExecutionRef, policy: ExecutionPolicy
+        self, ref: ExecutionRef, policy: ExecutionPolicy, max_steps: int
     ) -> RunAgentOutput | FinishInput:
         """The agent's recorded end, or the end to record: failed, timed out or cancelled."""
-        agent = workflow.start_activity_method(
-            ExecutionActivities.run_agent,
-            ref,
-            start_to_close_timeout=timedelta(seconds=policy.timeout_seconds + 60),
-            heartbeat_timeout=timedelta(seconds=policy.activity_heartbeat_timeout),
-            retry_policy=policies.model_retry(policy),
-        )
+        agent: asyncio.Future[Any]
+        if max_steps > 0:
+            # An agent with tools. Runs started before tools existed, and agents without tools,
+            # have max_steps 0 and never take this branch: their histories replay unchanged.
+            agent = asyncio.ensure_future(self._loop(ref, policy, max_steps))
+        else:
+            agent = workflow.start_activity_method(
+                ExecutionActivities.run_agent,
+                ref,
+                start_to_close_timeout=timedelta(seconds=policy.timeout_seconds + 60),
+                heartbeat_timeout=timedelta(seconds=policy.activity_heartbeat_timeout),
+                retry_policy=policies.model_retry(policy),
+            )
         cancel = asyncio.ensure_future(
             workflow.wait_condition(lambda: self._cancel_reason is not None)
         )
@@ -142,6 +153,54 @@ class AgentExecutionWorkflow:
             error_type=contract.EXECUTION_TIMEOUT,
             error_message=f"the execution did not end within {policy.timeout_seconds:g}s",
         )
+
+    async def _loop(
+        self, ref: ExecutionRef, policy: ExecutionPolicy, max_steps: int
+    ) -> RunAgentOutput | FinishInput:
+        """The agent loop: each model turn and each tool call is an activity of its own; this
+        holds only the (masked) conversation. Ends with the turn that answers (recorded and
+        delivered by it), or MaxStepsExceeded after `max_steps` turns without an answer."""
+        turns: list[LoopTurn] = []
+        next_index = 0
+        for _ in range(max_steps):
+            reply = await workflow.execute_activity_method(
+                ExecutionActivities.model_turn,
+                ModelTurnInput(ref.execution_id, turns, next_index),
+                start_to_close_timeout=timedelta(seconds=policy.timeout_seconds + 60),
+                heartbeat_timeout=timedelta(seconds=policy.activity_heartbeat_timeout),
+                retry_policy=policies.model_retry(policy),
+            )
+            if reply.ended is not None:
+                return reply.ended
+            next_index = reply.next_index
+            results = [await self._call_tool(ref, call, policy) for call in reply.calls]
+            turns.append(LoopTurn(reply.text, reply.calls, results))
+        return FinishInput(
+            ref.execution_id,
+            states.PHASE_FAILED,
+            error_type=contract.MAX_STEPS_EXCEEDED,
+            error_message=f"the agent did not answer within {max_steps} model turns (max_steps)",
+        )
+
+    @staticmethod
+    async def _call_tool(
+        ref: ExecutionRef, call: LoopToolCall, policy: ExecutionPolicy
+    ) -> LoopToolResult:
+        try:
+            return await workflow.execute_activity_method(
+                ExecutionActivities.call_tool,
+                CallToolInput(ref.execution_id, call, policies.TOOL_MAX_ATTEMPTS),
+                start_to_close_timeout=timedelta(seconds=policies.TOOL_TIMEOUT + 30),
+                heartbeat_timeout=timedelta(seconds=policy.activity_heartbeat_timeout),
+                retry_policy=policies.tool_retry(),
+            )
+        except ActivityError as error:
+            # Out of attempts without an answer (timeouts): the model hears it as the result.
+            cause = error.cause
+            if isinstance(cause, CancelledError):
+                raise  # The loop is being cancelled: nothing to tell the model.
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+            return LoopToolResult(call.call_id, f"tool call failed: {message}", is_error=True)
 
     @staticmethod
     def _agent_outcome(

@@ -7,7 +7,10 @@ from typing import Any
 
 from google.protobuf import duration_pb2
 
-from backend.stigmer_service.store.records import CallerRef, ModelOptions
+from backend.stigmer_service.store.records import CallerRef, McpServerRecord, ModelOptions
+
+# The model turns of an agent with tools whose spec sets no `maxSteps`.
+DEFAULT_MAX_STEPS = 8
 
 
 def duration(value: Any) -> datetime.timedelta | None:
@@ -65,3 +68,42 @@ def config_model(config: dict[str, Any]) -> str:
 def config_temperature(config: dict[str, Any]) -> float | None:
     """The temperature an ExecutionConfig document sets instead of the agent's."""
     return _optional_float(config.get("temperature"))
+
+
+def mcp_servers(spec: dict[str, Any]) -> list[McpServerRecord]:
+    """The `mcpServers` of an AgentSpec document."""
+    found: list[McpServerRecord] = []
+    for server in spec.get("mcpServers") or []:
+        stdio, http = server.get("stdio"), server.get("http")
+        name = str(server.get("name", ""))
+        enabled = tuple(str(t) for t in server.get("enabledTools") or [])
+        if stdio is not None:
+            found.append(
+                McpServerRecord(
+                    name,
+                    "stdio",
+                    command=str(stdio.get("command", "")),
+                    args=tuple(str(a) for a in stdio.get("args") or []),
+                    env_names=tuple(str(e) for e in stdio.get("env") or []),
+                    enabled_tools=enabled,
+                )
+            )
+        elif http is not None:
+            headers = http.get("headers") or {}
+            found.append(
+                McpServerRecord(
+                    name,
+                    "http",
+                    url=str(http.get("url", "")),
+                    headers=tuple((str(k), str(v)) for k, v in sorted(headers.items())),
+                    enabled_tools=enabled,
+                )
+            )
+    return found
+
+
+def max_steps(spec: dict[str, Any]) -> int:
+    """The model-turn budget of an agent with tools; 0 for an agent without (one model call)."""
+    if not spec.get("mcpServers"):
+        return 0
+    return int(spec.get("maxSteps") or DEFAULT_MAX_STEPS)

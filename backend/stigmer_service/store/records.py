@@ -31,6 +31,20 @@ class ModelOptions:
     timeout: datetime.timedelta | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class McpServerRecord:
+    """One of an agent's MCP servers (the API's McpServer), as stored: env names, not values."""
+
+    name: str
+    transport: str  # "stdio" or "http".
+    command: str = ""
+    args: tuple[str, ...] = ()
+    env_names: tuple[str, ...] = ()  # Runtime-env variables passed to a stdio server.
+    url: str = ""
+    headers: tuple[tuple[str, str], ...] = ()  # May hold {{secret:NAME}} placeholders.
+    enabled_tools: tuple[str, ...] = ()  # Empty: every tool.
+
+
 @dataclasses.dataclass
 class AgentRecord:
     id: str
