@@ -29,6 +29,7 @@ RANKS: dict[str, int] = {
     "backend.stigmer_service.identity": 1,
     "backend.stigmer_service.store": 2,
     "backend.stigmer_service.providers": 2,
+    "backend.stigmer_service.tools": 2,
     "backend.stigmer_service.convert": 3,
     "backend.stigmer_service.metrics": 3,
     "backend.stigmer_service.execution": 4,

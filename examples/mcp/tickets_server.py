@@ -1,0 +1,69 @@
+"""A ticket desk as an MCP server (stdio by default, streamable HTTP with --port): the demo's tools.
+
+`add_comment` appends one JSON line per call to the file named by TICKETS_COMMENTS_FILE, so a test
+can count a tool's side effects (exactly once, or not at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+COMMENTS_FILE_ENV = "TICKETS_COMMENTS_FILE"
+
+TICKETS: dict[str, dict[str, str]] = {
+    "T-1": {"title": "Checkout fails with a 502", "status": "open", "priority": "high"},
+    "T-2": {"title": "Typo on the pricing page", "status": "open", "priority": "low"},
+    "T-3": {"title": "Export to CSV times out", "status": "closed", "priority": "medium"},
+}
+
+server: MCPServer = MCPServer(
+    "tickets", instructions="Look up support tickets and comment on them."
+)
+
+
+@server.tool()
+def lookup_ticket(id: str) -> str:
+    """Return a ticket's title, status and priority as JSON."""
+    ticket = TICKETS.get(id)
+    if ticket is None:
+        raise ToolError(f"no ticket {id!r}")
+    return json.dumps({"id": id, **ticket}, sort_keys=True)
+
+
+@server.tool()
+def add_comment(id: str, text: str) -> str:
+    """Add a comment to a ticket."""
+    if id not in TICKETS:
+        raise ToolError(f"no ticket {id!r}")
+    path = os.environ.get(COMMENTS_FILE_ENV)
+    if not path:
+        raise ToolError(f"{COMMENTS_FILE_ENV} is not set: nowhere to keep comments")
+    with pathlib.Path(path).open("a", encoding="utf-8") as comments:
+        comments.write(json.dumps({"id": id, "text": text}, sort_keys=True) + "\n")
+    return f"comment added to {id}"
+
+
+@server.tool()
+def escalate_ticket(id: str) -> str:
+    """Page the on-call engineer about a ticket (the pager is always down: a tool that fails)."""
+    raise ToolError(f"cannot escalate {id}: the pager service is unavailable")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, help="serve streamable HTTP on 127.0.0.1:PORT/mcp")
+    args = parser.parse_args()
+    if args.port is None:
+        server.run()
+    else:
+        server.run("streamable-http", host="127.0.0.1", port=args.port)
+
+
+if __name__ == "__main__":
+    main()
