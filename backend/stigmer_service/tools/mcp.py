@@ -176,8 +176,10 @@ async def _streams(server: McpServer, timeout: float, errlog: IO[bytes]) -> Asyn
     if server.transport == STDIO:
         if not server.command:
             raise ToolError(f"MCP server {server.name!r} has no command", retryable=False)
+        # The SDK lays these over its fixed safe list taken from the service's environment (PATH,
+        # HOME, USER, LOGNAME, SHELL, TERM) and passes nothing else of it: no service secret.
         parameters = StdioServerParameters(
-            command=server.command, args=list(server.args), env=_child_env(server.env)
+            command=server.command, args=list(server.args), env=dict(server.env)
         )
         # The child's stderr goes to a file whose tail an error can quote (the SDK types it
         # TextIO, but only its file descriptor is used).
@@ -198,14 +200,6 @@ async def _streams(server: McpServer, timeout: float, errlog: IO[bytes]) -> Asyn
             f" (expected one of {', '.join(TRANSPORTS)})",
             retryable=False,
         )
-
-
-def _child_env(configured: Mapping[str, str]) -> dict[str, str]:
-    """Only the configured variables; PATH comes from the service unless configured."""
-    env = dict(configured)
-    if "PATH" not in env and "PATH" in os.environ:
-        env["PATH"] = os.environ["PATH"]
-    return env
 
 
 def _tool_error(
