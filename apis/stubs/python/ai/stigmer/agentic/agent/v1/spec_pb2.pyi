@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,58 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ToolApprovalMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ToolApprovalModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ToolApprovalMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TOOL_APPROVAL_MODE_UNSPECIFIED: _ToolApprovalMode.ValueType  # 0
+    """Not set: the same as TOOL_APPROVAL_MODE_NONE."""
+    TOOL_APPROVAL_MODE_NONE: _ToolApprovalMode.ValueType  # 1
+    """No tool call waits for approval."""
+    TOOL_APPROVAL_MODE_LISTED: _ToolApprovalMode.ValueType  # 2
+    """The calls of the tools named in `ToolApproval.tools` wait for approval."""
+    TOOL_APPROVAL_MODE_ALL: _ToolApprovalMode.ValueType  # 3
+    """Every tool call waits for approval."""
+
+class ToolApprovalMode(_ToolApprovalMode, metaclass=_ToolApprovalModeEnumTypeWrapper):
+    """ToolApprovalMode says which tool calls need a person's approval."""
+
+TOOL_APPROVAL_MODE_UNSPECIFIED: ToolApprovalMode.ValueType  # 0
+"""Not set: the same as TOOL_APPROVAL_MODE_NONE."""
+TOOL_APPROVAL_MODE_NONE: ToolApprovalMode.ValueType  # 1
+"""No tool call waits for approval."""
+TOOL_APPROVAL_MODE_LISTED: ToolApprovalMode.ValueType  # 2
+"""The calls of the tools named in `ToolApproval.tools` wait for approval."""
+TOOL_APPROVAL_MODE_ALL: ToolApprovalMode.ValueType  # 3
+"""Every tool call waits for approval."""
+Global___ToolApprovalMode: _TypeAlias = ToolApprovalMode  # noqa: Y015
+
+class _ApprovalTimeoutAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ApprovalTimeoutActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ApprovalTimeoutAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    APPROVAL_TIMEOUT_ACTION_UNSPECIFIED: _ApprovalTimeoutAction.ValueType  # 0
+    """Not set: the same as APPROVAL_TIMEOUT_ACTION_REJECT."""
+    APPROVAL_TIMEOUT_ACTION_REJECT: _ApprovalTimeoutAction.ValueType  # 1
+    """The call is rejected: the model hears the rejection as the tool's result and continues."""
+    APPROVAL_TIMEOUT_ACTION_FAIL: _ApprovalTimeoutAction.ValueType  # 2
+    """The execution fails with the error type "ToolApprovalTimedOut"."""
+
+class ApprovalTimeoutAction(_ApprovalTimeoutAction, metaclass=_ApprovalTimeoutActionEnumTypeWrapper):
+    """ApprovalTimeoutAction is what happens to a tool call nobody decided on within the timeout."""
+
+APPROVAL_TIMEOUT_ACTION_UNSPECIFIED: ApprovalTimeoutAction.ValueType  # 0
+"""Not set: the same as APPROVAL_TIMEOUT_ACTION_REJECT."""
+APPROVAL_TIMEOUT_ACTION_REJECT: ApprovalTimeoutAction.ValueType  # 1
+"""The call is rejected: the model hears the rejection as the tool's result and continues."""
+APPROVAL_TIMEOUT_ACTION_FAIL: ApprovalTimeoutAction.ValueType  # 2
+"""The execution fails with the error type "ToolApprovalTimedOut"."""
+Global___ApprovalTimeoutAction: _TypeAlias = ApprovalTimeoutAction  # noqa: Y015
 
 @_typing.final
 class AgentSpec(_message.Message):
@@ -31,6 +84,7 @@ class AgentSpec(_message.Message):
     MODEL_OPTIONS_FIELD_NUMBER: _builtins.int
     MCP_SERVERS_FIELD_NUMBER: _builtins.int
     MAX_STEPS_FIELD_NUMBER: _builtins.int
+    TOOL_APPROVAL_FIELD_NUMBER: _builtins.int
     description: _builtins.str
     """A short human-readable description of what the agent does. Optional."""
     instructions: _builtins.str
@@ -54,6 +108,12 @@ class AgentSpec(_message.Message):
         an agent without servers answers with one model call and no tools.
         """
 
+    @_builtins.property
+    def tool_approval(self) -> Global___ToolApproval:
+        """Which of the agent's tool calls wait for a person's approval before they run. Optional;
+        unset means no call waits.
+        """
+
     def __init__(
         self,
         *,
@@ -63,14 +123,60 @@ class AgentSpec(_message.Message):
         model_options: Global___ModelOptions | None = ...,
         mcp_servers: _abc.Iterable[Global___McpServer] | None = ...,
         max_steps: _builtins.int = ...,
+        tool_approval: Global___ToolApproval | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["model_options", b"model_options"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model_options", b"model_options", "tool_approval", b"tool_approval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "instructions", b"instructions", "max_steps", b"max_steps", "mcp_servers", b"mcp_servers", "model", b"model", "model_options", b"model_options"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "instructions", b"instructions", "max_steps", b"max_steps", "mcp_servers", b"mcp_servers", "model", b"model", "model_options", b"model_options", "tool_approval", b"tool_approval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgentSpec: _TypeAlias = AgentSpec  # noqa: Y015
+
+@_typing.final
+class ToolApproval(_message.Message):
+    """ToolApproval makes tool calls wait, holding no resources, until a person approves or
+    rejects them (AgentExecutionCommandService.DecideToolCall) or the timeout passes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    ON_TIMEOUT_FIELD_NUMBER: _builtins.int
+    mode: Global___ToolApprovalMode.ValueType
+    """Which calls wait. Optional; unspecified means none."""
+    on_timeout: Global___ApprovalTimeoutAction.ValueType
+    """What happens when nobody decided within the timeout. Optional; unspecified means reject."""
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The tools whose calls wait with TOOL_APPROVAL_MODE_LISTED, each as "<server>.<tool>" (the
+        MCP server's name in the agent, then the tool's name), at most 64. Required with
+        TOOL_APPROVAL_MODE_LISTED; empty otherwise.
+        """
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """How long a call waits for a decision. Optional; a server default (1 hour) when unset; at
+        least 1 second and at most 7 days.
+        """
+
+    def __init__(
+        self,
+        *,
+        mode: Global___ToolApprovalMode.ValueType = ...,
+        tools: _abc.Iterable[_builtins.str] | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        on_timeout: Global___ApprovalTimeoutAction.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mode", b"mode", "on_timeout", b"on_timeout", "timeout", b"timeout", "tools", b"tools"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolApproval: _TypeAlias = ToolApproval  # noqa: Y015
 
 @_typing.final
 class McpServer(_message.Message):

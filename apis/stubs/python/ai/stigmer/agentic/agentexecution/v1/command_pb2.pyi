@@ -157,3 +157,39 @@ class RedeliverCallbackRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RedeliverCallbackRequest: _TypeAlias = RedeliverCallbackRequest  # noqa: Y015
+
+@_typing.final
+class DecideToolCallRequest(_message.Message):
+    """DecideToolCallRequest is the request of AgentExecutionCommandService.DecideToolCall."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STEP_INDEX_FIELD_NUMBER: _builtins.int
+    APPROVE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The id of the execution whose tool call to decide. Required."""
+    step_index: _builtins.int
+    """The index of the tool call's step (`status.steps[].index`). Required."""
+    approve: _builtins.bool
+    """Whether the call may run: true approves it, false rejects it."""
+    reason: _builtins.str
+    """Why, for the record and, with a rejection, for the model. Optional; at most 1024
+    characters.
+    """
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        step_index: _builtins.int = ...,
+        approve: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "id", b"id", "reason", b"reason", "step_index", b"step_index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecideToolCallRequest: _TypeAlias = DecideToolCallRequest  # noqa: Y015

@@ -62,6 +62,11 @@ class AgentExecutionCommandServiceStub(object):
                 request_serializer=ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_command__pb2.RedeliverCallbackRequest.SerializeToString,
                 response_deserializer=ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_api__pb2.AgentExecution.FromString,
                 _registered_method=True)
+        self.DecideToolCall = channel.unary_unary(
+                '/ai.stigmer.agentic.agentexecution.v1.AgentExecutionCommandService/DecideToolCall',
+                request_serializer=ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_command__pb2.DecideToolCallRequest.SerializeToString,
+                response_deserializer=ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_api__pb2.AgentExecution.FromString,
+                _registered_method=True)
 
 
 class AgentExecutionCommandServiceServicer(object):
@@ -129,6 +134,19 @@ class AgentExecutionCommandServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DecideToolCall(self, request, context):
+        """DecideToolCall approves or rejects a tool call that waits for approval (its step's
+        `approval.state` is APPROVAL_STATE_AWAITING), records who decided and why, resumes the
+        execution, and returns the execution. An approved call runs; a rejected one does not, and
+        the model hears the rejection, with the reason, as the tool's result.
+        Fails with NOT_FOUND if the execution does not exist (or is another org's), and with
+        FAILED_PRECONDITION if the step is no tool call that waits for approval (already decided,
+        timed out, or never gated).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentExecutionCommandServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +173,11 @@ def add_AgentExecutionCommandServiceServicer_to_server(servicer, server):
             'RedeliverCallback': grpc.unary_unary_rpc_method_handler(
                     servicer.RedeliverCallback,
                     request_deserializer=ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_command__pb2.RedeliverCallbackRequest.FromString,
+                    response_serializer=ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_api__pb2.AgentExecution.SerializeToString,
+            ),
+            'DecideToolCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideToolCall,
+                    request_deserializer=ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_command__pb2.DecideToolCallRequest.FromString,
                     response_serializer=ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_api__pb2.AgentExecution.SerializeToString,
             ),
     }
@@ -293,6 +316,33 @@ class AgentExecutionCommandService(object):
             target,
             '/ai.stigmer.agentic.agentexecution.v1.AgentExecutionCommandService/RedeliverCallback',
             ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_command__pb2.RedeliverCallbackRequest.SerializeToString,
+            ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_api__pb2.AgentExecution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideToolCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ai.stigmer.agentic.agentexecution.v1.AgentExecutionCommandService/DecideToolCall',
+            ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_command__pb2.DecideToolCallRequest.SerializeToString,
             ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_api__pb2.AgentExecution.FromString,
             options,
             channel_credentials,

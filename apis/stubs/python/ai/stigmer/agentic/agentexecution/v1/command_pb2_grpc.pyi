@@ -76,6 +76,15 @@ class AgentExecutionCommandServiceStub:
     Fails with NOT_FOUND if the execution does not exist, and with FAILED_PRECONDITION if it
     has not ended, has no callback token, or its callback was already delivered.
     """
+    DecideToolCall: _grpc.UnaryUnaryMultiCallable[_command_pb2.DecideToolCallRequest, _api_pb2.AgentExecution]
+    """DecideToolCall approves or rejects a tool call that waits for approval (its step's
+    `approval.state` is APPROVAL_STATE_AWAITING), records who decided and why, resumes the
+    execution, and returns the execution. An approved call runs; a rejected one does not, and
+    the model hears the rejection, with the reason, as the tool's result.
+    Fails with NOT_FOUND if the execution does not exist (or is another org's), and with
+    FAILED_PRECONDITION if the step is no tool call that waits for approval (already decided,
+    timed out, or never gated).
+    """
 
 @_typing.type_check_only
 class AgentExecutionCommandServiceAsyncStub(AgentExecutionCommandServiceStub):
@@ -122,6 +131,15 @@ class AgentExecutionCommandServiceAsyncStub(AgentExecutionCommandServiceStub):
     A caller whose activity has closed meanwhile ends as CALLBACK_STATE_ALREADY_CLOSED.
     Fails with NOT_FOUND if the execution does not exist, and with FAILED_PRECONDITION if it
     has not ended, has no callback token, or its callback was already delivered.
+    """
+    DecideToolCall: _aio.UnaryUnaryMultiCallable[_command_pb2.DecideToolCallRequest, _api_pb2.AgentExecution]  # type: ignore[assignment]
+    """DecideToolCall approves or rejects a tool call that waits for approval (its step's
+    `approval.state` is APPROVAL_STATE_AWAITING), records who decided and why, resumes the
+    execution, and returns the execution. An approved call runs; a rejected one does not, and
+    the model hears the rejection, with the reason, as the tool's result.
+    Fails with NOT_FOUND if the execution does not exist (or is another org's), and with
+    FAILED_PRECONDITION if the step is no tool call that waits for approval (already decided,
+    timed out, or never gated).
     """
 
 class AgentExecutionCommandServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -196,6 +214,21 @@ class AgentExecutionCommandServiceServicer(metaclass=_abc_1.ABCMeta):
         A caller whose activity has closed meanwhile ends as CALLBACK_STATE_ALREADY_CLOSED.
         Fails with NOT_FOUND if the execution does not exist, and with FAILED_PRECONDITION if it
         has not ended, has no callback token, or its callback was already delivered.
+        """
+
+    @_abc_1.abstractmethod
+    def DecideToolCall(
+        self,
+        request: _command_pb2.DecideToolCallRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.AgentExecution, _abc.Awaitable[_api_pb2.AgentExecution]]:
+        """DecideToolCall approves or rejects a tool call that waits for approval (its step's
+        `approval.state` is APPROVAL_STATE_AWAITING), records who decided and why, resumes the
+        execution, and returns the execution. An approved call runs; a rejected one does not, and
+        the model hears the rejection, with the reason, as the tool's result.
+        Fails with NOT_FOUND if the execution does not exist (or is another org's), and with
+        FAILED_PRECONDITION if the step is no tool call that waits for approval (already decided,
+        timed out, or never gated).
         """
 
 def add_AgentExecutionCommandServiceServicer_to_server(servicer: AgentExecutionCommandServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -84,6 +84,38 @@ STEP_KIND_TOOL_CALL: StepKind.ValueType  # 2
 """The model called a tool; the step holds the call and, once it ran, its result or error."""
 Global___StepKind: _TypeAlias = StepKind  # noqa: Y015
 
+class _ApprovalState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ApprovalStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ApprovalState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    APPROVAL_STATE_UNSPECIFIED: _ApprovalState.ValueType  # 0
+    """The state is not set: the call needed no approval."""
+    APPROVAL_STATE_AWAITING: _ApprovalState.ValueType  # 1
+    """The call waits for a person's decision (AgentExecutionCommandService.DecideToolCall)."""
+    APPROVAL_STATE_APPROVED: _ApprovalState.ValueType  # 2
+    """A person approved the call: it ran (or runs)."""
+    APPROVAL_STATE_REJECTED: _ApprovalState.ValueType  # 3
+    """A person rejected the call: it did not run, and the model heard the rejection."""
+    APPROVAL_STATE_TIMED_OUT: _ApprovalState.ValueType  # 4
+    """Nobody decided within the agent's approval timeout: the call did not run."""
+
+class ApprovalState(_ApprovalState, metaclass=_ApprovalStateEnumTypeWrapper):
+    """ApprovalState is where a tool call's approval stands."""
+
+APPROVAL_STATE_UNSPECIFIED: ApprovalState.ValueType  # 0
+"""The state is not set: the call needed no approval."""
+APPROVAL_STATE_AWAITING: ApprovalState.ValueType  # 1
+"""The call waits for a person's decision (AgentExecutionCommandService.DecideToolCall)."""
+APPROVAL_STATE_APPROVED: ApprovalState.ValueType  # 2
+"""A person approved the call: it ran (or runs)."""
+APPROVAL_STATE_REJECTED: ApprovalState.ValueType  # 3
+"""A person rejected the call: it did not run, and the model heard the rejection."""
+APPROVAL_STATE_TIMED_OUT: ApprovalState.ValueType  # 4
+"""Nobody decided within the agent's approval timeout: the call did not run."""
+Global___ApprovalState: _TypeAlias = ApprovalState  # noqa: Y015
+
 class _MessageRole:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -267,6 +299,7 @@ class AgentStep(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     DURATION_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
+    APPROVAL_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """The step's position in the execution, from 0, in the order the steps happened. Output only."""
     kind: Global___StepKind.ValueType
@@ -295,6 +328,10 @@ class AgentStep(_message.Message):
     def started_at(self) -> _timestamp_pb2.Timestamp:
         """When the step started. Output only."""
 
+    @_builtins.property
+    def approval(self) -> Global___StepApproval:
+        """The approval of a tool call that needed one. Output only; unset when the call needed none."""
+
     def __init__(
         self,
         *,
@@ -307,14 +344,51 @@ class AgentStep(_message.Message):
         error: _builtins.str = ...,
         duration: _duration_pb2.Duration | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
+        approval: Global___StepApproval | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "duration", b"duration", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "duration", b"duration", "error", b"error", "index", b"index", "kind", b"kind", "result", b"result", "started_at", b"started_at", "tool_name", b"tool_name", "tool_server", b"tool_server"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "arguments_json", b"arguments_json", "duration", b"duration", "error", b"error", "index", b"index", "kind", b"kind", "result", b"result", "started_at", b"started_at", "tool_name", b"tool_name", "tool_server", b"tool_server"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgentStep: _TypeAlias = AgentStep  # noqa: Y015
+
+@_typing.final
+class StepApproval(_message.Message):
+    """StepApproval is the approval of one tool call: awaiting, or who decided what and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    state: Global___ApprovalState.ValueType
+    """Where the approval stands. Output only."""
+    decided_by: _builtins.str
+    """The name of the credential that decided. Output only; empty while awaiting or timed out."""
+    reason: _builtins.str
+    """The reason given with the decision. Output only; may be empty."""
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp:
+        """When the call was decided or timed out. Output only; unset while awaiting."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___ApprovalState.ValueType = ...,
+        decided_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "decided_by", b"decided_by", "reason", b"reason", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StepApproval: _TypeAlias = StepApproval  # noqa: Y015
 
 @_typing.final
 class AgentMessage(_message.Message):
