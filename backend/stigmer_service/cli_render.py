@@ -63,6 +63,9 @@ def execution_text(execution: api_pb2.AgentExecution) -> str:
         lines.append(f"  output: {execution.status.output}")
     if execution.status.error.type:
         lines.append(f"  error: {execution.status.error.type}: {execution.status.error.message}")
+    if execution.status.steps:
+        lines.append(f"  steps ({len(execution.status.steps)}):")
+        lines.extend(f"    {step_line(step)}" for step in execution.status.steps)
     callback = execution.status.callback
     if callback.token_present:
         state = status_pb2.CallbackState.Name(callback.state).removeprefix("CALLBACK_STATE_")
@@ -70,6 +73,40 @@ def execution_text(execution: api_pb2.AgentExecution) -> str:
             f"  callback: {state} (token {callback.token_hash}, attempts {callback.attempts})"
         )
     return "\n".join(lines)
+
+
+# A step line stays readable on a terminal; `--output json` has the whole text of every step.
+SHORT = 60
+_STEP_KINDS = {
+    status_pb2.STEP_KIND_ASSISTANT_MESSAGE: "message",
+    status_pb2.STEP_KIND_TOOL_CALL: "tool",
+}
+
+
+def short(text: str, limit: int = SHORT) -> str:
+    """One line of at most `limit` characters: newlines folded, the rest cut with an ellipsis."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def step_line(step: status_pb2.AgentStep) -> str:
+    """One step as `<index> <kind> [server.tool <arguments>] -> <result>|error: <error> (<secs>)`;
+    a tool call still running has no result and no duration yet."""
+    kind = _STEP_KINDS.get(step.kind, "?")
+    parts = [f"{step.index:>2} {kind:<7}"]
+    if step.kind == status_pb2.STEP_KIND_TOOL_CALL:
+        parts.append(f"{step.tool_server}.{step.tool_name} {short(step.arguments_json, 40)}")
+        if step.error:
+            parts.append(f"-> error: {short(step.error)}")
+        elif step.HasField("duration"):
+            parts.append(f"-> {short(step.result)}")
+        else:
+            parts.append("(running)")
+    else:
+        parts.append(short(step.result))
+    if step.HasField("duration"):
+        parts.append(f"({step.duration.ToTimedelta().total_seconds():.2f}s)")
+    return " ".join(parts)
 
 
 def watched(execution: api_pb2.AgentExecution, shown: int) -> list[str]:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pathlib
+import re
+import sys
 
+from ai.stigmer.agentic.agent.v1 import spec_pb2 as agent_spec_pb2
+from ai.stigmer.agentic.agentexecution.v1 import api_pb2, command_pb2, spec_pb2, status_pb2
 from typer.testing import CliRunner
 
 from backend.stigmer_service.cli import app
+from backend.stigmer_service.client import ServiceClient
+from examples.mcp import tickets_server
 from tests.support.service import Stubs
 
 MANIFEST = """\
@@ -81,3 +88,69 @@ async def test_apply_get_list(stigmer: Stubs, tmp_path: pathlib.Path) -> None:
         runner.invoke, app, ["get", "execution", "aex-missing", "--endpoint", stigmer.endpoint]
     )
     assert missing.exit_code == 1 and "NOT_FOUND" in missing.output
+
+
+async def test_get_execution_lists_its_steps(stigmer: Stubs) -> None:
+    tickets = agent_spec_pb2.McpServer(
+        name="tickets",
+        stdio=agent_spec_pb2.StdioTransport(
+            command=sys.executable, args=["-m", tickets_server.__name__], env=["PYTHONPATH"]
+        ),
+    )
+    agent = await stigmer.agent("desk", model="offline/echo", mcp_servers=[tickets])
+    message = "\n".join(
+        [
+            "Look at T-1, then escalate T-2.",
+            '#tool=tickets.lookup_ticket:{"id": "T-1"}',
+            '#tool=tickets.escalate_ticket:{"id": "T-2"}',
+        ]
+    )
+    pythonpath = os.pathsep.join(p for p in sys.path if p)
+    created = await stigmer.executions.CreateAgentExecution(
+        command_pb2.CreateAgentExecutionRequest(
+            execution=api_pb2.AgentExecution(
+                spec=spec_pb2.AgentExecutionSpec(
+                    agent_id=agent.metadata.id,
+                    message=message,
+                    runtime_env={"PYTHONPATH": spec_pb2.ExecutionValue(value=pythonpath)},
+                )
+            )
+        )
+    )
+    async with ServiceClient(stigmer.endpoint) as client:
+        states = [e async for e in client.watch_execution(created.metadata.id)]
+    assert states[-1].status.phase == status_pb2.EXECUTION_PHASE_COMPLETED
+    runner = CliRunner()
+
+    def invoke(*args: str) -> str:
+        result = runner.invoke(app, [*args, "--endpoint", stigmer.endpoint])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    text = await asyncio.to_thread(invoke, "get", "execution", created.metadata.id)
+    steps = text.split("  steps (3):\n", 1)[1].splitlines()[:3]
+    # Index, kind, tool and its arguments, the result or the error (cut short), the duration.
+    assert re.fullmatch(
+        r'\s+0 tool    tickets\.lookup_ticket \{"id": "T-1"\} '
+        r'-> \{"id": "T-1", "priority": "high", "status": "open", "titl\.\.\. \(\d+\.\d\ds\)',
+        steps[0],
+    ), steps[0]
+    assert re.fullmatch(
+        r'\s+1 tool    tickets\.escalate_ticket \{"id": "T-2"\} '
+        r"-> error: .*cannot escalate T-2\.\.\. \(\d+\.\d\ds\)",
+        steps[1],
+    ), steps[1]
+    assert re.fullmatch(r"\s+2 message desk: .*\.\.\. \(\d+\.\d\ds\)", steps[2]), steps[2]
+    # JSON has every step in full.
+    shown = json.loads(
+        await asyncio.to_thread(invoke, "get", "execution", created.metadata.id, "--output", "json")
+    )
+    full = shown["status"]["steps"]
+    assert [(s.get("index", 0), s["kind"]) for s in full] == [
+        (0, "STEP_KIND_TOOL_CALL"),
+        (1, "STEP_KIND_TOOL_CALL"),
+        (2, "STEP_KIND_ASSISTANT_MESSAGE"),
+    ]
+    assert json.loads(full[0]["result"])["title"] == "Checkout fails with a 502"
+    assert "pager service is unavailable" in full[1]["error"]
+    assert full[2]["result"] == states[-1].status.output
