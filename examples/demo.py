@@ -22,7 +22,7 @@ from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
 from ai.stigmer.agentic.agentexecution.v1 import status_pb2
 
 from backend.common import temporal_dev_server
-from backend.stigmer_service import logs, manifests
+from backend.stigmer_service import cli_render, logs, manifests
 from backend.workflow_runner.dsl import loader
 from backend.workflow_runner.models import ProgressEntry
 from examples import stack, state, walkthrough
@@ -190,6 +190,9 @@ async def print_executions(
         if execution.status.error.type:
             line += f"  {execution.status.error.type}: {execution.status.error.message}"
         say(line)
+        # An agent with tools: its steps as `stigmer-service get execution` shows them.
+        for step in execution.status.steps:
+            say(f"      {cli_render.step_line(step)}")
 
 
 class Demo:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import pathlib
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -26,12 +27,17 @@ PROGRESS_POLL_SECONDS = 0.25
 RPC_TIMEOUT = 10.0
 # Executions are listed newest first; the run's own are among the newest few pages.
 MAX_EXECUTION_PAGES = 20
+# The example MCP servers (examples/mcp/) are Python modules of this repo, started with this
+# command in the manifests. The demo starts them with its own interpreter instead, which has the
+# MCP SDK (a `python` on the PATH may not): the service it runs is in this process.
+EXAMPLE_PYTHON = "python"
 
 
 async def apply_agents(
     endpoint: str, manifest: pathlib.Path, model: str | None = None
 ) -> list[agent_api_pb2.Agent]:
-    """Creates or updates every agent of the manifest, with `model` instead of theirs if given."""
+    """Creates or updates every agent of the manifest, with `model` instead of theirs if given,
+    and this interpreter for the example MCP servers."""
     agents = manifests.parse_agents(manifest.read_text(encoding="utf-8"))
     applied: list[agent_api_pb2.Agent] = []
     async with grpc.aio.insecure_channel(endpoint) as channel:
@@ -39,6 +45,9 @@ async def apply_agents(
         for agent in agents:
             if model:
                 agent.spec.model = model
+            for server in agent.spec.mcp_servers:
+                if server.HasField("stdio") and server.stdio.command == EXAMPLE_PYTHON:
+                    server.stdio.command = sys.executable
             request = agent_command_pb2.ApplyAgentRequest(agent=agent)
             applied.append(await stub.ApplyAgent(request, timeout=RPC_TIMEOUT))
     return applied

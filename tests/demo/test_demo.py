@@ -22,6 +22,11 @@ from tests.support.processes import child_env
 # Lines as the demo prints them, so the test reads them as they come.
 UNBUFFERED = {"PYTHONUNBUFFERED": "1"}
 SLOW_WORKFLOW = pathlib.Path(__file__).parent / "workflows" / "slow.yaml"
+# The researcher's answer: the offline model repeats the ticket desk's answer to its tool call.
+RELATED = "ticket-researcher: " + json.dumps(
+    {"id": "T-1", "priority": "high", "status": "open", "title": "Checkout fails with a 502"},
+    sort_keys=True,
+)
 ROUTINE_TICKET = {
     "ticket": {
         "id": "T-7",
@@ -89,12 +94,13 @@ def test_demo_runs_the_example_end_to_end(tmp_path: pathlib.Path) -> None:
     assert progress == [
         ("completed", "/do/0/classify"),
         ("completed", "/do/1/summarize"),
-        ("completed", "/do/2/route"),
-        ("failed", "/do/3/escalate/try/0/pageOnCall"),
-        ("completed", "/do/3/escalate/catch/do/0/queueForOnCall"),
-        ("completed", "/do/3/escalate"),
-        ("completed", "/do/4/draftReply"),
-        ("completed", "/do/5/closeOut"),
+        ("completed", "/do/2/research"),
+        ("completed", "/do/3/route"),
+        ("failed", "/do/4/escalate/try/0/pageOnCall"),
+        ("completed", "/do/4/escalate/catch/do/0/queueForOnCall"),
+        ("completed", "/do/4/escalate"),
+        ("completed", "/do/5/draftReply"),
+        ("completed", "/do/6/closeOut"),
     ]
     assert "(ModelError)" in out
     # The switch took the urgent branch; the catch queued the ticket instead of paging.
@@ -102,6 +108,7 @@ def test_demo_runs_the_example_end_to_end(tmp_path: pathlib.Path) -> None:
         "ticket": "T-1042",
         "category": "urgent",
         "summary": "Globex reports: Dashboard down for all our users.",
+        "related": RELATED,
         "escalation": {
             "paged": False,
             "fallback": "top of the on-call queue",
@@ -122,9 +129,15 @@ def test_demo_runs_the_example_end_to_end(tmp_path: pathlib.Path) -> None:
     assert [(phase, agent) for _, phase, agent in executions] == [
         ("COMPLETED", "acme/ticket-classifier"),
         ("COMPLETED", "acme/ticket-summarizer"),
+        ("COMPLETED", "acme/ticket-researcher"),
         ("FAILED", "acme/on-call-pager"),
         ("COMPLETED", "acme/reply-writer"),
     ]
+    # The researcher's steps, under its execution: the tool call on the MCP server, the answer.
+    steps = re.findall(r"^\s+(\d+) (tool|message) +(.*) \(\d+\.\d\ds\)$", out, re.MULTILINE)
+    assert [(index, kind) for index, kind, _ in steps] == [("0", "tool"), ("1", "message")]
+    assert steps[0][2].startswith('tickets.lookup_ticket {"id": "T-1"} -> {"id": "T-1", ')
+    assert steps[1][2].startswith("ticket-researcher: ")
     assert str(state_dir / "demo.log") in out
     # Calm terminal: component logs went to the file.
     assert result.stderr == ""
@@ -141,12 +154,13 @@ def test_routine_ticket_takes_the_other_branch(tmp_path: pathlib.Path) -> None:
         "ticket": "T-7",
         "category": "routine",
         "summary": "Initech reports: Invoice address.",
+        "related": RELATED,
         "escalation": {"needed": False},
         "reply": "Hi Initech, thanks for reporting this. We will get back to you within one "
         "business day. Acme Support",
     }
-    assert "/do/3/escalate" not in result.stdout
-    assert len(re.findall(r"^\s+aex-[0-9a-f]+\s+COMPLETED", result.stdout, re.MULTILINE)) == 3
+    assert "/do/4/escalate" not in result.stdout
+    assert len(re.findall(r"^\s+aex-[0-9a-f]+\s+COMPLETED", result.stdout, re.MULTILINE)) == 4
     assert_nothing_left(state_dir, result.stdout)
 
 
