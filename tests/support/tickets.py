@@ -3,6 +3,11 @@
 One way for tests to give an agent the desk, and the runtime env an execution hands it: the
 server's Python must import the MCP SDK and this repo (PYTHONPATH), and `add_comment` appends a
 line to the file named by TICKETS_COMMENTS_FILE, so a test counts the tool's side effects there.
+
+The server's module is named, not imported: building its MCPServer at import configures the
+root logger with a rich handler, which breaks workflow sandboxes in the importing process (a
+workflow's log line then imports rich inside the sandbox and the workflow task fails). BUILD
+names the file as a dependency instead.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ from typing import Any
 
 from ai.stigmer.agentic.agent.v1 import spec_pb2 as agent_spec_pb2
 
-from examples.mcp import tickets_server
-
 # What the stdio server's Python needs to import the SDK and this repo: this process's path.
 PYTHONPATH = os.pathsep.join(p for p in sys.path if p)
-COMMENTS_FILE_ENV = tickets_server.COMMENTS_FILE_ENV
+# examples/mcp/tickets_server.py: its module and its COMMENTS_FILE_ENV.
+SERVER_MODULE = "examples.mcp.tickets_server"
+COMMENTS_FILE_ENV = "TICKETS_COMMENTS_FILE"
 
 
 def stdio_server(name: str = "tickets", **fields: Any) -> agent_spec_pb2.McpServer:
@@ -28,7 +33,7 @@ def stdio_server(name: str = "tickets", **fields: Any) -> agent_spec_pb2.McpServ
         name=name,
         stdio=agent_spec_pb2.StdioTransport(
             command=sys.executable,
-            args=["-m", tickets_server.__name__],
+            args=["-m", SERVER_MODULE],
             env=["PYTHONPATH", COMMENTS_FILE_ENV],
         ),
         **fields,

@@ -2,9 +2,10 @@
 
 Record the committed histories (into `histories/`, one `<name>.json` per recording) with
 
-    PYTHONPATH=.:apis/stubs/python python -m tests.stigmer_service.replay.histories
+    PYTHONPATH=.:apis/stubs/python python -m tests.stigmer_service.replay.histories [NAME ...]
 
-It starts its own Temporal dev server and an in-process service. Re-record (and commit the JSON)
+(only the named recordings when names are given, so that adding one leaves the others' files
+as they are). It starts its own Temporal dev server and an in-process service. Re-record (and commit the JSON)
 only when a change to a workflow is meant to change what it does: otherwise a change that breaks
 the replay of a committed history is a determinism bug, which would break the runs in flight
 when a new version is deployed.
@@ -17,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import pathlib
+import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
@@ -37,6 +39,7 @@ from backend.stigmer_service.execution.workflows import (
     workflow_id,
 )
 from tests.stigmer_service import caller
+from tests.support import tickets
 from tests.support.eventually import eventually
 from tests.support.service import Stubs, fast_settings, open_stubs
 
@@ -65,9 +68,12 @@ class Recording:
     run: Callable[[Stack, str], Awaitable[WorkflowHandle[Any, Any]]]
 
 
-async def _call(stack: Stack, slug: str, message: str, **call: Any) -> tuple[Any, str]:
-    """The fake caller calls a fresh agent named `slug`; returns its handle and the execution's id."""
-    agent = await stack.stigmer.agent(slug)
+async def _call(
+    stack: Stack, slug: str, message: str, spec: dict[str, Any] | None = None, **call: Any
+) -> tuple[Any, str]:
+    """The fake caller calls a fresh agent named `slug` (with `spec`'s fields); returns its
+    handle and the execution's id."""
+    agent = await stack.stigmer.agent(slug, **(spec or {}))
     handle = await stack.client.start_workflow(
         caller.CallerWorkflow.run,
         caller.CallInput(stack.stigmer.endpoint, agent.metadata.id, message, **call),
@@ -119,6 +125,39 @@ async def failed(stack: Stack, slug: str) -> WorkflowHandle[Any, Any]:
 async def timed_out(stack: Stack, slug: str) -> WorkflowHandle[Any, Any]:
     handle, execution_id = await _call(stack, slug, "#sleep=30", timeout_seconds=1)
     return await _closed(stack, workflow_id(execution_id), handle)
+
+
+async def _call_the_desk(
+    stack: Stack, slug: str, lines: list[str], **spec: Any
+) -> WorkflowHandle[Any, Any]:
+    """An agent with the example ticket desk (a stdio MCP server) as its tools, scripted by the
+    offline model's `#tool=` lines; the recorded run once it has closed."""
+    with tempfile.TemporaryDirectory() as scratch:
+        env = tickets.runtime_env(pathlib.Path(scratch) / "comments.jsonl")
+        spec = {"mcp_servers": [tickets.stdio_server()], **spec}
+        handle, execution_id = await _call(stack, slug, "\n".join(lines), spec, env=env)
+        return await _closed(stack, workflow_id(execution_id), handle)
+
+
+async def with_tools(stack: Stack, slug: str) -> WorkflowHandle[Any, Any]:
+    """The loop: two model turns that call a tool each (two call_tool activities), then the
+    turn that answers."""
+    return await _call_the_desk(
+        stack,
+        slug,
+        [
+            '#tool=tickets.lookup_ticket:{"id": "T-1"}',
+            '#tool=tickets.add_comment:{"id": "T-1", "text": "seen"}',
+        ],
+    )
+
+
+async def max_steps_exhausted(stack: Stack, slug: str) -> WorkflowHandle[Any, Any]:
+    """The loop runs out of its budget of two model turns, each calling a tool: the execution
+    fails as MaxStepsExceeded (recorded by `finish`, delivered by `deliver_callback`)."""
+    return await _call_the_desk(
+        stack, slug, ['#tool=tickets.lookup_ticket:{"id": "T-1"}'] * 3, max_steps=2
+    )
 
 
 async def _running(stack: Stack, slug: str) -> tuple[Any, str]:
@@ -196,6 +235,8 @@ RECORDINGS = [
     Recording(
         "execution_cancelled_through_temporal", _EXECUTION, _COMPLETED, cancelled_through_temporal
     ),
+    Recording("execution_with_tools", _EXECUTION, _COMPLETED, with_tools),
+    Recording("execution_max_steps_exhausted", _EXECUTION, _COMPLETED, max_steps_exhausted),
     Recording("callback_redelivered", CallbackWorkflow.__name__, _COMPLETED, redelivered),
     Recording(
         "sweeper_continued_as_new",
@@ -210,8 +251,10 @@ def workflow_type(history: WorkflowHistory) -> str:
     return history.events[0].workflow_execution_started_event_attributes.workflow_type.name
 
 
-async def record_all(stack: Stack) -> dict[str, WorkflowHistory]:
-    """Runs every recording side by side (each with its own agent); their histories by name."""
+async def record_all(stack: Stack, names: set[str] | None = None) -> dict[str, WorkflowHistory]:
+    """Runs every recording (or those `names`) side by side, each with its own agent; their
+    histories by name."""
+    chosen = [r for r in RECORDINGS if names is None or r.name in names]
 
     async def one(recording: Recording) -> WorkflowHistory:
         handle = await asyncio.wait_for(
@@ -222,15 +265,18 @@ async def record_all(stack: Stack) -> dict[str, WorkflowHistory]:
         assert history.events[-1].event_type == recording.last_event, recording.name
         return history
 
-    histories = await asyncio.gather(*(one(recording) for recording in RECORDINGS))
-    return {r.name: history for r, history in zip(RECORDINGS, histories, strict=True)}
+    histories = await asyncio.gather(*(one(recording) for recording in chosen))
+    return {r.name: history for r, history in zip(chosen, histories, strict=True)}
 
 
 def to_json(history: WorkflowHistory) -> str:
     return json.dumps(json.loads(history.to_json()), indent=1) + "\n"
 
 
-async def main() -> None:
+async def main(names: set[str] | None) -> None:
+    unknown = (names or set()) - {r.name for r in RECORDINGS}
+    if unknown:
+        raise SystemExit(f"no recording named {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory() as scratch:
         server = await temporal_dev_server.start(log_path=pathlib.Path(scratch) / "temporal.log")
         try:
@@ -242,7 +288,7 @@ async def main() -> None:
             ):
                 stigmer = await open_stubs(service)
                 try:
-                    histories = await record_all(Stack(stigmer, client, queue))
+                    histories = await record_all(Stack(stigmer, client, queue), names)
                 finally:
                     await stigmer.channel.close()
         finally:
@@ -254,4 +300,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(set(sys.argv[1:]) or None))

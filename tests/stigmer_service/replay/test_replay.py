@@ -7,6 +7,7 @@ code. A deliberately changed copy of each workflow must fail to replay them.
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from collections.abc import Sequence
 from datetime import timedelta
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
@@ -63,11 +65,36 @@ async def test_committed_history_replays(recording: histories.Recording) -> None
     assert failure is None, f"the current code does not replay {recording.name}: {failure}"
 
 
+# The activities each recording of the agent loop schedules, in order: the path it stands for.
+LOOP_ACTIVITIES = {
+    # Two turns that call a tool each, then the turn that answers (and delivers).
+    "execution_with_tools": ["model_turn", "call_tool"] * 2 + ["model_turn"],
+    # Two turns (max_steps 2) that call a tool each; then the end is recorded and delivered.
+    "execution_max_steps_exhausted": ["model_turn", "call_tool"] * 2
+    + ["finish", "deliver_callback"],
+}
+
+
+def scheduled_activities(history: WorkflowHistory) -> list[str]:
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(LOOP_ACTIVITIES))
+def test_the_loop_recordings_take_the_loop(name: str) -> None:
+    assert scheduled_activities(load(histories.HISTORIES / f"{name}.json")) == LOOP_ACTIVITIES[name]
+
+
 async def test_runs_on_a_live_service_replay(stigmer: Stubs, temporal_client: Client) -> None:
     async with caller.running(temporal_client) as queue:
         recorded = await histories.record_all(histories.Stack(stigmer, temporal_client, queue))
     assert set(recorded) == {r.name for r in histories.RECORDINGS}
     for name, history in recorded.items():
+        if name in LOOP_ACTIVITIES:
+            assert scheduled_activities(history) == LOOP_ACTIVITIES[name], name
         failure = await replay(history, WORKFLOWS)
         assert failure is None, f"a live run of {name} does not replay: {failure}"
 
@@ -83,6 +110,32 @@ class _PausingExecutionWorkflow(AgentExecutionWorkflow):
     async def run(self, request: ExecutionWorkflowInput) -> ExecutionWorkflowOutput:
         await workflow.sleep(timedelta(seconds=1))
         return await super().run(request)
+
+
+@workflow.defn(name=AgentExecutionWorkflow.__name__)
+class _ApprovingExecutionWorkflow(AgentExecutionWorkflow):
+    """Waits a moment (a timer, as an approval's timeout would add) before every tool call,
+    without a patch: runs in flight when it is deployed would break."""
+
+    @workflow.run
+    async def run(self, request: ExecutionWorkflowInput) -> ExecutionWorkflowOutput:
+        return await super().run(request)
+
+    @staticmethod
+    async def _call_tool(*args: Any, **kwargs: Any) -> Any:
+        await workflow.sleep(timedelta(seconds=1))
+        return await AgentExecutionWorkflow._call_tool(*args, **kwargs)
+
+
+@workflow.defn(name=AgentExecutionWorkflow.__name__)
+class _LongerBudgetExecutionWorkflow(AgentExecutionWorkflow):
+    """Allows one more model turn than the execution was started with (an off-by-one in
+    max_steps): a third turn where the recorded run gave up."""
+
+    @workflow.run
+    async def run(self, request: ExecutionWorkflowInput) -> ExecutionWorkflowOutput:
+        longer = dataclasses.replace(request, max_steps=request.max_steps + 1)
+        return await super().run(longer)
 
 
 @workflow.defn(name=CallbackWorkflow.__name__)
@@ -112,6 +165,8 @@ class _RestingSweeperWorkflow:
 
 CHANGED: list[tuple[str, Any]] = [
     ("execution_completed", _PausingExecutionWorkflow),
+    ("execution_with_tools", _ApprovingExecutionWorkflow),
+    ("execution_max_steps_exhausted", _LongerBudgetExecutionWorkflow),
     ("callback_redelivered", _SilentCallbackWorkflow),
     ("sweeper_continued_as_new", _RestingSweeperWorkflow),
 ]
