@@ -16,6 +16,8 @@ TRANSIENT_MODEL_ERROR = "TransientModelError"
 EXECUTION_TIMEOUT = "ExecutionTimeout"
 # An agent with tools that did not answer within its `max_steps` model turns.
 MAX_STEPS_EXCEEDED = "MaxStepsExceeded"
+# A tool call that needed a person's approval got no decision in time (on_timeout: fail).
+TOOL_APPROVAL_TIMED_OUT = "ToolApprovalTimedOut"
 # Sent when the service, not the caller, cancelled the execution.
 EXECUTION_CANCELLED = "ExecutionCancelled"
 

@@ -1,5 +1,5 @@
-"""The client commands of the command line (apply, get, list, watch, cancel, callers, redeliver),
-each a few calls of `ServiceClient` against a running service."""
+"""The client commands of the command line (apply, get, list, watch, cancel, callers, redeliver,
+approve, reject), each a few calls of `ServiceClient` against a running service."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Annotated, TypeVar
 import grpc
 import typer
 from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
-from ai.stigmer.agentic.agentexecution.v1 import status_pb2
+from ai.stigmer.agentic.agentexecution.v1 import api_pb2, status_pb2
 
 from backend.stigmer_service import cli_render, manifests
 from backend.stigmer_service.cli_render import Output
@@ -179,6 +179,43 @@ def redeliver(
     )
 
 
+ExecutionId = Annotated[str, typer.Argument(metavar="EXECUTION_ID")]
+Step = Annotated[int, typer.Argument(metavar="STEP", help="The tool call's step index.")]
+Reason = Annotated[str, typer.Option(help="Why, for the record (and, rejecting, the model).")]
+
+
+def _decide(
+    endpoint: str, execution_id: str, step: int, approve: bool, reason: str
+) -> api_pb2.AgentExecution:
+    return _call(
+        endpoint, lambda client: client.decide_tool_call(execution_id, step, approve, reason)
+    )
+
+
+def approve(
+    execution_id: ExecutionId,
+    step: Step,
+    reason: Reason = "",
+    endpoint: Endpoint = DEFAULT_LISTEN,
+    output: OutputOption = Output.text,
+) -> None:
+    """Approve a tool call that waits for approval: it runs and the agent continues."""
+    decided = _decide(endpoint, execution_id, step, True, reason)
+    cli_render.show([decided], output, cli_render.execution_text)
+
+
+def reject(
+    execution_id: ExecutionId,
+    step: Step,
+    reason: Reason = "",
+    endpoint: Endpoint = DEFAULT_LISTEN,
+    output: OutputOption = Output.text,
+) -> None:
+    """Reject a tool call that waits for approval: it does not run; the model hears why."""
+    decided = _decide(endpoint, execution_id, step, False, reason)
+    cli_render.show([decided], output, cli_render.execution_text)
+
+
 def register(app: typer.Typer) -> None:
     """Adds the client commands to `app`, in the order its help lists them."""
     app.command()(apply)
@@ -188,3 +225,5 @@ def register(app: typer.Typer) -> None:
     app.command()(cancel)
     app.command()(callers)
     app.command()(redeliver)
+    app.command()(approve)
+    app.command()(reject)

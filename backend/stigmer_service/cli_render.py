@@ -89,6 +89,24 @@ def short(text: str, limit: int = SHORT) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+_UNDECIDED = (status_pb2.APPROVAL_STATE_UNSPECIFIED, status_pb2.APPROVAL_STATE_AWAITING)
+_DECIDED = {
+    status_pb2.APPROVAL_STATE_APPROVED: "approved",
+    status_pb2.APPROVAL_STATE_REJECTED: "rejected",
+    status_pb2.APPROVAL_STATE_TIMED_OUT: "approval timed out",
+}
+
+
+def approval_text(approval: status_pb2.StepApproval) -> str:
+    """`[approved by NAME: REASON]`, `[rejected by ...]` or `[approval timed out]`."""
+    text = _DECIDED.get(approval.state, "?")
+    if approval.decided_by:
+        text += f" by {approval.decided_by}"
+    if approval.reason:
+        text += f": {short(approval.reason, 40)}"
+    return f"[{text}]"
+
+
 def step_line(step: status_pb2.AgentStep) -> str:
     """One step as `<index> <kind> [server.tool <arguments>] -> <result>|error: <error> (<secs>)`;
     a tool call still running has no result and no duration yet."""
@@ -96,12 +114,16 @@ def step_line(step: status_pb2.AgentStep) -> str:
     parts = [f"{step.index:>2} {kind:<7}"]
     if step.kind == status_pb2.STEP_KIND_TOOL_CALL:
         parts.append(f"{step.tool_server}.{step.tool_name} {short(step.arguments_json, 40)}")
-        if step.error:
+        if step.approval.state == status_pb2.APPROVAL_STATE_AWAITING:
+            parts.append("(awaiting approval)")
+        elif step.error:
             parts.append(f"-> error: {short(step.error)}")
         elif step.HasField("duration"):
             parts.append(f"-> {short(step.result)}")
         else:
             parts.append("(running)")
+        if step.approval.state not in _UNDECIDED:
+            parts.append(approval_text(step.approval))
     else:
         parts.append(short(step.result))
     if step.HasField("duration"):

@@ -159,3 +159,14 @@ class ServiceClient(ServiceChannel):
             timeout=self._deadline,
             metadata=self._metadata,
         )
+
+    async def decide_tool_call(
+        self, execution_id: str, step_index: int, approve: bool, reason: str = ""
+    ) -> api_pb2.AgentExecution:
+        return await self._commands().DecideToolCall(
+            command_pb2.DecideToolCallRequest(
+                id=execution_id, step_index=step_index, approve=approve, reason=reason
+            ),
+            timeout=self._deadline,
+            metadata=self._metadata,
+        )

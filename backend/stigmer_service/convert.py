@@ -93,6 +93,16 @@ def _step(step: StepRecord) -> status_pb2.AgentStep:
         error=step.error,
         duration=duration,
         started_at=_ts(step.started_at),
+        approval=(
+            status_pb2.StepApproval(
+                state=step.approval,  # type: ignore[arg-type]
+                decided_by=step.approval_by,
+                reason=step.approval_reason,
+                decided_at=_ts(step.approval_at),
+            )
+            if step.approval
+            else None
+        ),
     )
 
 

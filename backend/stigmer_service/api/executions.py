@@ -22,7 +22,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from backend.common import contract
 from backend.stigmer_service import convert, identity, ids, logs, states
-from backend.stigmer_service.api import paging, tenancy, validation
+from backend.stigmer_service.api import approvals, paging, tenancy, validation
 from backend.stigmer_service.api.watching import WatchHub, WatchLimitReached
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.errors import (
@@ -31,6 +31,7 @@ from backend.stigmer_service.errors import (
     NotFound,
     Unavailable,
 )
+from backend.stigmer_service.execution import approval
 from backend.stigmer_service.execution.fields import log_fields
 from backend.stigmer_service.execution.models import CallbackWorkflowInput, ExecutionWorkflowInput
 from backend.stigmer_service.execution.policies import execution_policy
@@ -132,9 +133,10 @@ class Executions:
         # An agent with tools runs the agent loop; its budget is fixed for the run here. An
         # agent deleted meanwhile takes the one-call path, which ends the run as AgentNotFound.
         try:
-            max_steps = documents.max_steps((await self.store.get_agent(record.agent_id)).spec)
+            spec = (await self.store.get_agent(record.agent_id)).spec
         except NotFound:
-            max_steps = 0
+            spec = {}
+        max_steps = documents.max_steps(spec)
         try:
             await self.client.start_workflow(
                 AgentExecutionWorkflow.run,
@@ -143,6 +145,7 @@ class Executions:
                     execution_policy(self.settings, timeout),
                     handshake_id=contract.handshake_id(record.idempotency_key),
                     max_steps=max_steps,
+                    approval=approval.policy(spec) if max_steps else None,
                 ),
                 id=workflow_id(record.id),
                 task_queue=self.settings.task_queue,
@@ -304,6 +307,14 @@ class AgentExecutionCommandService(command_pb2_grpc.AgentExecutionCommandService
         self, request: command_pb2.RedeliverCallbackRequest, context: Any
     ) -> api_pb2.AgentExecution:
         return convert.execution_to_proto(await self.executions.redeliver(request))
+
+    async def DecideToolCall(
+        self, request: command_pb2.DecideToolCallRequest, context: Any
+    ) -> api_pb2.AgentExecution:
+        e = self.executions
+        return convert.execution_to_proto(
+            await approvals.decide(e.store, e.client, e.settings, request)
+        )
 
     async def DeleteAgentExecution(
         self, request: command_pb2.DeleteAgentExecutionRequest, context: Any

@@ -10,6 +10,7 @@ A request that passes cannot make the database or a conversion raise, which woul
 
 from __future__ import annotations
 
+import datetime
 import functools
 import inspect
 import math
@@ -161,6 +162,34 @@ def agent_tools(spec: agent_spec_pb2.AgentSpec, field: str) -> None:
         else:
             raise InvalidArgument(f"{at}.transport", "set stdio or http")
         _bounded(server.enabled_tools, MAX_ENABLED_TOOLS, f"{at}.enabled_tools")
+    tool_approval(spec, seen, f"{field}.tool_approval")
+
+
+# The bounds of AgentSpec.tool_approval's timeout, as spec.proto states them.
+MIN_APPROVAL_TIMEOUT = datetime.timedelta(seconds=1)
+MAX_APPROVAL_TIMEOUT = datetime.timedelta(days=7)
+
+
+def tool_approval(spec: agent_spec_pb2.AgentSpec, servers: set[str], field: str) -> None:
+    """An agent's `tool_approval`: listed tools are "<server>.<tool>" of its own servers, and
+    only with TOOL_APPROVAL_MODE_LISTED; the timeout within its bounds."""
+    approval = spec.tool_approval
+    listed = approval.mode == agent_spec_pb2.TOOL_APPROVAL_MODE_LISTED
+    if listed and not approval.tools:
+        raise InvalidArgument(f"{field}.tools", "must name the gated tools with mode LISTED")
+    if approval.tools and not listed:
+        raise InvalidArgument(f"{field}.tools", "must be empty unless the mode is LISTED")
+    _bounded(approval.tools, MAX_ENABLED_TOOLS, f"{field}.tools")
+    for index, name in enumerate(approval.tools):
+        server, dot, tool = name.partition(".")
+        if not dot or not tool or server not in servers:
+            raise InvalidArgument(
+                f"{field}.tools[{index}]", "must be <server>.<tool> of one of the agent's servers"
+            )
+    if approval.HasField("timeout"):
+        timeout = approval.timeout.ToTimedelta()
+        if not MIN_APPROVAL_TIMEOUT <= timeout <= MAX_APPROVAL_TIMEOUT:
+            raise InvalidArgument(f"{field}.timeout", "must be between 1s and 7 days")
 
 
 def update_mask(

@@ -16,6 +16,7 @@ from backend.stigmer_service.execution.delivery import Deliveries
 from backend.stigmer_service.execution.fields import log_fields
 from backend.stigmer_service.execution.models import (
     PHASE_DELETED,
+    ApprovalTimeoutInput,
     CallToolInput,
     DeliverCallbackInput,
     DeliverCallbackOutput,
@@ -26,6 +27,7 @@ from backend.stigmer_service.execution.models import (
     ModelTurnInput,
     ModelTurnOutput,
     RunAgentOutput,
+    ToolDecision,
 )
 from backend.stigmer_service.metrics import ServiceMetrics
 from backend.stigmer_service.store.records import Delivery, ExecutionRecord
@@ -142,7 +144,9 @@ class ExecutionActivities:
             return ModelTurnOutput([], ended=ended)
         if started:
             log.info("execution started", **fields)
-        reply = await self.agent_loop.turn(execution, fields, request.turns, request.next_index)
+        reply = await self.agent_loop.turn(
+            execution, fields, request.turns, request.next_index, request.approval
+        )
         if reply.calls:
             return ModelTurnOutput(reply.calls, reply.text, reply.next_index)
         ended = await self._complete(
@@ -154,6 +158,12 @@ class ExecutionActivities:
     async def call_tool(self, request: CallToolInput) -> LoopToolResult:
         """One tool call of an agent with tools (see AgentLoop.call_tool)."""
         return await self.agent_loop.call_tool(request)
+
+    @activity.defn
+    async def approval_timed_out(self, request: ApprovalTimeoutInput) -> ToolDecision:
+        """Records that nobody decided on a gated call in time, unless a decision is recorded
+        first (its signal crossed the timer, or was lost): then that decision stands."""
+        return await self.agent_loop.approval_timed_out(request)
 
     @activity.defn
     async def finish(self, outcome: FinishInput) -> FinishOutput:
@@ -196,6 +206,7 @@ class ExecutionActivities:
             self.run_agent,
             self.model_turn,
             self.call_tool,
+            self.approval_timed_out,
             self.finish,
             self.deliver_callback,
         ]

@@ -18,21 +18,29 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from backend.common import contract
 from backend.stigmer_service import logs, placeholders
 from backend.stigmer_service.config import Settings
-from backend.stigmer_service.execution import tooling
+from backend.stigmer_service.execution import approval, tooling
 from backend.stigmer_service.execution.agent_run import AgentRun, Context, turn
 from backend.stigmer_service.execution.heartbeating import heartbeating
 from backend.stigmer_service.execution.models import (
+    ApprovalPolicy,
+    ApprovalTimeoutInput,
     CallToolInput,
     LoopToolCall,
     LoopToolResult,
     LoopTurn,
+    ToolDecision,
 )
 from backend.stigmer_service.providers.base import ChatMessage, ToolCall
 from backend.stigmer_service.store.base import now
 from backend.stigmer_service.store.records import (
+    APPROVAL_APPROVED,
+    APPROVAL_AWAITING,
+    APPROVAL_NONE,
+    APPROVAL_TIMED_OUT,
     STEP_ASSISTANT_MESSAGE,
     STEP_TOOL_CALL,
     ExecutionRecord,
+    StepDecision,
     StepRecord,
 )
 from backend.stigmer_service.store.repository import Store
@@ -78,8 +86,10 @@ class AgentLoop:
         fields: dict[str, str],
         turns: list[LoopTurn],
         next_index: int,
+        approvals: ApprovalPolicy | None = None,
     ) -> TurnReply:
-        """One model turn, its steps recorded from `next_index` on."""
+        """One model turn, its steps recorded from `next_index` on (a gated call's as awaiting
+        approval)."""
         context = await self.agent_run.context(execution)
         context.chat.extend(_chat(turns))
         tools = await self._tools(context)
@@ -116,6 +126,9 @@ class AgentLoop:
                     tool_server=found.server,
                     tool_name=found.tool,
                     arguments=masked,
+                    approval=(
+                        APPROVAL_AWAITING if approval.gated(approvals, found) else APPROVAL_NONE
+                    ),
                 ),
             )
             calls.append(found)
@@ -138,6 +151,25 @@ class AgentLoop:
                 type=contract.TRANSIENT_MODEL_ERROR,
                 category=ApplicationErrorCategory.BENIGN,
             ) from None
+
+    async def approval_timed_out(self, request: ApprovalTimeoutInput) -> ToolDecision:
+        index = request.call.index
+        text = approval.timed_out(request.timeout_seconds)
+        timeout = StepDecision(index, APPROVAL_TIMED_OUT, "", "", error=text)
+        if await self.store.decide_step(request.execution_id, timeout):
+            log.info(
+                "tool call approval timed out",
+                step=index,
+                fail=request.fail,
+                execution_id=request.execution_id,
+            )
+            return ToolDecision(index, approve=False, timed_out=True)
+        step = await self.store.step(request.execution_id, index)
+        if step is None or step.approval == APPROVAL_TIMED_OUT:
+            return ToolDecision(index, approve=False, timed_out=True)
+        return ToolDecision(
+            index, step.approval == APPROVAL_APPROVED, step.approval_by, step.approval_reason
+        )
 
     async def call_tool(self, request: CallToolInput) -> LoopToolResult:
         """Runs one tool call unless its result is recorded (then returns it: a completed call

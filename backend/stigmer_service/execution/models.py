@@ -22,6 +22,17 @@ class ExecutionPolicy:
 
 
 @dataclasses.dataclass
+class ApprovalPolicy:
+    """Which tool calls wait for a person's approval (AgentSpec.tool_approval), fixed when the
+    workflow starts. Absent (None) in the input of an agent whose calls never wait."""
+
+    every_tool: bool  # TOOL_APPROVAL_MODE_ALL; otherwise only `tools`.
+    tools: list[str]  # "<server>.<tool>" names.
+    timeout_seconds: float
+    fail_on_timeout: bool  # Otherwise a call nobody decided on is rejected.
+
+
+@dataclasses.dataclass
 class ExecutionWorkflowInput:
     execution_id: str
     policy: ExecutionPolicy
@@ -30,6 +41,9 @@ class ExecutionWorkflowInput:
     # The model-turn budget of an agent with tools, fixed at the start: 0 (an agent without
     # tools, and every run started before tools existed) keeps the one `run_agent` activity.
     max_steps: int = 0
+    # Tool calls that wait for approval; None (every run started before approvals existed) for
+    # none.
+    approval: ApprovalPolicy | None = None
 
 
 @dataclasses.dataclass
@@ -136,6 +150,8 @@ class ModelTurnInput:
     execution_id: str
     turns: list[LoopTurn]
     next_index: int  # The index of the next step to record.
+    # Its gated calls are recorded as awaiting approval.
+    approval: ApprovalPolicy | None = None
 
 
 @dataclasses.dataclass
@@ -156,3 +172,23 @@ class CallToolInput:
     # The activity's attempts: the last one reports a failure as the tool's error result (for
     # the model) instead of raising it.
     max_attempts: int
+
+
+@dataclasses.dataclass
+class ToolDecision:
+    """The decision on a gated tool call: the signal that wakes the workflow, and what the
+    timeout activity finds recorded."""
+
+    step_index: int
+    approve: bool
+    decided_by: str = ""
+    reason: str = ""
+    timed_out: bool = False
+
+
+@dataclasses.dataclass
+class ApprovalTimeoutInput:
+    execution_id: str
+    call: LoopToolCall
+    fail: bool  # The execution fails (rather than the call being rejected).
+    timeout_seconds: float

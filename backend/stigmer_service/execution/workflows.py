@@ -14,9 +14,11 @@ from backend.common import contract
 
 with workflow.unsafe.imports_passed_through():
     from backend.stigmer_service import states
-    from backend.stigmer_service.execution import policies
+    from backend.stigmer_service.execution import approval, policies
     from backend.stigmer_service.execution.activities import ExecutionActivities
     from backend.stigmer_service.execution.models import (
+        ApprovalPolicy,
+        ApprovalTimeoutInput,
         CallbackWorkflowInput,
         CallbackWorkflowOutput,
         CallToolInput,
@@ -31,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         LoopTurn,
         ModelTurnInput,
         RunAgentOutput,
+        ToolDecision,
     )
 
 _SHORT = timedelta(seconds=30)
@@ -74,10 +77,18 @@ async def _discard(*tasks: asyncio.Future[Any]) -> None:
 class AgentExecutionWorkflow:
     def __init__(self) -> None:
         self._cancel_reason: str | None = None
+        # Decisions on gated tool calls by step index; the first one for a step counts.
+        self._decisions: dict[int, ToolDecision] = {}
+        self._approval: ApprovalPolicy | None = None
 
     @workflow.signal
     def cancel(self, reason: str) -> None:
         self._cancel_reason = reason or "cancelled"
+
+    @workflow.signal
+    def decide_tool_call(self, decision: ToolDecision) -> None:
+        """Wakes a gated tool call: the API recorded the decision in the store first."""
+        self._decisions.setdefault(decision.step_index, decision)
 
     @workflow.run
     async def run(self, request: ExecutionWorkflowInput) -> ExecutionWorkflowOutput:
@@ -85,6 +96,7 @@ class AgentExecutionWorkflow:
         # The correlation id of the handshake, also in the runner's and the activities' lines.
         extra = {"execution_id": request.execution_id, "handshake_id": request.handshake_id}
         workflow.logger.info("execution workflow started", extra=extra)
+        self._approval = request.approval
         try:
             ended = await self._run(ref, request.policy, request.max_steps)
         except asyncio.CancelledError:
@@ -165,7 +177,7 @@ class AgentExecutionWorkflow:
         for _ in range(max_steps):
             reply = await workflow.execute_activity_method(
                 ExecutionActivities.model_turn,
-                ModelTurnInput(ref.execution_id, turns, next_index),
+                ModelTurnInput(ref.execution_id, turns, next_index, self._approval),
                 start_to_close_timeout=timedelta(seconds=policy.timeout_seconds + 60),
                 heartbeat_timeout=timedelta(seconds=policy.activity_heartbeat_timeout),
                 retry_policy=policies.model_retry(policy),
@@ -173,7 +185,14 @@ class AgentExecutionWorkflow:
             if reply.ended is not None:
                 return reply.ended
             next_index = reply.next_index
-            results = [await self._call_tool(ref, call, policy) for call in reply.calls]
+            results: list[LoopToolResult] = []
+            for call in reply.calls:
+                # Only a gated call adds commands (a timer, maybe an activity): the histories
+                # of loops without approvals replay unchanged.
+                instead = await self._approval_of(ref, call)
+                if isinstance(instead, FinishInput):
+                    return instead
+                results.append(instead or await self._call_tool(ref, call, policy))
             turns.append(LoopTurn(reply.text, reply.calls, results))
         return FinishInput(
             ref.execution_id,
@@ -181,6 +200,46 @@ class AgentExecutionWorkflow:
             error_type=contract.MAX_STEPS_EXCEEDED,
             error_message=f"the agent did not answer within {max_steps} model turns (max_steps)",
         )
+
+    async def _approval_of(
+        self, ref: ExecutionRef, call: LoopToolCall
+    ) -> LoopToolResult | FinishInput | None:
+        """None when the call may run (needs no approval, or was approved); else what the
+        model hears instead, or the end (a timeout that fails the execution). The wait is a
+        durable timer and a signal: no activity runs while a person decides."""
+        policy = self._approval
+        if policy is None or not approval.gated(policy, call):
+            return None
+        try:
+            await workflow.wait_condition(
+                lambda: call.index in self._decisions,
+                timeout=timedelta(seconds=policy.timeout_seconds),
+            )
+            decision = self._decisions[call.index]
+        except TimeoutError:
+            # The store is the record: a decision written there first still stands.
+            decision = await workflow.execute_activity_method(
+                ExecutionActivities.approval_timed_out,
+                ApprovalTimeoutInput(
+                    ref.execution_id, call, policy.fail_on_timeout, policy.timeout_seconds
+                ),
+                start_to_close_timeout=_SHORT,
+            )
+        if decision.approve:
+            return None
+        if not decision.timed_out:
+            return LoopToolResult(
+                call.call_id, approval.rejection(decision.decided_by, decision.reason), True
+            )
+        text = approval.timed_out(policy.timeout_seconds)
+        if policy.fail_on_timeout:
+            return FinishInput(
+                ref.execution_id,
+                states.PHASE_FAILED,
+                error_type=contract.TOOL_APPROVAL_TIMED_OUT,
+                error_message=f"{text}: {call.server}.{call.tool} (step {call.index})",
+            )
+        return LoopToolResult(call.call_id, text, is_error=True)
 
     @staticmethod
     async def _call_tool(

@@ -75,6 +75,12 @@ class MessageRecord:
 # StepKind values of the API (status.proto), as the store keeps them.
 STEP_ASSISTANT_MESSAGE = 1
 STEP_TOOL_CALL = 2
+# ApprovalState values of the API (status.proto): 0 is a call that needed no approval.
+APPROVAL_NONE = 0
+APPROVAL_AWAITING = 1
+APPROVAL_APPROVED = 2
+APPROVAL_REJECTED = 3
+APPROVAL_TIMED_OUT = 4
 
 
 @dataclasses.dataclass
@@ -90,6 +96,10 @@ class StepRecord:
     result: str = ""
     error: str = ""
     duration: datetime.timedelta | None = None  # None while a tool call runs.
+    approval: int = APPROVAL_NONE  # An APPROVAL_* state.
+    approval_by: str = ""  # The name of the credential that decided.
+    approval_reason: str = ""
+    approval_at: datetime.datetime | None = None  # When decided or timed out.
 
 
 @dataclasses.dataclass
@@ -246,3 +256,16 @@ class WaitingCallers:
 
     callers: list[WaitingCaller]
     unreadable: list[UnreadableToken] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class StepDecision:
+    """A person's decision on a tool call that awaits approval (or its timeout), to record."""
+
+    index: int
+    state: int  # APPROVAL_APPROVED, APPROVAL_REJECTED or APPROVAL_TIMED_OUT.
+    decided_by: str
+    reason: str
+    # What the model hears instead of the tool's result when the call does not run; empty
+    # for an approved call, which runs and records its own result.
+    error: str = ""

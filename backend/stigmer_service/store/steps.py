@@ -8,12 +8,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.stigmer_service.store.base import StoreBase, now, utc
-from backend.stigmer_service.store.records import StepRecord
+from backend.stigmer_service.store.records import APPROVAL_AWAITING, StepDecision, StepRecord
 from backend.stigmer_service.store.tables import executions, steps
 
 
 def _values(step: StepRecord) -> dict[str, object]:
-    return {
+    # The approval is only ever set here to mark a call awaiting; rewriting the step later (its
+    # result) leaves the approval and its decision as they were.
+    approval: dict[str, object] = {"approval": step.approval} if step.approval else {}
+    return approval | {
         "kind": step.kind,
         "tool_server": step.tool_server,
         "tool_name": step.tool_name,
@@ -57,6 +60,10 @@ async def steps_by_execution(
                     if r.duration_ms is None
                     else datetime.timedelta(milliseconds=r.duration_ms)
                 ),
+                approval=r.approval,
+                approval_by=r.approval_by,
+                approval_reason=r.approval_reason,
+                approval_at=utc(r.approval_at),
             )
         )
     return found
@@ -88,3 +95,25 @@ class StepStore(StoreBase):
         async with self.engine.connect() as conn:
             found = await steps_by_execution(conn, [execution_id])
         return next((s for s in found.get(execution_id, []) if s.index == index), None)
+
+    async def decide_step(self, execution_id: str, decision: StepDecision) -> bool:
+        """Records the decision on the tool call at `decision.index` if it still awaits one;
+        False when it does not (decided already, timed out, or never gated). The first writer
+        wins: a person's decision and the timeout cannot both be recorded."""
+        where = (
+            (steps.c.execution_id == execution_id)
+            & (steps.c.step_index == decision.index)
+            & (steps.c.approval == APPROVAL_AWAITING)
+        )
+        values: dict[str, object] = {
+            "approval": decision.state,
+            "approval_by": decision.decided_by,
+            "approval_reason": decision.reason,
+            "approval_at": now(),
+        }
+        if decision.error:
+            # The call will not run: this is its outcome, as the model hears it.
+            values |= {"error": decision.error, "duration_ms": 0}
+        async with self.engine.begin() as conn:
+            result = await conn.execute(steps.update().where(where).values(**values))
+        return bool(result.rowcount)

@@ -103,6 +103,11 @@ steps = sa.Table(
     sa.Column("error", sa.Text, nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("duration_ms", sa.Integer),  # NULL while a tool call runs.
+    # The approval of a gated tool call (ApprovalState; 0: none needed), who decided and why.
+    sa.Column("approval", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("approval_by", sa.String(255), nullable=False, server_default=""),
+    sa.Column("approval_reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("approval_at", sa.DateTime(timezone=True)),
     # A retried activity writes the same step again: it replaces, never duplicates.
     sa.UniqueConstraint("execution_id", "step_index", name="uq_execution_steps_index"),
 )
