@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import pathlib
 import re
-import sys
 
-from ai.stigmer.agentic.agent.v1 import spec_pb2 as agent_spec_pb2
 from ai.stigmer.agentic.agentexecution.v1 import api_pb2, command_pb2, spec_pb2, status_pb2
 from typer.testing import CliRunner
 
 from backend.stigmer_service.cli import app
 from backend.stigmer_service.client import ServiceClient
-from examples.mcp import tickets_server
+from tests.support import tickets
 from tests.support.service import Stubs
 
 MANIFEST = """\
@@ -90,14 +87,8 @@ async def test_apply_get_list(stigmer: Stubs, tmp_path: pathlib.Path) -> None:
     assert missing.exit_code == 1 and "NOT_FOUND" in missing.output
 
 
-async def test_get_execution_lists_its_steps(stigmer: Stubs) -> None:
-    tickets = agent_spec_pb2.McpServer(
-        name="tickets",
-        stdio=agent_spec_pb2.StdioTransport(
-            command=sys.executable, args=["-m", tickets_server.__name__], env=["PYTHONPATH"]
-        ),
-    )
-    agent = await stigmer.agent("desk", model="offline/echo", mcp_servers=[tickets])
+async def test_get_execution_lists_its_steps(stigmer: Stubs, tmp_path: pathlib.Path) -> None:
+    agent = await stigmer.agent("desk", model="offline/echo", mcp_servers=[tickets.stdio_server()])
     message = "\n".join(
         [
             "Look at T-1, then escalate T-2.",
@@ -105,14 +96,16 @@ async def test_get_execution_lists_its_steps(stigmer: Stubs) -> None:
             '#tool=tickets.escalate_ticket:{"id": "T-2"}',
         ]
     )
-    pythonpath = os.pathsep.join(p for p in sys.path if p)
     created = await stigmer.executions.CreateAgentExecution(
         command_pb2.CreateAgentExecutionRequest(
             execution=api_pb2.AgentExecution(
                 spec=spec_pb2.AgentExecutionSpec(
                     agent_id=agent.metadata.id,
                     message=message,
-                    runtime_env={"PYTHONPATH": spec_pb2.ExecutionValue(value=pythonpath)},
+                    runtime_env={
+                        name: spec_pb2.ExecutionValue(value=value)
+                        for name, value in tickets.runtime_env(tmp_path / "comments").items()
+                    },
                 )
             )
         )
