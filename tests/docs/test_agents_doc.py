@@ -1,8 +1,10 @@
 """docs/agents.md works as written: its agent manifests applied to a real service, its workflow
-run through the workflow runner against the example ticket desk over stdio and over HTTP."""
+run through the workflow runner against the example ticket desk over stdio and over HTTP, the
+gated tool call approved with the page's CLI command while nothing runs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
 import re
@@ -15,16 +17,19 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
-from ai.stigmer.agentic.agentexecution.v1 import status_pb2
+from ai.stigmer.agentic.agentexecution.v1 import api_pb2, status_pb2
 from temporalio.client import Client
+from typer.testing import CliRunner
 
 from backend.common.temporal_dev_server import free_port
 from backend.stigmer_service import app
+from backend.stigmer_service.cli import app as cli_app
 from backend.workflow_runner.dsl import loader
 from backend.workflow_runner.worker import build_worker
 from examples import walkthrough
 from tests.docs import docs_text
 from tests.support import tickets
+from tests.support.eventually import eventually
 from tests.support.processes import child_env
 from tests.support.service import fast_settings
 
@@ -90,6 +95,19 @@ async def stack(
         yield service.address, queue
 
 
+async def awaiting_approval(endpoint: str, workflow_ids: list[str]) -> api_pb2.AgentExecution:
+    """The workflow's one execution with a step awaiting approval."""
+    assert workflow_ids, "the workflow has not started yet"
+    listed = await walkthrough.executions_of(endpoint, workflow_ids[0])
+    waiting = [
+        e
+        for e in listed
+        if any(s.approval.state == status_pb2.APPROVAL_STATE_AWAITING for s in e.status.steps)
+    ]
+    assert len(waiting) == 1, "no step awaits approval yet"
+    return waiting[0]
+
+
 def test_the_page_has_the_examples_this_test_runs() -> None:
     blocks = yaml_blocks()
     assert [b for b in blocks if "kind: Agent" in b] == blocks[:2]
@@ -113,13 +131,34 @@ async def test_the_page_s_agents_and_workflow_run(
     assert [a.metadata.slug for a in applied] == ["ticket-desk", "ticket-desk-remote"]
     comments = tmp_path / "comments.jsonl"
 
-    result = await walkthrough.run_workflow(
-        temporal_client,
-        queue,
-        loader.load_text(workflow),
-        {"id": "T-2", "commentsFile": str(comments)},
-        lambda entry, elapsed: None,
+    started: list[str] = []
+    run = asyncio.ensure_future(
+        walkthrough.run_workflow(
+            temporal_client,
+            queue,
+            loader.load_text(workflow),
+            {"id": "T-2", "commentsFile": str(comments)},
+            lambda entry, elapsed: None,
+            on_started=lambda workflow_id, run_id: started.append(workflow_id),
+        )
     )
+    try:
+        waiting = await eventually(
+            lambda: awaiting_approval(endpoint, started), timeout=WAIT, every=0.2
+        )
+        # The gated add_comment waits, holding no activity, and has not run.
+        handle = temporal_client.get_workflow_handle(f"agent-execution-{waiting.metadata.id}")
+        assert list((await handle.describe()).raw_description.pending_activities) == []
+        assert not comments.exists()
+        approved = await asyncio.to_thread(
+            CliRunner().invoke,
+            cli_app,
+            ["approve", waiting.metadata.id, "1", "--reason", "checked", "--endpoint", endpoint],
+        )
+        assert approved.exit_code == 0, approved.output
+        result = await asyncio.wait_for(run, WAIT)
+    finally:
+        run.cancel()
 
     assert result.error is None, result.error.describe()
     assert result.output["note"] == f"ticket-desk: {T2} | comment added to T-2"
@@ -135,6 +174,8 @@ async def test_the_page_s_agents_and_workflow_run(
         [(0, tool, "lookup_ticket", ""), (1, tool, "add_comment", ""), (2, message, "", "")],
         [(0, tool, "lookup_ticket", ""), (1, message, "", "")],
     ]
+    assert executions[0].status.steps[1].approval.state == status_pb2.APPROVAL_STATE_APPROVED
+    assert executions[0].status.steps[1].approval.reason == "checked"
     assert json.loads(executions[0].status.steps[1].arguments_json) == {
         "id": "T-2",
         "text": "seen by support",
