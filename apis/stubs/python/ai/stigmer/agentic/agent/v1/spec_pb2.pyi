@@ -159,7 +159,8 @@ class ToolApproval(_message.Message):
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
         """How long a call waits for a decision. Optional; a server default (1 hour) when unset; at
-        least 1 second and at most 7 days.
+        least 1 second and at most 7 days. The execution's own timeout still bounds the whole
+        run, waits included: an execution that reaches it fails with "ExecutionTimeout".
         """
 
     def __init__(
