@@ -22,12 +22,7 @@ TICKETS: dict[str, dict[str, str]] = {
     "T-3": {"title": "Export to CSV times out", "status": "closed", "priority": "medium"},
 }
 
-server: MCPServer = MCPServer(
-    "tickets", instructions="Look up support tickets and comment on them."
-)
 
-
-@server.tool()
 def lookup_ticket(id: str) -> str:
     """Return a ticket's title, status and priority as JSON."""
     ticket = TICKETS.get(id)
@@ -36,7 +31,6 @@ def lookup_ticket(id: str) -> str:
     return json.dumps({"id": id, **ticket}, sort_keys=True)
 
 
-@server.tool()
 def add_comment(id: str, text: str) -> str:
     """Add a comment to a ticket."""
     if id not in TICKETS:
@@ -49,16 +43,26 @@ def add_comment(id: str, text: str) -> str:
     return f"comment added to {id}"
 
 
-@server.tool()
 def escalate_ticket(id: str) -> str:
     """Page the on-call engineer about a ticket (the pager is always down: a tool that fails)."""
     raise ToolError(f"cannot escalate {id}: the pager service is unavailable")
+
+
+def build() -> MCPServer:
+    """The server with its tools. Built when it runs, not at import: building an MCPServer
+    configures the root logger (a rich handler), which an importing process (a test, a worker
+    with workflow sandboxes) must not get."""
+    server = MCPServer("tickets", instructions="Look up support tickets and comment on them.")
+    for tool in (lookup_ticket, add_comment, escalate_ticket):
+        server.tool()(tool)
+    return server
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, help="serve streamable HTTP on 127.0.0.1:PORT/mcp")
     args = parser.parse_args()
+    server = build()
     if args.port is None:
         server.run()
     else:

@@ -4,10 +4,10 @@ One way for tests to give an agent the desk, and the runtime env an execution ha
 server's Python must import the MCP SDK and this repo (PYTHONPATH), and `add_comment` appends a
 line to the file named by TICKETS_COMMENTS_FILE, so a test counts the tool's side effects there.
 
-The server's module is named, not imported: building its MCPServer at import configures the
-root logger with a rich handler, which breaks workflow sandboxes in the importing process (a
-workflow's log line then imports rich inside the sandbox and the workflow task fails). BUILD
-names the file as a dependency instead.
+The server's module is named, not imported: its process is the child's, not the test's. BUILD
+names the file as a dependency. (The module builds its MCPServer only when it runs: building one
+configures the root logger with a rich handler, which broke workflow sandboxes in an importing
+process.)
 """
 
 from __future__ import annotations
