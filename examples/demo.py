@@ -19,13 +19,11 @@ from typing import Annotated, Any
 import grpc
 import typer
 from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
-from ai.stigmer.agentic.agentexecution.v1 import status_pb2
 
 from backend.common import temporal_dev_server
-from backend.stigmer_service import cli_render, logs, manifests
+from backend.stigmer_service import logs, manifests
 from backend.workflow_runner.dsl import loader
-from backend.workflow_runner.models import ProgressEntry
-from examples import stack, state, walkthrough
+from examples import console, stack, state, walkthrough
 
 EXAMPLES_DIR = pathlib.Path(__file__).resolve().parent
 DEFAULT_WORKFLOW = EXAMPLES_DIR / "workflows" / "support-triage.yaml"
@@ -49,17 +47,6 @@ class DemoError(Exception):
     """A failure to report in one line (no traceback)."""
 
 
-def say(text: str = "") -> None:
-    typer.echo(text)
-
-
-def shown(path: pathlib.Path) -> str:
-    """A path as the user would type it: relative to the current directory when inside it."""
-    with contextlib.suppress(ValueError):
-        return str(path.resolve().relative_to(pathlib.Path.cwd()))
-    return str(path)
-
-
 def example_path(path: pathlib.Path) -> pathlib.Path:
     """The repo's copy of a packaged example file when run from the repo root, else the file."""
     with contextlib.suppress(ValueError):
@@ -80,7 +67,7 @@ def read_input(value: str | None, workflow: pathlib.Path) -> tuple[Any, str]:
     if value.startswith("@"):
         path = pathlib.Path(value[1:])
         try:
-            text, origin = path.read_text(encoding="utf-8"), shown(path)
+            text, origin = path.read_text(encoding="utf-8"), console.shown(path)
         except OSError as error:
             raise DemoError(f"--input: cannot read {path}: {error.strerror}") from None
     try:
@@ -94,7 +81,7 @@ def load_workflow(path: pathlib.Path, workflow_input: Any) -> dict[str, Any]:
         document = loader.load_file(path)
     except loader.InvalidDocumentError as invalid:
         found = "; ".join(str(p) for p in invalid.problems)
-        raise DemoError(f"{shown(path)} is not a valid workflow: {found}") from None
+        raise DemoError(f"{console.shown(path)} is not a valid workflow: {found}") from None
     if problems := loader.validate_input(document, workflow_input):
         raise DemoError("the input does not fit the workflow: " + "; ".join(map(str, problems)))
     return document
@@ -139,62 +126,6 @@ def _unraisable_to_file(path: pathlib.Path, unraisable: Any) -> None:
         stream.write(_TASK_TOKEN.sub("TaskToken(<redacted>)", text))
 
 
-def phase_name(value: status_pb2.ExecutionPhase.ValueType) -> str:
-    return str(status_pb2.ExecutionPhase.Name(value)).removeprefix("EXECUTION_PHASE_")
-
-
-def print_progress(entry: ProgressEntry, elapsed: float) -> None:
-    suffix = f"  ({entry.error_type})" if entry.error_type else ""
-    say(f"  {elapsed:6.1f}s  {entry.status:<9}  {entry.path}{suffix}")
-
-
-def print_agents(agents: list[agent_api_pb2.Agent], manifest: pathlib.Path) -> None:
-    say(f"Applied {len(agents)} agents from {shown(manifest)}:")
-    for agent in agents:
-        name = f"{agent.metadata.org}/{agent.metadata.slug}"
-        say(f"  {name:<28} {agent.spec.model}")
-
-
-def print_dev_commands(running: stack.Stack, workflow: pathlib.Path, sample: str | None) -> None:
-    workflow_arg = shown(example_path(workflow))
-    input_arg = f" --input @{sample}" if sample else ""
-    run_args = f"run {workflow_arg}{input_arg}"
-    say()
-    say("The stack is up on the default ports. From another terminal, in the repo root:")
-    say(
-        f"  ./pants --concurrent run backend/workflow_runner:workflow-runner -- {run_args}\n"
-        "  ./pants --concurrent run backend/stigmer_service:stigmer-service -- list executions"
-    )
-    say(
-        "or with the packaged binaries (./pants package backend/workflow_runner:workflow-runner "
-        "backend/stigmer_service:stigmer-service):"
-    )
-    say(
-        f"  dist/backend.workflow_runner/workflow-runner.pex {run_args}\n"
-        "  dist/backend.stigmer_service/stigmer-service.pex list executions\n"
-        "  dist/backend.stigmer_service/stigmer-service.pex get execution <EXECUTION_ID>"
-    )
-    say(f"Temporal UI: {running.ui_url}")
-    say("Press Ctrl-C to stop everything.")
-
-
-async def print_executions(
-    running: stack.Stack, workflow_id: str, agents: list[agent_api_pb2.Agent]
-) -> None:
-    names = {a.metadata.id: f"{a.metadata.org}/{a.metadata.slug}" for a in agents}
-    executions = await walkthrough.executions_of(running.service.address, workflow_id)
-    say(f"Agent executions of this run ({len(executions)}):")
-    for execution in executions:
-        agent = names.get(execution.spec.agent_id, execution.spec.agent_id)
-        line = f"  {execution.metadata.id}  {phase_name(execution.status.phase):<10} {agent}"
-        if execution.status.error.type:
-            line += f"  {execution.status.error.type}: {execution.status.error.message}"
-        say(line)
-        # An agent with tools: its steps as `stigmer-service get execution` shows them.
-        for step in execution.status.steps:
-            say(f"      {cli_render.step_line(step)}")
-
-
 class Demo:
     """One run of the demo; `main` wraps it with signal handling."""
 
@@ -226,19 +157,22 @@ class Demo:
             config = stack.dev_config(self.state_dir)
         else:
             config = stack.StackConfig(self.state_dir)
-        async with stack.running(config, say) as running:
+        async with stack.running(config, console.say) as running:
             agents = await walkthrough.apply_agents(
                 running.service.address, self.agents_file, self.model
             )
-            print_agents(agents, self.agents_file)
+            console.print_agents(agents, self.agents_file)
             if self.mode == Mode.dev:
                 sample = None if self.input_origin in ("no input", "--input") else self.input_origin
-                print_dev_commands(running, self.workflow, sample)
+                workflow_arg = console.shown(example_path(self.workflow))
+                console.print_dev_commands(running, workflow_arg, sample)
                 await self.wait_for_ctrl_c()
                 return 0
             exit_code = await self.run_example(running, document, agents)
             if self.keep:
-                say(f"\nThe stack stays up (--keep): browse {running.ui_url}. Ctrl-C to stop.")
+                console.say(
+                    f"\nThe stack stays up (--keep): browse {running.ui_url}. Ctrl-C to stop."
+                )
                 await self.wait_for_ctrl_c()
             return exit_code
 
@@ -250,39 +184,43 @@ class Demo:
         self, running: stack.Stack, document: dict[str, Any], agents: list[agent_api_pb2.Agent]
     ) -> int:
         name = document["document"]["name"]
-        say()
-        say(f"Running workflow {name} ({shown(self.workflow)}) with input from {self.input_origin}")
+        console.say()
+        console.say(
+            f"Running workflow {name} ({console.shown(self.workflow)}) with input from {self.input_origin}"
+        )
 
         def started(workflow_id: str, run_id: str) -> None:
-            say(f"  workflow id {workflow_id}, run id {run_id}")
+            console.say(f"  workflow id {workflow_id}, run id {run_id}")
 
         result = await walkthrough.run_workflow(
             running.client,
             running.task_queue,
             document,
             self.workflow_input,
-            print_progress,
+            console.print_progress,
             on_started=started,
         )
-        say()
+        console.say()
         if result.error is None:
-            say("Output:")
-            say(json.dumps(result.output, indent=2, ensure_ascii=False))
+            console.say("Output:")
+            console.say(json.dumps(result.output, indent=2, ensure_ascii=False))
         else:
-            say(f"The workflow failed: {result.error.describe()}")
-        say()
-        await print_executions(running, result.workflow_id, agents)
-        say()
+            console.say(f"The workflow failed: {result.error.describe()}")
+        console.say()
+        await console.print_executions(running, result.workflow_id, agents)
+        console.say()
         url = f"{running.ui_url}/namespaces/default/workflows/{result.workflow_id}/{result.run_id}"
-        say("Where to look:")
-        say(f"  Temporal UI   {url}/history")
+        console.say("Where to look:")
+        console.say(f"  Temporal UI   {url}/history")
         if not self.keep:
-            say("                (served while the demo runs: add --keep to browse it afterwards)")
-        say(f"  workflow id   {result.workflow_id}")
-        say(f"  run id        {result.run_id}")
-        say(f"  logs          {self.state_dir / 'demo.log'} (service, worker)")
-        say(f"                {self.state_dir / 'temporal.log'} (Temporal dev server)")
-        say(f"  state         {self.state_dir} (temporal.db, stigmer.db)")
+            console.say(
+                "                (served while the demo runs: add --keep to browse it afterwards)"
+            )
+        console.say(f"  workflow id   {result.workflow_id}")
+        console.say(f"  run id        {result.run_id}")
+        console.say(f"  logs          {self.state_dir / 'demo.log'} (service, worker)")
+        console.say(f"                {self.state_dir / 'temporal.log'} (Temporal dev server)")
+        console.say(f"  state         {self.state_dir} (temporal.db, stigmer.db)")
         return 0 if result.error is None else 1
 
 
@@ -296,10 +234,10 @@ async def supervise(work: Callable[[], Awaitable[int]], demo: Demo) -> int:
         signals.append(signum)
         if len(signals) == 1:
             if not demo.waiting_for_ctrl_c:
-                say(f"\n{signal.Signals(signum).name}: stopping ...")
+                console.say(f"\n{signal.Signals(signum).name}: stopping ...")
             task.cancel()
         else:
-            say("Still stopping (the Temporal dev server gets at most 10 s) ...")
+            console.say("Still stopping (the Temporal dev server gets at most 10 s) ...")
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
@@ -308,7 +246,9 @@ async def supervise(work: Callable[[], Awaitable[int]], demo: Demo) -> int:
     except asyncio.CancelledError:
         if demo.waiting_for_ctrl_c:
             return 0
-        say("Interrupted: the workflow stays in Temporal's state and resumes on the next start.")
+        console.say(
+            "Interrupted: the workflow stays in Temporal's state and resumes on the next start."
+        )
         return INTERRUPTED_EXIT_CODE
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -380,9 +320,9 @@ def main(
     except (DemoError, state.StateDirBusyError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
-    say(f"Stigmer demo ({mode.value}); state and logs in {state_dir}")
+    console.say(f"Stigmer demo ({mode.value}); state and logs in {state_dir}")
     for note in notes:
-        say(f"  ({note})")
+        console.say(f"  ({note})")
     demo = Demo(mode, state_dir, workflow, workflow_input, origin, agents_file, model, keep)
     exit_code = 1
     try:
@@ -400,7 +340,9 @@ def main(
                 exit_code = 1
     finally:
         state.release(state_dir)
-    say("Stopped everything." if exit_code != 1 else "Stopped everything (after a failure).")
+    console.say(
+        "Stopped everything." if exit_code != 1 else "Stopped everything (after a failure)."
+    )
     raise typer.Exit(exit_code)
 
 
