@@ -141,6 +141,12 @@ class FakeStigmer(
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
         raise AssertionError
 
+    async def DecideToolCall(
+        self, request: command_pb2.DecideToolCallRequest, context: Context
+    ) -> api_pb2.AgentExecution:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
+        raise AssertionError
+
 
 @contextlib.asynccontextmanager
 async def serve_fake() -> AsyncIterator[tuple[FakeStigmer, str]]:
