@@ -23,12 +23,11 @@ from ai.stigmer.agentic.agentexecution.v1 import (
 )
 from temporalio.client import Client
 
-from backend.stigmer_service import app
 from tests.support import model_server
 from tests.support.agents import ORG, agent
 from tests.support.eventually import eventually
 from tests.support.model_server import ModelServer, answer
-from tests.support.service import Stubs, fast_settings, open_stubs
+from tests.support.service import Stubs, fast_settings, serving
 
 OPERATOR_KEY = "operator-key-5c1b7e0d"
 ENDED = (status_pb2.EXECUTION_PHASE_COMPLETED, status_pb2.EXECUTION_PHASE_FAILED)
@@ -62,12 +61,8 @@ async def stigmer(
         " api_key_env: LOCAL_MODEL_KEY}\n"
     )
     settings = fast_settings(tmp_path, providers_file=str(providers))
-    async with app.running(settings, client=temporal_client) as service:
-        stubs = await open_stubs(service)
-        try:
-            yield stubs
-        finally:
-            await stubs.channel.close()
+    async with serving(settings, temporal_client) as stubs:
+        yield stubs
 
 
 async def refused(call: Any) -> str:

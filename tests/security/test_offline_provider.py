@@ -23,25 +23,20 @@ from ai.stigmer.agentic.agentexecution.v1 import (
 from temporalio.client import Client
 
 from backend.common import contract
-from backend.stigmer_service import app
 from backend.stigmer_service.providers import registry
 from backend.stigmer_service.providers.base import ChatMessage, ModelCallError, ModelRequest
 from backend.stigmer_service.providers.catalog import OfflineLimits, build
 from tests.support.agents import agent
 from tests.support.eventually import eventually
-from tests.support.service import Stubs, fast_settings, open_stubs
+from tests.support.service import Stubs, fast_settings, serving
 
 
 @pytest_asyncio.fixture
 async def unconfigured(tmp_path: pathlib.Path, temporal_client: Client) -> AsyncIterator[Stubs]:
     """The service as a bare `serve` runs it: no offline provider, no default model."""
     settings = fast_settings(tmp_path, offline_provider=False, test_offline_gates=False)
-    async with app.running(settings, client=temporal_client) as service:
-        stubs = await open_stubs(service)
-        try:
-            yield stubs
-        finally:
-            await stubs.channel.close()
+    async with serving(settings, temporal_client) as stubs:
+        yield stubs
 
 
 async def test_a_service_without_configuration_has_no_offline_model(unconfigured: Stubs) -> None:

@@ -11,7 +11,8 @@ from temporalio.client import Client
 
 from backend.stigmer_service import app, logs
 from tests.stigmer_service import caller
-from tests.support.service import Stubs, fast_settings, open_stubs
+from tests.support import tenants
+from tests.support.service import Stubs, fast_settings, open_stubs, serving
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -36,3 +37,12 @@ async def caller_queue(temporal_client: Client) -> AsyncIterator[str]:
     """The task queue of a fake caller's worker (tests/stigmer_service/caller.py)."""
     async with caller.running(temporal_client) as queue:
         yield queue
+
+
+@pytest_asyncio.fixture
+async def scoped(tmp_path: pathlib.Path, temporal_client: Client) -> AsyncIterator[Stubs]:
+    """A service that knows the credentials of tests/support/tenants.py (two orgs, three roles)."""
+    credentials = tenants.credentials_file(tmp_path / "credentials.yaml")
+    settings = fast_settings(tmp_path, credentials_file=str(credentials))
+    async with serving(settings, temporal_client) as stubs:
+        yield stubs

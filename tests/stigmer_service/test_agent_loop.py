@@ -21,13 +21,12 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from backend.common import contract
-from backend.stigmer_service import app
 from examples.mcp import tickets_server
 from tests.stigmer_service import caller
 from tests.support import model_server
 from tests.support.eventually import eventually
 from tests.support.model_server import ModelServer, answer
-from tests.support.service import Stubs, fast_settings, open_stubs
+from tests.support.service import Stubs, fast_settings, serving
 
 WAIT = 60
 SECRET = "sekret-7f3a9c"
@@ -253,12 +252,8 @@ async def served_by_fake(
         f"providers:\n  fake: {{kind: openai-compatible, base_url: '{fake.base_url}'}}\n"
     )
     settings = fast_settings(tmp_path, providers_file=str(providers))
-    async with app.running(settings, client=temporal_client) as service:
-        stubs = await open_stubs(service)
-        try:
-            yield stubs
-        finally:
-            await stubs.channel.close()
+    async with serving(settings, temporal_client) as stubs:
+        yield stubs
 
 
 def tool_calls(*calls: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:

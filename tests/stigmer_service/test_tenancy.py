@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import pathlib
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any
-
 import grpc
 import pytest
-import pytest_asyncio
 from ai.stigmer.agentic.agent.v1 import command_pb2 as agent_command_pb2
 from ai.stigmer.agentic.agent.v1 import query_pb2 as agent_query_pb2
 from ai.stigmer.agentic.agentexecution.v1 import (
@@ -20,64 +14,20 @@ from ai.stigmer.agentic.agentexecution.v1 import (
     status_pb2,
 )
 from ai.stigmer.commons.apiresource import metadata_pb2, reference_pb2
-from temporalio.client import Client
 
-from backend.stigmer_service import app
 from tests.support.agents import OFFLINE_MODEL
 from tests.support.agents import agent as agent_resource
 from tests.support.eventually import eventually
-from tests.support.service import Stubs, fast_settings, open_stubs
-
-A_USER, A_USER2, A_RUNNER, B_USER, B_SERVICE = (
-    "tok-a-user",
-    "tok-a-user-2",
-    "tok-a-runner",
-    "tok-b-user",
-    "tok-b-service",
+from tests.support.service import Stubs
+from tests.support.tenants import (
+    A_RUNNER,
+    A_USER,
+    A_USER2,
+    B_SERVICE,
+    B_USER,
+    bearer,
+    code_of,
 )
-CREDENTIALS = [
-    ("a-user", A_USER, "user", ["acme"]),
-    ("a-user-2", A_USER2, "user", "acme"),
-    ("a-runner", A_RUNNER, "runner", ["acme"]),
-    ("b-user", B_USER, "user", ["beta"]),
-    ("b-service", B_SERVICE, "service", ["beta"]),
-]
-
-
-def credentials_file(path: pathlib.Path) -> pathlib.Path:
-    lines = ["credentials:"]
-    for name, token, role, orgs in CREDENTIALS:
-        lines += [
-            f"  - name: {name}",
-            f"    sha256: {hashlib.sha256(token.encode()).hexdigest()}",
-            f"    role: {role}",
-            f"    orgs: {orgs!r}".replace("'", '"'),
-        ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def bearer(token: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {token}"),)
-
-
-@pytest_asyncio.fixture
-async def scoped(tmp_path: pathlib.Path, temporal_client: Client) -> AsyncIterator[Stubs]:
-    settings = fast_settings(
-        tmp_path, credentials_file=str(credentials_file(tmp_path / "credentials.yaml"))
-    )
-    async with app.running(settings, client=temporal_client) as service:
-        stubs = await open_stubs(service)
-        try:
-            yield stubs
-        finally:
-            await stubs.channel.close()
-
-
-async def code_of(call: Awaitable[Any]) -> grpc.StatusCode:
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await call
-    return raised.value.code()
 
 
 async def watch_code(stubs: Stubs, execution_id: str, token: str) -> grpc.StatusCode:

@@ -7,12 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
-import pytest_asyncio
 from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
 from ai.stigmer.agentic.agent.v1 import command_pb2 as agent_command_pb2
 from ai.stigmer.agentic.agent.v1 import spec_pb2 as agent_spec_pb2
@@ -30,22 +28,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from typer.testing import CliRunner
 
 from backend.common import contract
-from backend.stigmer_service import app
 from backend.stigmer_service.cli import app as cli_app
 from examples.mcp import tickets_server
 from tests.stigmer_service import caller
 from tests.stigmer_service.test_agent_loop import PYTHONPATH, call, settled, tickets
-from tests.stigmer_service.test_tenancy import (
-    A_RUNNER,
-    A_USER,
-    B_USER,
-    bearer,
-    code_of,
-    credentials_file,
-)
 from tests.support.agents import agent as agent_resource
 from tests.support.eventually import eventually
-from tests.support.service import Stubs, fast_settings, open_stubs
+from tests.support.service import Stubs
+from tests.support.tenants import A_RUNNER, A_USER, B_USER, bearer, code_of
 
 WAIT = 60
 COMMENT = '#tool=tickets.add_comment:{"id": "T-1", "text": "refund approved"}'
@@ -258,19 +248,6 @@ async def test_approval_is_validated(stigmer: Stubs) -> None:
             await desk(stigmer, approval)
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert f"agent.spec.{field}" in (error.value.details() or "")
-
-
-@pytest_asyncio.fixture
-async def scoped(tmp_path: pathlib.Path, temporal_client: Client) -> AsyncIterator[Stubs]:
-    settings = fast_settings(
-        tmp_path, credentials_file=str(credentials_file(tmp_path / "credentials.yaml"))
-    )
-    async with app.running(settings, client=temporal_client) as service:
-        stubs = await open_stubs(service)
-        try:
-            yield stubs
-        finally:
-            await stubs.channel.close()
 
 
 async def test_only_the_executions_org_may_decide_and_no_runner(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pathlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -14,6 +16,7 @@ from ai.stigmer.agentic.agent.v1 import command_pb2_grpc as agent_command_grpc
 from ai.stigmer.agentic.agent.v1 import query_pb2_grpc as agent_query_grpc
 from ai.stigmer.agentic.agentexecution.v1 import command_pb2_grpc, query_pb2_grpc
 from cryptography.fernet import Fernet
+from temporalio.client import Client
 
 from backend.stigmer_service import app
 from backend.stigmer_service.config import Settings
@@ -88,3 +91,14 @@ async def open_stubs(service: app.Service) -> Stubs:
         executions=command_pb2_grpc.AgentExecutionCommandServiceStub(channel),
         queries=query_pb2_grpc.AgentExecutionQueryServiceStub(channel),
     )
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, client: Client) -> AsyncIterator[Stubs]:
+    """The service in-process with `settings`, and stubs on a channel to it (closed after)."""
+    async with app.running(settings, client=client) as service:
+        stubs = await open_stubs(service)
+        try:
+            yield stubs
+        finally:
+            await stubs.channel.close()
