@@ -107,15 +107,28 @@ class StoreBase:
         return row
 
     @staticmethod
-    async def _messages(conn: AsyncConnection, execution_ids: list[str]) -> list[MessageRecord]:
-        rows = (
-            await conn.execute(
-                messages.select()
-                .where(messages.c.execution_id.in_(execution_ids))
-                .order_by(messages.c.id)
-            )
-        ).all()
-        return [MessageRecord(r.role, r.content, utc(r.created_at) or now()) for r in rows]
+    async def _message_rows(conn: AsyncConnection, execution_ids: list[str]) -> list[Any]:
+        """The messages of these executions, in the order they were written, in one query."""
+        if not execution_ids:
+            return []
+        return list(
+            (
+                await conn.execute(
+                    messages.select()
+                    .where(messages.c.execution_id.in_(execution_ids))
+                    .order_by(messages.c.id)
+                )
+            ).all()
+        )
+
+    @staticmethod
+    def _message(row: Any) -> MessageRecord:
+        return MessageRecord(row.role, row.content, utc(row.created_at) or now())
+
+    async def _messages(
+        self, conn: AsyncConnection, execution_ids: list[str]
+    ) -> list[MessageRecord]:
+        return [self._message(r) for r in await self._message_rows(conn, execution_ids)]
 
     def _delivery(self, row: Any) -> Delivery:
         token = b"" if row.token_enc is None else self.cipher.decrypt_bytes(row.token_enc)

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from backend.common.contract import token_hash
 from backend.stigmer_service import identity, ids, states
 from backend.stigmer_service.errors import AlreadyExists, FailedPrecondition, NotFound
-from backend.stigmer_service.store.base import StoreBase, execution_record, now, utc
+from backend.stigmer_service.store.base import StoreBase, execution_record, now
 from backend.stigmer_service.store.records import (
     CreateResult,
     ExecutionFilter,
@@ -215,24 +215,12 @@ class ExecutionStore(StoreBase):
             record.steps = found_steps.get(record.id, [])
         return records, len(rows) > limit
 
-    @staticmethod
     async def _messages_by_execution(
-        conn: AsyncConnection, execution_ids: list[str]
+        self, conn: AsyncConnection, execution_ids: list[str]
     ) -> dict[str, list[MessageRecord]]:
-        if not execution_ids:
-            return {}
-        rows = (
-            await conn.execute(
-                messages.select()
-                .where(messages.c.execution_id.in_(execution_ids))
-                .order_by(messages.c.id)
-            )
-        ).all()
         found: dict[str, list[MessageRecord]] = {}
-        for r in rows:
-            found.setdefault(r.execution_id, []).append(
-                MessageRecord(r.role, r.content, utc(r.created_at) or now())
-            )
+        for r in await self._message_rows(conn, execution_ids):
+            found.setdefault(r.execution_id, []).append(self._message(r))
         return found
 
     async def session_start(
