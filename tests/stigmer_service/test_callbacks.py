@@ -76,6 +76,7 @@ async def test_completed_sends_the_final_output(
         "agent": "echo",
         "agent_id": agent.metadata.id,
         "session_id": execution.spec.session_id,
+        "steps": [],  # An agent without tools.
     }
     stored = await wait_for(stigmer, execution.metadata.id, callback_settled)
     assert stored.status.phase == status_pb2.EXECUTION_PHASE_COMPLETED

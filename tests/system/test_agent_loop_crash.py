@@ -15,7 +15,7 @@ from ai.stigmer.agentic.agentexecution.v1 import api_pb2, query_pb2, query_pb2_g
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client
 
-from backend.stigmer_service.execution.workflows import workflow_id
+from backend.stigmer_service.execution.workflow_ids import workflow_id
 from backend.workflow_runner.models import DslRunInput
 from tests.support import documents, tickets
 from tests.support.agents import OFFLINE_MODEL, ORG, agent
@@ -56,8 +56,9 @@ async def _apply_desk(address: str) -> None:
 
 
 def _document(comments: pathlib.Path) -> dict[str, Any]:
-    """The one-call document, its call giving the desk's stdio server the env it needs."""
-    document = documents.one_call(DESK, ORG, MESSAGE, namespace="system")
+    """The one-call document, its call giving the desk's stdio server the env it needs; its
+    output carries the call's step summary."""
+    document = documents.one_call(DESK, ORG, MESSAGE, namespace="system", carry="steps: .steps, ")
     document["do"][0]["ask"]["with"]["env"] = tickets.runtime_env(comments)
     return document
 
@@ -111,10 +112,22 @@ async def test_kill_9_between_a_tool_call_and_the_next_model_turn(stack: Stack) 
     assert tickets.comments(comments) == [{"id": "T-1", "text": "seen"}]
     await stack.start_service()
 
-    output = await flows.results([handle], timeout=WAIT)
+    [output] = await flows.results([handle], timeout=WAIT)
     execution_id = before.metadata.id
     # The offline model answers with the results of the tool calls it saw.
-    assert output == [{"answer": f"{DESK}: comment added to T-1", "execution": execution_id}]
+    assert output.pop("answer") == f"{DESK}: comment added to T-1"
+    assert output.pop("execution") == execution_id
+    # The call's output summarises the steps in order, as recorded before and after the kill:
+    # no arguments or results, a duration each (the turn after the tool call slept).
+    steps = output.pop("steps")
+    assert output == {}
+    durations = [step.pop("duration_ms") for step in steps]
+    assert steps == [
+        {"index": 0, "kind": "tool_call", "tool": "tickets.add_comment", "error": False},
+        {"index": 1, "kind": "message", "error": False},
+    ]
+    assert all(isinstance(ms, int) for ms in durations)
+    assert durations[1] >= TURN_SECONDS * 1000
     # Exactly once: the comment was not written again by a resumed loop.
     assert tickets.comments(comments) == [{"id": "T-1", "text": "seen"}]
 

@@ -12,14 +12,68 @@ from temporalio.service import RPCError, RPCStatusCode
 from backend.common import contract
 from backend.stigmer_service import states
 from backend.stigmer_service.errors import NotFound
-from backend.stigmer_service.store.records import CallerRef, ExecutionRecord
+from backend.stigmer_service.store.records import (
+    APPROVAL_APPROVED,
+    APPROVAL_AWAITING,
+    APPROVAL_NONE,
+    APPROVAL_REJECTED,
+    APPROVAL_TIMED_OUT,
+    STEP_ASSISTANT_MESSAGE,
+    STEP_TOOL_CALL,
+    CallerRef,
+    ExecutionRecord,
+    StepRecord,
+)
 from backend.stigmer_service.store.repository import Store
+from backend.stigmer_service.store.steps import steps_by_execution
+
+# The name of each step kind in the caller's step summary: a new kind is one more entry.
+STEP_KIND_NAMES = {
+    STEP_ASSISTANT_MESSAGE: "message",
+    STEP_TOOL_CALL: "tool_call",
+}
+# A gated tool call's approval in the summary (a call that needed none has no `approval`).
+APPROVAL_NAMES = {
+    APPROVAL_AWAITING: "awaiting",
+    APPROVAL_APPROVED: "approved",
+    APPROVAL_REJECTED: "rejected",
+    APPROVAL_TIMED_OUT: "timed_out",
+}
+
+
+def step_summary(step: StepRecord) -> dict[str, Any]:
+    """One step as the caller's `call: agent` output lists it: what happened, how long it took
+    and who let it run; never its arguments or result, which can be large (`get` has them)."""
+    summary: dict[str, Any] = {
+        "index": step.index,
+        "kind": STEP_KIND_NAMES.get(step.kind, "unknown"),
+    }
+    if step.kind == STEP_TOOL_CALL:
+        summary["tool"] = (
+            f"{step.tool_server}.{step.tool_name}" if step.tool_server else step.tool_name
+        )
+    summary["error"] = bool(step.error)
+    summary["duration_ms"] = (
+        None if step.duration is None else int(step.duration.total_seconds() * 1000)
+    )
+    if step.approval != APPROVAL_NONE:
+        summary["approval"] = APPROVAL_NAMES.get(step.approval, "unknown")
+    return summary
+
+
+async def _steps(store: Store, execution_id: str) -> list[StepRecord]:
+    """The execution's steps as recorded at its end, in index order: one indexed read (none for
+    an agent without tools). Not the record's `steps`: a delivery's record is read with the end,
+    without them, and a record read earlier may lack the last turn's."""
+    async with store.engine.connect() as conn:
+        return (await steps_by_execution(conn, [execution_id])).get(execution_id, [])
 
 
 async def result_payload(
     store: Store, execution: ExecutionRecord, agent_slug: str | None = None
 ) -> dict[str, Any]:
-    """The success payload, shaped like the runner's CallAgentOutput."""
+    """The success payload, shaped like the runner's CallAgentOutput (with a summary of the
+    steps of an agent with tools: `steps`, empty for an agent without)."""
     slug = agent_slug
     if slug is None:
         try:
@@ -32,6 +86,7 @@ async def result_payload(
         "agent": slug,
         "agent_id": execution.agent_id,
         "session_id": execution.session_id,
+        "steps": [step_summary(step) for step in await _steps(store, execution.id)],
     }
 
 

@@ -113,4 +113,6 @@ def call_output(result: Mapping[str, Any]) -> CallAgentOutput:
         agent=str(result.get("agent", "")),
         agent_id=str(result.get("agent_id", "")),
         session_id=str(result.get("session_id", "")),
+        # Absent from an older service's payload.
+        steps=[dict(step) for step in result.get("steps") or () if isinstance(step, Mapping)],
     )

@@ -8,6 +8,7 @@ service, through the task token) is a `CallAgentOutput`-shaped JSON object.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from backend.common import contract, secret_placeholders
 
@@ -71,13 +72,21 @@ class CallAgentInput:
 
 @dataclasses.dataclass
 class CallAgentOutput:
-    """What a completed agent call returns to the workflow (the task's raw output)."""
+    """What a completed agent call returns to the workflow (the task's raw output).
+
+    `steps` summarises the steps of an agent with tools, in order, one object each: `index`,
+    `kind` ("message" or "tool_call"), `tool` ("server.tool", tool calls only), `error` (bool),
+    `duration_ms` (int or None) and, for a call that waited for approval, `approval`
+    ("approved", "rejected" or "timed_out"); never arguments or results. Empty for an agent
+    without tools, and when an older service sent no `steps`.
+    """
 
     execution_id: str
     output: str
     agent: str = ""
     agent_id: str = ""
     session_id: str = ""
+    steps: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

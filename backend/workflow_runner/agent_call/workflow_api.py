@@ -43,7 +43,7 @@ def start_to_close_timeout(call: CallAgentInput) -> timedelta:
 
 
 async def run_agent_call(call: CallAgentInput) -> dict[str, Any]:
-    """Calls the agent and returns its result object (`output`, `execution_id`, ...).
+    """Calls the agent and returns its result object (`output`, `execution_id`, `steps`, ...).
 
     A failure of the agent or of the call is raised as the `ActivityError` Temporal reports. On
     cancellation of the workflow the activity's cancellation is awaited: the service sees it on
@@ -66,7 +66,8 @@ async def run_agent_call(call: CallAgentInput) -> dict[str, Any]:
         if execution_id:
             await _cancel_execution(execution_id)
         raise
-    return dict(result)
+    # An older service sends no `steps`: the DSL sees an empty list all the same.
+    return {"steps": [], **result}
 
 
 async def _cancel_execution(execution_id: str) -> None:

@@ -84,7 +84,10 @@ def test_secret_names_map_to_env_vars() -> None:
 
 def test_the_completion_payload_maps_to_the_output_dataclass() -> None:
     payload = {"execution_id": "exe-1", "output": "hi", "agent": "w", "agent_id": "agt-w"}
-    assert convert.call_output(payload) == CallAgentOutput("exe-1", "hi", "w", "agt-w", "")
+    # Without `steps` (an older service): an empty list.
+    assert convert.call_output(payload) == CallAgentOutput("exe-1", "hi", "w", "agt-w", "", [])
+    step = {"index": 0, "kind": "tool_call", "tool": "t.x", "error": False, "duration_ms": 3}
+    assert convert.call_output(payload | {"steps": [step]}).steps == [step]
 
 
 def test_grpc_errors_keep_their_status_name_as_type() -> None:
