@@ -103,6 +103,7 @@ def _step(step: StepRecord) -> status_pb2.AgentStep:
             if step.approval
             else None
         ),
+        sub_execution_id=step.sub_execution_id,
     )
 
 
@@ -157,6 +158,7 @@ def execution_to_proto(record: ExecutionRecord) -> api_pb2.AgentExecution:
         ),
         audit=audit,
         steps=[_step(step) for step in record.steps],
+        parent_execution_id=record.parent_execution_id,
     )
     return api_pb2.AgentExecution(
         api_version=API_VERSION,

@@ -27,7 +27,8 @@ from backend.common import contract
 from backend.stigmer_service import app
 from backend.stigmer_service.execution.models import PHASE_DELETED, ExecutionWorkflowInput
 from backend.stigmer_service.execution.policies import execution_policy
-from backend.stigmer_service.execution.workflows import AgentExecutionWorkflow, workflow_id
+from backend.stigmer_service.execution.workflow_ids import workflow_id
+from backend.stigmer_service.execution.workflows import AgentExecutionWorkflow
 from tests.stigmer_service import caller
 from tests.support.eventually import eventually
 from tests.support.service import Stubs, fast_settings, open_stubs

@@ -19,7 +19,8 @@ from backend.stigmer_service.errors import FailedPrecondition, InvalidArgument
 from backend.stigmer_service.execution import approval
 from backend.stigmer_service.execution.fields import log_fields
 from backend.stigmer_service.execution.models import ToolDecision
-from backend.stigmer_service.execution.workflows import AgentExecutionWorkflow, workflow_id
+from backend.stigmer_service.execution.workflow_ids import workflow_id
+from backend.stigmer_service.execution.workflows import AgentExecutionWorkflow
 from backend.stigmer_service.store.records import (
     APPROVAL_APPROVED,
     APPROVAL_REJECTED,

@@ -18,9 +18,7 @@ from ai.stigmer.agentic.agentexecution.v1 import (
 )
 from google.protobuf import empty_pb2
 from temporalio.client import Client
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from backend.common import contract
 from backend.stigmer_service import convert, identity, ids, logs, states
 from backend.stigmer_service.api import approvals, paging, tenancy, validation
 from backend.stigmer_service.api.watching import WatchHub, WatchLimitReached
@@ -28,20 +26,9 @@ from backend.stigmer_service.config import Settings
 from backend.stigmer_service.errors import (
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
     Unavailable,
 )
-from backend.stigmer_service.execution import approval
-from backend.stigmer_service.execution.fields import log_fields
-from backend.stigmer_service.execution.models import CallbackWorkflowInput, ExecutionWorkflowInput
-from backend.stigmer_service.execution.policies import execution_policy
-from backend.stigmer_service.execution.workflows import (
-    AgentExecutionWorkflow,
-    CallbackWorkflow,
-    callback_workflow_id,
-    workflow_id,
-)
-from backend.stigmer_service.store import documents
+from backend.stigmer_service.execution.lifecycle import Lifecycle
 from backend.stigmer_service.store.records import (
     ExecutionFilter,
     ExecutionRecord,
@@ -60,10 +47,7 @@ class Executions:
         self.store = store
         self.client = client
         self.settings = settings
-
-    @property
-    def _rpc_timeout(self) -> datetime.timedelta:
-        return datetime.timedelta(seconds=self.settings.start_rpc_timeout)
+        self.lifecycle = Lifecycle(store, client, settings)
 
     async def _new_execution(self, execution: api_pb2.AgentExecution) -> NewExecution:
         if not execution.HasField("spec"):
@@ -106,111 +90,17 @@ class Executions:
         if not request.HasField("execution"):
             raise InvalidArgument("execution", "is required")
         new = await self._new_execution(request.execution)
-        result = await self.store.create_execution(new)
-        record = result.execution
-        if result.created:
-            await self._start(record, request.execution)
-            log.info("execution created", **log_fields(record))
-            return record
-        log.info(
-            "execution exists for idempotency key",
-            replaced_token=result.token_replaced,
-            **log_fields(record),
-        )
-        pending_callback = record.callback_state in (
-            states.CALLBACK_WAITING,
-            states.CALLBACK_FAILED,
-        )
-        if new.token and record.phase in states.TERMINAL_PHASES and pending_callback:
-            await self._redeliver(record)
-        return record
-
-    async def _start(self, record: ExecutionRecord, execution: api_pb2.AgentExecution) -> None:
-        config = execution.spec.execution_config
+        config = request.execution.spec.execution_config
         timeout = (
             config.timeout.ToTimedelta().total_seconds() if config.HasField("timeout") else None
         )
-        # An agent with tools runs the agent loop; its budget is fixed for the run here. An
-        # agent deleted meanwhile takes the one-call path, which ends the run as AgentNotFound.
-        try:
-            spec = (await self.store.get_agent(record.agent_id)).spec
-        except NotFound:
-            spec = {}
-        max_steps = documents.max_steps(spec)
-        try:
-            await self.client.start_workflow(
-                AgentExecutionWorkflow.run,
-                ExecutionWorkflowInput(
-                    record.id,
-                    execution_policy(self.settings, timeout),
-                    handshake_id=contract.handshake_id(record.idempotency_key),
-                    max_steps=max_steps,
-                    approval=approval.policy(spec) if max_steps else None,
-                ),
-                id=workflow_id(record.id),
-                task_queue=self.settings.task_queue,
-                rpc_timeout=self._rpc_timeout,
-            )
-        except Exception as error:
-            try:
-                # A timeout may hide a start that happened: then the row must stay.
-                await self.client.get_workflow_handle(workflow_id(record.id)).describe(
-                    rpc_timeout=self._rpc_timeout
-                )
-            except Exception:
-                pass  # Not started (NOT_FOUND), or Temporal cannot tell: see below.
-            else:
-                log.info(
-                    "execution workflow started though its start RPC failed",
-                    error=type(error).__name__,
-                    **log_fields(record),
-                )
-                return
-            # Nothing may stay PENDING without a workflow to run it. Should the start have
-            # happened unseen after all, its workflow finds no row and ends without running.
-            await self.store.delete_execution(record.id)
-            log.warning(
-                "execution workflow did not start", error=type(error).__name__, **log_fields(record)
-            )
-            raise Unavailable(f"could not start the execution: {type(error).__name__}") from error
-
-    async def _redeliver(self, record: ExecutionRecord) -> None:
-        try:
-            await self.client.start_workflow(
-                CallbackWorkflow.run,
-                CallbackWorkflowInput(record.id, execution_policy(self.settings)),
-                id=callback_workflow_id(record.id, record.token_hash),
-                task_queue=self.settings.task_queue,
-                rpc_timeout=self._rpc_timeout,
-            )
-        except WorkflowAlreadyStartedError:
-            pass  # The same token's delivery is already under way.
-        except Exception as error:
-            raise Unavailable(f"could not schedule the callback: {type(error).__name__}") from error
-        log.info("callback redelivery scheduled", **log_fields(record))
-
-    async def _signal_stop(self, record: ExecutionRecord, reason: str) -> None:
-        try:
-            await self.client.get_workflow_handle(workflow_id(record.id)).signal(
-                AgentExecutionWorkflow.cancel, reason, rpc_timeout=self._rpc_timeout
-            )
-        except Exception as error:
-            # The phase is already written; the workflow finds it when the agent returns.
-            log.warning(
-                "could not signal the execution workflow",
-                error=type(error).__name__,
-                **log_fields(record),
-            )
+        return await self.lifecycle.create(new, timeout)
 
     async def cancel(self, request: command_pb2.CancelAgentExecutionRequest) -> ExecutionRecord:
         execution_id = validation.required(request.id, "id")
         record = await tenancy.execution(self.store, execution_id)
-        if record.phase in states.TERMINAL_PHASES or not await self.store.finish(
-            execution_id, phase=states.PHASE_CANCELLED, error_message=request.reason
-        ):
+        if not await self.lifecycle.cancel(record, request.reason):
             raise FailedPrecondition(f"execution {execution_id} has already ended")
-        await self._signal_stop(record, request.reason or "cancelled through the API")
-        log.info("execution cancelled", **log_fields(record))
         return await self.store.get_execution(execution_id)
 
     async def update_status(
@@ -240,7 +130,7 @@ class Executions:
             ):
                 raise FailedPrecondition(f"execution {execution_id} has already ended")
             # The workflow stops its agent and delivers the recorded outcome.
-            await self._signal_stop(record, "status set through the API")
+            await self.lifecycle.signal_stop(record, "status set through the API")
         elif phase == states.PHASE_PENDING:
             raise InvalidArgument("phase", "an execution cannot go back to PENDING")
         return await self.store.get_execution(execution_id)
@@ -255,7 +145,7 @@ class Executions:
                 "have a callback token, and its callback must not have been delivered"
             )
         try:
-            await self._redeliver(record)
+            await self.lifecycle.redeliver(record)
         except Unavailable:
             # Left as it was, so that the operator can try again.
             await self.store.record_callback(

@@ -31,6 +31,7 @@ from backend.stigmer_service.errors import InvalidArgument
 from backend.stigmer_service.providers import registry
 from backend.stigmer_service.providers.base import ModelCallError
 from backend.stigmer_service.store import tables
+from backend.stigmer_service.store.documents import SUB_AGENTS_SERVER
 
 # protobuf's own bounds of a Duration (about 10,000 years), as in duration.proto.
 MAX_DURATION_SECONDS = 315_576_000_000
@@ -105,6 +106,7 @@ def slug(value: str, field: str) -> str:
 # The bounds of an agent's tools (AgentSpec.mcp_servers, max_steps), as spec.proto states them.
 MAX_STEPS_LIMIT = 50
 MAX_MCP_SERVERS = 8
+MAX_SUB_AGENTS = 8
 MAX_ENABLED_TOOLS = 64
 MAX_TRANSPORT_ITEMS = 32  # stdio args and env names.
 MAX_HEADERS = 16
@@ -143,6 +145,8 @@ def agent_tools(spec: agent_spec_pb2.AgentSpec, field: str) -> None:
             )
         if server.name in seen:
             raise InvalidArgument(f"{at}.name", f"{server.name!r} names another server too")
+        if server.name == SUB_AGENTS_SERVER:
+            raise InvalidArgument(f"{at}.name", f"{SUB_AGENTS_SERVER!r} is reserved for sub-agents")
         seen.add(server.name)
         transport = server.WhichOneof("transport")
         if transport == "stdio":
@@ -162,7 +166,28 @@ def agent_tools(spec: agent_spec_pb2.AgentSpec, field: str) -> None:
         else:
             raise InvalidArgument(f"{at}.transport", "set stdio or http")
         _bounded(server.enabled_tools, MAX_ENABLED_TOOLS, f"{at}.enabled_tools")
+    if spec.sub_agents:
+        seen.add(SUB_AGENTS_SERVER)
+    sub_agents(spec, f"{field}.sub_agents")
     tool_approval(spec, seen, f"{field}.tool_approval")
+
+
+def sub_agents(spec: agent_spec_pb2.AgentSpec, field: str) -> None:
+    """An agent's `sub_agents`: unique names, each naming an agent (resolved when called)."""
+    if len(spec.sub_agents) > MAX_SUB_AGENTS:
+        raise InvalidArgument(field, f"must have at most {MAX_SUB_AGENTS} entries")
+    names: set[str] = set()
+    for index, sub in enumerate(spec.sub_agents):
+        at = f"{field}[{index}]"
+        if not _SERVER_NAME.match(sub.name):
+            raise InvalidArgument(
+                f"{at}.name", "must be 1-32 lowercase letters, digits and dashes, not dash-first"
+            )
+        if sub.name in names:
+            raise InvalidArgument(f"{at}.name", f"{sub.name!r} names another sub-agent too")
+        names.add(sub.name)
+        required(sub.agent, f"{at}.agent")
+        _bounded([sub.agent, sub.description], 2, at)
 
 
 # The bounds of AgentSpec.tool_approval's timeout, as spec.proto states them.

@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from backend.stigmer_service.execution.lost_executions import LostExecutions
     from backend.stigmer_service.execution.models import CallerSweepInput
     from backend.stigmer_service.execution.rate_limit import TokenBucket
-    from backend.stigmer_service.execution.workflows import workflow_id as execution_workflow_id
+    from backend.stigmer_service.execution.workflow_ids import workflow_id as execution_workflow_id
     from backend.stigmer_service.metrics import ServiceMetrics
     from backend.stigmer_service.store.records import UnreadableToken, WaitingCaller
     from backend.stigmer_service.store.repository import Store

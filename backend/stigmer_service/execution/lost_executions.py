@@ -23,11 +23,8 @@ with workflow.unsafe.imports_passed_through():
     from backend.stigmer_service.execution.models import CallbackWorkflowInput
     from backend.stigmer_service.execution.policies import execution_policy
     from backend.stigmer_service.execution.rate_limit import TokenBucket
-    from backend.stigmer_service.execution.workflows import (
-        CallbackWorkflow,
-        callback_workflow_id,
-        workflow_id,
-    )
+    from backend.stigmer_service.execution.workflow_ids import callback_workflow_id, workflow_id
+    from backend.stigmer_service.execution.workflows import CallbackWorkflow
     from backend.stigmer_service.store.records import WaitingCaller
     from backend.stigmer_service.store.repository import Store
 

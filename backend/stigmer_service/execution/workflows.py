@@ -39,14 +39,6 @@ with workflow.unsafe.imports_passed_through():
 _SHORT = timedelta(seconds=30)
 
 
-def workflow_id(execution_id: str) -> str:
-    return f"agent-execution-{execution_id}"
-
-
-def callback_workflow_id(execution_id: str, token_hash: str) -> str:
-    return f"agent-execution-{execution_id}-callback-{token_hash}"
-
-
 async def _deliver(execution_id: str, policy: ExecutionPolicy, already_made: int = 0) -> int:
     """Delivers the recorded end with retries: the attempts the policy allows, less those
     already made (by `run_agent`)."""

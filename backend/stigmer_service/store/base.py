@@ -87,6 +87,7 @@ def execution_record(row: Any) -> ExecutionRecord:
         created_at=utc(row.created_at) or now(),
         updated_at=utc(row.updated_at) or now(),
         created_by=row.created_by,
+        parent_execution_id=row.parent_execution_id or "",
     )
 
 

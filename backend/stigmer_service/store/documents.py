@@ -7,7 +7,12 @@ from typing import Any
 
 from google.protobuf import duration_pb2
 
-from backend.stigmer_service.store.records import CallerRef, McpServerRecord, ModelOptions
+from backend.stigmer_service.store.records import (
+    CallerRef,
+    McpServerRecord,
+    ModelOptions,
+    SubAgentRecord,
+)
 
 # The model turns of an agent with tools whose spec sets no `maxSteps`.
 DEFAULT_MAX_STEPS = 8
@@ -102,8 +107,26 @@ def mcp_servers(spec: dict[str, Any]) -> list[McpServerRecord]:
     return found
 
 
+# The tool "server" of an agent's sub-agents: a sub-agent is the tool "agents.<name>" (in
+# ToolApproval.tools and in steps), so no MCP server may take this name.
+SUB_AGENTS_SERVER = "agents"
+
+
+def sub_agents(spec: dict[str, Any]) -> list[SubAgentRecord]:
+    """The `subAgents` of an AgentSpec document."""
+    return [
+        SubAgentRecord(
+            name=str(sub.get("name", "")),
+            agent=str(sub.get("agent", "")),
+            description=str(sub.get("description", "")),
+        )
+        for sub in spec.get("subAgents") or []
+    ]
+
+
 def max_steps(spec: dict[str, Any]) -> int:
-    """The model-turn budget of an agent with tools; 0 for an agent without (one model call)."""
-    if not spec.get("mcpServers"):
+    """The model-turn budget of an agent with tools (MCP servers or sub-agents); 0 for an agent
+    without (one model call)."""
+    if not spec.get("mcpServers") and not spec.get("subAgents"):
         return 0
     return int(spec.get("maxSteps") or DEFAULT_MAX_STEPS)

@@ -50,6 +50,7 @@ class ExecutionStore(StoreBase):
             "token_hash": token_hash(new.token),
             "idempotency_key": new.idempotency_key or None,
             "created_by": new.created_by or identity.OPERATOR,
+            "parent_execution_id": new.parent_execution_id or None,
             "phase": states.PHASE_PENDING,
             "output": "",
             "error_type": "",
@@ -260,6 +261,21 @@ class ExecutionStore(StoreBase):
                 return []
             history = await self._messages(conn, [r.id for r in earlier])
         return [m for m in history if m.role in (states.ROLE_USER, states.ROLE_ASSISTANT)]
+
+    async def running_children(self, parent_execution_id: str) -> list[ExecutionRecord]:
+        """The sub-agent executions of this one that have not ended (without messages)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    executions.select()
+                    .where(
+                        (executions.c.parent_execution_id == parent_execution_id)
+                        & executions.c.phase.notin_(states.TERMINAL_PHASES)
+                    )
+                    .order_by(executions.c.created_at, executions.c.id)
+                )
+            ).all()
+        return [execution_record(r) for r in rows]
 
     def decrypt_env(self, record: ExecutionRecord) -> tuple[dict[str, str], dict[str, str]]:
         """(all values in clear, secret values by name) of an execution's runtime env."""

@@ -45,6 +45,15 @@ class McpServerRecord:
     enabled_tools: tuple[str, ...] = ()  # Empty: every tool.
 
 
+@dataclasses.dataclass(frozen=True)
+class SubAgentRecord:
+    """An agent another may delegate to (the API's SubAgent): by id or slug, in the same org."""
+
+    name: str
+    agent: str
+    description: str = ""
+
+
 @dataclasses.dataclass
 class AgentRecord:
     id: str
@@ -75,6 +84,7 @@ class MessageRecord:
 # StepKind values of the API (status.proto), as the store keeps them.
 STEP_ASSISTANT_MESSAGE = 1
 STEP_TOOL_CALL = 2
+STEP_SUB_AGENT = 3
 # ApprovalState values of the API (status.proto): 0 is a call that needed no approval.
 APPROVAL_NONE = 0
 APPROVAL_AWAITING = 1
@@ -88,7 +98,7 @@ class StepRecord:
     """One step of an agent with tools (the API's AgentStep); secret values already masked."""
 
     index: int
-    kind: int  # STEP_ASSISTANT_MESSAGE or STEP_TOOL_CALL
+    kind: int  # A STEP_* kind.
     started_at: datetime.datetime
     tool_server: str = ""
     tool_name: str = ""
@@ -100,6 +110,7 @@ class StepRecord:
     approval_by: str = ""  # The name of the credential that decided.
     approval_reason: str = ""
     approval_at: datetime.datetime | None = None  # When decided or timed out.
+    sub_execution_id: str = ""  # The execution a STEP_SUB_AGENT step runs as.
 
 
 @dataclasses.dataclass
@@ -126,6 +137,8 @@ class NewExecution:
     idempotency_key: str
     # The name of the credential that asked (only it may re-create with the same key).
     created_by: str = ""
+    # The execution that delegates to this one (a sub-agent's); empty for the API's own.
+    parent_execution_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,6 +206,7 @@ class ExecutionRecord:
     messages: list[MessageRecord] = dataclasses.field(default_factory=list)
     created_by: str | None = None  # None: created before credentials had names.
     steps: list[StepRecord] = dataclasses.field(default_factory=list)  # In index order.
+    parent_execution_id: str = ""  # The execution that delegated to this one, if any.
 
 
 @dataclasses.dataclass(frozen=True, repr=False)

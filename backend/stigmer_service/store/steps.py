@@ -27,6 +27,7 @@ def _values(step: StepRecord) -> dict[str, object]:
         "duration_ms": (
             None if step.duration is None else int(step.duration.total_seconds() * 1000)
         ),
+        "sub_execution_id": step.sub_execution_id,
     }
 
 
@@ -64,6 +65,7 @@ async def steps_by_execution(
                 approval_by=r.approval_by,
                 approval_reason=r.approval_reason,
                 approval_at=utc(r.approval_at),
+                sub_execution_id=r.sub_execution_id,
             )
         )
     return found

@@ -44,6 +44,8 @@ executions = sa.Table(
     sa.Column("idempotency_key", sa.String(512)),
     # The name of the credential that created it (NULL: before credentials had names).
     sa.Column("created_by", sa.String(255)),
+    # The execution that delegated to this one (a sub-agent's); NULL for the API's own.
+    sa.Column("parent_execution_id", sa.String(64), index=True),
     sa.Column("phase", sa.Integer, nullable=False, index=True),
     sa.Column("output", sa.Text, nullable=False),
     sa.Column("error_type", sa.String(255), nullable=False),
@@ -108,6 +110,8 @@ steps = sa.Table(
     sa.Column("approval_by", sa.String(255), nullable=False, server_default=""),
     sa.Column("approval_reason", sa.Text, nullable=False, server_default=""),
     sa.Column("approval_at", sa.DateTime(timezone=True)),
+    # The execution a sub-agent step runs as; empty for other kinds.
+    sa.Column("sub_execution_id", sa.String(64), nullable=False, server_default=""),
     # A retried activity writes the same step again: it replaces, never duplicates.
     sa.UniqueConstraint("execution_id", "step_index", name="uq_execution_steps_index"),
 )

@@ -32,12 +32,8 @@ from backend.common import temporal_dev_server
 from backend.stigmer_service import app
 from backend.stigmer_service.execution.callers import CallerHeartbeatWorkflow
 from backend.stigmer_service.execution.models import CallerSweepInput
-from backend.stigmer_service.execution.workflows import (
-    AgentExecutionWorkflow,
-    CallbackWorkflow,
-    callback_workflow_id,
-    workflow_id,
-)
+from backend.stigmer_service.execution.workflow_ids import callback_workflow_id, workflow_id
+from backend.stigmer_service.execution.workflows import AgentExecutionWorkflow, CallbackWorkflow
 from tests.stigmer_service import caller
 from tests.support import tickets
 from tests.support.eventually import eventually

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&ai/stigmer/agentic/agent/v1/spec.proto\x12\x1b\x61i.stigmer.agentic.agent.v1\x1a\x1egoogle/protobuf/duration.proto\"\x99\x02\n\tAgentSpec\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\x12\x14\n\x0cinstructions\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12@\n\rmodel_options\x18\x04 \x01(\x0b\x32).ai.stigmer.agentic.agent.v1.ModelOptions\x12;\n\x0bmcp_servers\x18\x05 \x03(\x0b\x32&.ai.stigmer.agentic.agent.v1.McpServer\x12\x11\n\tmax_steps\x18\x06 \x01(\x05\x12@\n\rtool_approval\x18\x07 \x01(\x0b\x32).ai.stigmer.agentic.agent.v1.ToolApproval\"\xce\x01\n\x0cToolApproval\x12;\n\x04mode\x18\x01 \x01(\x0e\x32-.ai.stigmer.agentic.agent.v1.ToolApprovalMode\x12\r\n\x05tools\x18\x02 \x03(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x46\n\non_timeout\x18\x04 \x01(\x0e\x32\x32.ai.stigmer.agentic.agent.v1.ApprovalTimeoutAction\"\xb7\x01\n\tMcpServer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12<\n\x05stdio\x18\x02 \x01(\x0b\x32+.ai.stigmer.agentic.agent.v1.StdioTransportH\x00\x12:\n\x04http\x18\x03 \x01(\x0b\x32*.ai.stigmer.agentic.agent.v1.HttpTransportH\x00\x12\x15\n\renabled_tools\x18\x04 \x03(\tB\x0b\n\ttransport\"<\n\x0eStdioTransport\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x02 \x03(\t\x12\x0b\n\x03\x65nv\x18\x03 \x03(\t\"\x96\x01\n\rHttpTransport\x12\x0b\n\x03url\x18\x01 \x01(\t\x12H\n\x07headers\x18\x02 \x03(\x0b\x32\x37.ai.stigmer.agentic.agent.v1.HttpTransport.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x02\n\x0cModelOptions\x12\x18\n\x0btemperature\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x62\x61se_url\x18\x05 \x01(\t\x12\x13\n\x0b\x61pi_key_env\x18\x06 \x01(\t\x12\x43\n\x05\x65xtra\x18\x07 \x03(\x0b\x32\x34.ai.stigmer.agentic.agent.v1.ModelOptions.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\r\n\x0b_max_tokensB\x08\n\x06_top_p*\x8e\x01\n\x10ToolApprovalMode\x12\"\n\x1eTOOL_APPROVAL_MODE_UNSPECIFIED\x10\x00\x12\x1b\n\x17TOOL_APPROVAL_MODE_NONE\x10\x01\x12\x1d\n\x19TOOL_APPROVAL_MODE_LISTED\x10\x02\x12\x1a\n\x16TOOL_APPROVAL_MODE_ALL\x10\x03*\x86\x01\n\x15\x41pprovalTimeoutAction\x12\'\n#APPROVAL_TIMEOUT_ACTION_UNSPECIFIED\x10\x00\x12\"\n\x1e\x41PPROVAL_TIMEOUT_ACTION_REJECT\x10\x01\x12 \n\x1c\x41PPROVAL_TIMEOUT_ACTION_FAIL\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&ai/stigmer/agentic/agent/v1/spec.proto\x12\x1b\x61i.stigmer.agentic.agent.v1\x1a\x1egoogle/protobuf/duration.proto\"\xd4\x02\n\tAgentSpec\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\x12\x14\n\x0cinstructions\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12@\n\rmodel_options\x18\x04 \x01(\x0b\x32).ai.stigmer.agentic.agent.v1.ModelOptions\x12;\n\x0bmcp_servers\x18\x05 \x03(\x0b\x32&.ai.stigmer.agentic.agent.v1.McpServer\x12\x11\n\tmax_steps\x18\x06 \x01(\x05\x12@\n\rtool_approval\x18\x07 \x01(\x0b\x32).ai.stigmer.agentic.agent.v1.ToolApproval\x12\x39\n\nsub_agents\x18\x08 \x03(\x0b\x32%.ai.stigmer.agentic.agent.v1.SubAgent\"<\n\x08SubAgent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xce\x01\n\x0cToolApproval\x12;\n\x04mode\x18\x01 \x01(\x0e\x32-.ai.stigmer.agentic.agent.v1.ToolApprovalMode\x12\r\n\x05tools\x18\x02 \x03(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x46\n\non_timeout\x18\x04 \x01(\x0e\x32\x32.ai.stigmer.agentic.agent.v1.ApprovalTimeoutAction\"\xb7\x01\n\tMcpServer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12<\n\x05stdio\x18\x02 \x01(\x0b\x32+.ai.stigmer.agentic.agent.v1.StdioTransportH\x00\x12:\n\x04http\x18\x03 \x01(\x0b\x32*.ai.stigmer.agentic.agent.v1.HttpTransportH\x00\x12\x15\n\renabled_tools\x18\x04 \x03(\tB\x0b\n\ttransport\"<\n\x0eStdioTransport\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x02 \x03(\t\x12\x0b\n\x03\x65nv\x18\x03 \x03(\t\"\x96\x01\n\rHttpTransport\x12\x0b\n\x03url\x18\x01 \x01(\t\x12H\n\x07headers\x18\x02 \x03(\x0b\x32\x37.ai.stigmer.agentic.agent.v1.HttpTransport.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x02\n\x0cModelOptions\x12\x18\n\x0btemperature\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x62\x61se_url\x18\x05 \x01(\t\x12\x13\n\x0b\x61pi_key_env\x18\x06 \x01(\t\x12\x43\n\x05\x65xtra\x18\x07 \x03(\x0b\x32\x34.ai.stigmer.agentic.agent.v1.ModelOptions.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\r\n\x0b_max_tokensB\x08\n\x06_top_p*\x8e\x01\n\x10ToolApprovalMode\x12\"\n\x1eTOOL_APPROVAL_MODE_UNSPECIFIED\x10\x00\x12\x1b\n\x17TOOL_APPROVAL_MODE_NONE\x10\x01\x12\x1d\n\x19TOOL_APPROVAL_MODE_LISTED\x10\x02\x12\x1a\n\x16TOOL_APPROVAL_MODE_ALL\x10\x03*\x86\x01\n\x15\x41pprovalTimeoutAction\x12\'\n#APPROVAL_TIMEOUT_ACTION_UNSPECIFIED\x10\x00\x12\"\n\x1e\x41PPROVAL_TIMEOUT_ACTION_REJECT\x10\x01\x12 \n\x1c\x41PPROVAL_TIMEOUT_ACTION_FAIL\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,24 +36,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HTTPTRANSPORT_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_MODELOPTIONS_EXTRAENTRY']._loaded_options = None
   _globals['_MODELOPTIONS_EXTRAENTRY']._serialized_options = b'8\001'
-  _globals['_TOOLAPPROVALMODE']._serialized_start=1325
-  _globals['_TOOLAPPROVALMODE']._serialized_end=1467
-  _globals['_APPROVALTIMEOUTACTION']._serialized_start=1470
-  _globals['_APPROVALTIMEOUTACTION']._serialized_end=1604
+  _globals['_TOOLAPPROVALMODE']._serialized_start=1446
+  _globals['_TOOLAPPROVALMODE']._serialized_end=1588
+  _globals['_APPROVALTIMEOUTACTION']._serialized_start=1591
+  _globals['_APPROVALTIMEOUTACTION']._serialized_end=1725
   _globals['_AGENTSPEC']._serialized_start=104
-  _globals['_AGENTSPEC']._serialized_end=385
-  _globals['_TOOLAPPROVAL']._serialized_start=388
-  _globals['_TOOLAPPROVAL']._serialized_end=594
-  _globals['_MCPSERVER']._serialized_start=597
-  _globals['_MCPSERVER']._serialized_end=780
-  _globals['_STDIOTRANSPORT']._serialized_start=782
-  _globals['_STDIOTRANSPORT']._serialized_end=842
-  _globals['_HTTPTRANSPORT']._serialized_start=845
-  _globals['_HTTPTRANSPORT']._serialized_end=995
-  _globals['_HTTPTRANSPORT_HEADERSENTRY']._serialized_start=949
-  _globals['_HTTPTRANSPORT_HEADERSENTRY']._serialized_end=995
-  _globals['_MODELOPTIONS']._serialized_start=998
-  _globals['_MODELOPTIONS']._serialized_end=1322
-  _globals['_MODELOPTIONS_EXTRAENTRY']._serialized_start=1237
-  _globals['_MODELOPTIONS_EXTRAENTRY']._serialized_end=1281
+  _globals['_AGENTSPEC']._serialized_end=444
+  _globals['_SUBAGENT']._serialized_start=446
+  _globals['_SUBAGENT']._serialized_end=506
+  _globals['_TOOLAPPROVAL']._serialized_start=509
+  _globals['_TOOLAPPROVAL']._serialized_end=715
+  _globals['_MCPSERVER']._serialized_start=718
+  _globals['_MCPSERVER']._serialized_end=901
+  _globals['_STDIOTRANSPORT']._serialized_start=903
+  _globals['_STDIOTRANSPORT']._serialized_end=963
+  _globals['_HTTPTRANSPORT']._serialized_start=966
+  _globals['_HTTPTRANSPORT']._serialized_end=1116
+  _globals['_HTTPTRANSPORT_HEADERSENTRY']._serialized_start=1070
+  _globals['_HTTPTRANSPORT_HEADERSENTRY']._serialized_end=1116
+  _globals['_MODELOPTIONS']._serialized_start=1119
+  _globals['_MODELOPTIONS']._serialized_end=1443
+  _globals['_MODELOPTIONS_EXTRAENTRY']._serialized_start=1358
+  _globals['_MODELOPTIONS_EXTRAENTRY']._serialized_end=1402
 # @@protoc_insertion_point(module_scope)

@@ -85,6 +85,7 @@ class AgentSpec(_message.Message):
     MCP_SERVERS_FIELD_NUMBER: _builtins.int
     MAX_STEPS_FIELD_NUMBER: _builtins.int
     TOOL_APPROVAL_FIELD_NUMBER: _builtins.int
+    SUB_AGENTS_FIELD_NUMBER: _builtins.int
     description: _builtins.str
     """A short human-readable description of what the agent does. Optional."""
     instructions: _builtins.str
@@ -114,6 +115,14 @@ class AgentSpec(_message.Message):
         unset means no call waits.
         """
 
+    @_builtins.property
+    def sub_agents(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubAgent]:
+        """Other agents of the same org this agent may delegate to, at most 8, each with a unique name.
+        Each becomes a tool the model calls with a message: the sub-agent runs as an execution of
+        its own (`AgentExecutionStatus.parent_execution_id` names this one), whose answer is the
+        tool's result. Optional. The sub-agents' own sub-agents nest, at most 4 levels deep.
+        """
+
     def __init__(
         self,
         *,
@@ -124,14 +133,52 @@ class AgentSpec(_message.Message):
         mcp_servers: _abc.Iterable[Global___McpServer] | None = ...,
         max_steps: _builtins.int = ...,
         tool_approval: Global___ToolApproval | None = ...,
+        sub_agents: _abc.Iterable[Global___SubAgent] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model_options", b"model_options", "tool_approval", b"tool_approval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "instructions", b"instructions", "max_steps", b"max_steps", "mcp_servers", b"mcp_servers", "model", b"model", "model_options", b"model_options", "tool_approval", b"tool_approval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "instructions", b"instructions", "max_steps", b"max_steps", "mcp_servers", b"mcp_servers", "model", b"model", "model_options", b"model_options", "sub_agents", b"sub_agents", "tool_approval", b"tool_approval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgentSpec: _TypeAlias = AgentSpec  # noqa: Y015
+
+@_typing.final
+class SubAgent(_message.Message):
+    """SubAgent is an agent another agent may delegate to."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The tool's name within the agent: lowercase letters, digits and dashes, at most 32
+    characters. Required. Steps name the sub-agent by it, and `ToolApproval.tools` lists it as
+    "agents.<name>" (the server name "agents" is reserved for sub-agents).
+    """
+    agent: _builtins.str
+    """The agent delegated to, by id or slug, in this agent's org. Required. Resolved when the
+    model delegates: an agent missing then is a tool error the model hears.
+    """
+    description: _builtins.str
+    """What the sub-agent is for, as the model is told. Optional; the agent's own description when
+    empty.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        agent: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "description", b"description", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubAgent: _TypeAlias = SubAgent  # noqa: Y015
 
 @_typing.final
 class ToolApproval(_message.Message):

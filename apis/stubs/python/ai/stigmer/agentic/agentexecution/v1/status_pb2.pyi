@@ -72,6 +72,11 @@ class _StepKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StepKind.Val
     """The model wrote a message (its final answer, or text alongside tool calls)."""
     STEP_KIND_TOOL_CALL: _StepKind.ValueType  # 2
     """The model called a tool; the step holds the call and, once it ran, its result or error."""
+    STEP_KIND_SUB_AGENT: _StepKind.ValueType  # 3
+    """The model delegated to a sub-agent (`AgentSpec.sub_agents`): `tool_name` is its name,
+    `arguments_json` holds the message, `sub_execution_id` the execution it runs as, and the
+    step, once that ended, its answer or error.
+    """
 
 class StepKind(_StepKind, metaclass=_StepKindEnumTypeWrapper):
     """StepKind is what one step of an agent's loop did."""
@@ -82,6 +87,11 @@ STEP_KIND_ASSISTANT_MESSAGE: StepKind.ValueType  # 1
 """The model wrote a message (its final answer, or text alongside tool calls)."""
 STEP_KIND_TOOL_CALL: StepKind.ValueType  # 2
 """The model called a tool; the step holds the call and, once it ran, its result or error."""
+STEP_KIND_SUB_AGENT: StepKind.ValueType  # 3
+"""The model delegated to a sub-agent (`AgentSpec.sub_agents`): `tool_name` is its name,
+`arguments_json` holds the message, `sub_execution_id` the execution it runs as, and the
+step, once that ended, its answer or error.
+"""
 Global___StepKind: _TypeAlias = StepKind  # noqa: Y015
 
 class _ApprovalState:
@@ -229,10 +239,15 @@ class AgentExecutionStatus(_message.Message):
     CALLBACK_FIELD_NUMBER: _builtins.int
     AUDIT_FIELD_NUMBER: _builtins.int
     STEPS_FIELD_NUMBER: _builtins.int
+    PARENT_EXECUTION_ID_FIELD_NUMBER: _builtins.int
     phase: Global___ExecutionPhase.ValueType
     """The current phase of the execution. Output only."""
     output: _builtins.str
     """The agent's final answer; set when the phase is COMPLETED. Output only."""
+    parent_execution_id: _builtins.str
+    """The execution that delegated to this one (a sub-agent's execution), whose cancellation
+    cancels this one. Output only; empty for an execution created through the API.
+    """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentMessage]:
         """The conversation of the execution so far, in order. Output only."""
@@ -275,10 +290,11 @@ class AgentExecutionStatus(_message.Message):
         callback: Global___CallbackStatus | None = ...,
         audit: _audit_pb2.ApiResourceAudit | None = ...,
         steps: _abc.Iterable[Global___AgentStep] | None = ...,
+        parent_execution_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "callback", b"callback", "completed_at", b"completed_at", "error", b"error", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "callback", b"callback", "completed_at", b"completed_at", "error", b"error", "messages", b"messages", "output", b"output", "phase", b"phase", "started_at", b"started_at", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "callback", b"callback", "completed_at", b"completed_at", "error", b"error", "messages", b"messages", "output", b"output", "parent_execution_id", b"parent_execution_id", "phase", b"phase", "started_at", b"started_at", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -300,6 +316,7 @@ class AgentStep(_message.Message):
     DURATION_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     APPROVAL_FIELD_NUMBER: _builtins.int
+    SUB_EXECUTION_ID_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """The step's position in the execution, from 0, in the order the steps happened. Output only."""
     kind: Global___StepKind.ValueType
@@ -320,6 +337,8 @@ class AgentStep(_message.Message):
     """Why the tool call failed, as the model was told (at most 4096 characters, secret values
     masked). Output only; empty when it did not fail.
     """
+    sub_execution_id: _builtins.str
+    """The execution of a sub-agent step. Output only; empty for other kinds."""
     @_builtins.property
     def duration(self) -> _duration_pb2.Duration:
         """How long the tool call or the model turn took. Output only; unset while a call runs."""
@@ -345,10 +364,11 @@ class AgentStep(_message.Message):
         duration: _duration_pb2.Duration | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         approval: Global___StepApproval | None = ...,
+        sub_execution_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "duration", b"duration", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "arguments_json", b"arguments_json", "duration", b"duration", "error", b"error", "index", b"index", "kind", b"kind", "result", b"result", "started_at", b"started_at", "tool_name", b"tool_name", "tool_server", b"tool_server"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "arguments_json", b"arguments_json", "duration", b"duration", "error", b"error", "index", b"index", "kind", b"kind", "result", b"result", "started_at", b"started_at", "sub_execution_id", b"sub_execution_id", "tool_name", b"tool_name", "tool_server", b"tool_server"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
