@@ -1,5 +1,5 @@
-"""What the demo prints: progress lines, the agents, the executions with their steps, and the
-commands to use in dev mode."""
+"""What the demo prints: progress lines, the agents, the approvals it makes, the executions with
+their steps, and the commands to use in dev mode."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ai.stigmer.agentic.agentexecution.v1 import status_pb2
 
 from backend.stigmer_service import cli_render
 from backend.workflow_runner.models import ProgressEntry
-from examples import stack, walkthrough
+from examples import approvals, stack, walkthrough
 
 
 def say(text: str = "") -> None:
@@ -60,8 +60,39 @@ def print_dev_commands(running: stack.Stack, workflow_arg: str, sample: str | No
         "  dist/backend.stigmer_service/stigmer-service.pex list executions\n"
         "  dist/backend.stigmer_service/stigmer-service.pex get execution <EXECUTION_ID>"
     )
+    say(
+        "An urgent ticket's research step links it to the incident once you approve that tool "
+        "call;\nthe approve command for it is printed here when it waits."
+    )
     say(f"Temporal UI: {running.ui_url}")
     say("Press Ctrl-C to stop everything.")
+
+
+def _waiting_call(call: approvals.Waiting) -> str:
+    step = call.step
+    arguments = cli_render.short(step.arguments_json, 50)
+    tool = f"{step.tool_server}.{step.tool_name}"
+    return f"step {step.index} of {call.execution.metadata.id}, {tool} {arguments}"
+
+
+def print_waiting(call: approvals.Waiting) -> None:
+    """A gated tool call the demo is about to approve with the command line."""
+    say(f"  approval: {_waiting_call(call)} waits for a person; approving with the CLI:")
+
+
+def print_decided(decided: approvals.Decided) -> None:
+    say(f"    $ {decided.command}")
+    say(f"    {cli_render.approval_text(decided.step.approval)}")
+
+
+def print_dev_approval(call: approvals.Waiting) -> None:
+    """Dev mode: the user approves (or rejects: `reject`) with this command."""
+    say(f"\nA tool call waits for your approval: {_waiting_call(call)}. Approve it with")
+    say(
+        "  ./pants --concurrent run backend/stigmer_service:stigmer-service -- "
+        + approvals.shown(call.approve_args()).removeprefix(approvals.CLI_NAME + " ")
+    )
+    say("(or `reject` instead of `approve`: the model then hears why).")
 
 
 async def print_executions(

@@ -23,7 +23,7 @@ from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
 from backend.common import temporal_dev_server
 from backend.stigmer_service import logs, manifests
 from backend.workflow_runner.dsl import loader
-from examples import console, stack, state, walkthrough
+from examples import approvals, console, stack, state, walkthrough
 
 EXAMPLES_DIR = pathlib.Path(__file__).resolve().parent
 DEFAULT_WORKFLOW = EXAMPLES_DIR / "workflows" / "support-triage.yaml"
@@ -166,7 +166,11 @@ class Demo:
                 sample = None if self.input_origin in ("no input", "--input") else self.input_origin
                 workflow_arg = console.shown(example_path(self.workflow))
                 console.print_dev_commands(running, workflow_arg, sample)
-                await self.wait_for_ctrl_c()
+                # The user runs workflows: each tool call that waits is shown with its command.
+                address = running.service.address
+                await self.wait_for_ctrl_c(
+                    approvals.watch(address, None, console.print_dev_approval)
+                )
                 return 0
             exit_code = await self.run_example(running, document, agents)
             if self.keep:
@@ -176,9 +180,9 @@ class Demo:
                 await self.wait_for_ctrl_c()
             return exit_code
 
-    async def wait_for_ctrl_c(self) -> None:
+    async def wait_for_ctrl_c(self, meanwhile: Awaitable[None] | None = None) -> None:
         self.waiting_for_ctrl_c = True
-        await asyncio.Event().wait()
+        await (meanwhile or asyncio.Event().wait())
 
     async def run_example(
         self, running: stack.Stack, document: dict[str, Any], agents: list[agent_api_pb2.Agent]
@@ -192,6 +196,12 @@ class Demo:
         def started(workflow_id: str, run_id: str) -> None:
             console.say(f"  workflow id {workflow_id}, run id {run_id}")
 
+        async def approve(workflow_id: str) -> None:
+            # A tool call that waits for a person is approved with the CLI, as a user would.
+            await approvals.watch(
+                running.service.address, workflow_id, console.print_waiting, console.print_decided
+            )
+
         result = await walkthrough.run_workflow(
             running.client,
             running.task_queue,
@@ -199,6 +209,7 @@ class Demo:
             self.workflow_input,
             console.print_progress,
             on_started=started,
+            alongside=approve,
         )
         console.say()
         if result.error is None:
@@ -257,7 +268,10 @@ async def supervise(work: Callable[[], Awaitable[int]], demo: Demo) -> int:
 
 def describe_failure(error: BaseException) -> str | None:
     """One line for the failures a user can act on; None for bugs (shown with the log file)."""
-    if isinstance(error, DemoError | state.StateDirBusyError | state.PortTakenError):
+    if isinstance(
+        error,
+        DemoError | state.StateDirBusyError | state.PortTakenError | approvals.ApprovalError,
+    ):
         return str(error)
     if isinstance(
         error,

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import pathlib
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
 from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
 from ai.stigmer.agentic.agent.v1 import command_pb2 as agent_command_pb2
 from ai.stigmer.agentic.agent.v1 import command_pb2_grpc as agent_command_grpc
-from ai.stigmer.agentic.agentexecution.v1 import api_pb2, query_pb2, query_pb2_grpc
+from ai.stigmer.agentic.agentexecution.v1 import api_pb2, query_pb2, query_pb2_grpc, status_pb2
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from backend.stigmer_service import manifests
@@ -71,8 +72,11 @@ async def run_workflow(
     workflow_input: Any,
     on_progress: ProgressCallback,
     on_started: Callable[[str, str], None] | None = None,
+    alongside: Callable[[str], Awaitable[None]] | None = None,
 ) -> RunResult:
-    """Runs the document to its end, reporting each finished task with the seconds since start."""
+    """Runs the document to its end, reporting each finished task with the seconds since start.
+    `alongside(workflow_id)` runs while the workflow does (the demo's approver); its error ends
+    the run with that error."""
     workflow_id = f"{document['document']['name']}-{uuid.uuid4().hex[:8]}"
     handle: WorkflowHandle[Any, Any] = await client.start_workflow(
         WORKFLOW_NAME, DslRunInput(document, workflow_input), id=workflow_id, task_queue=task_queue
@@ -82,15 +86,27 @@ async def run_workflow(
         on_started(workflow_id, run_id)
     started = time.monotonic()
     result = asyncio.ensure_future(handle.result())
+    helper = asyncio.ensure_future(alongside(workflow_id)) if alongside else None
     shown = 0
     try:
         while True:
-            done, _ = await asyncio.wait({result}, timeout=PROGRESS_POLL_SECONDS)
+            waited = {result} if helper is None else {result, helper}
+            done, _ = await asyncio.wait(
+                waited, timeout=PROGRESS_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
             shown = await _report_progress(handle, shown, time.monotonic() - started, on_progress)
-            if done:
+            if helper is not None and helper in done:
+                failed, helper = helper.exception(), None
+                if failed is not None:
+                    raise failed
+            if result in done:
                 break
     finally:
         result.cancel()
+        if helper is not None:
+            helper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await helper
     try:
         return RunResult(workflow_id, run_id, output=result.result())
     except WorkflowFailureError as failure:
@@ -109,8 +125,13 @@ async def _report_progress(
     return max(shown, len(entries))
 
 
-async def executions_of(endpoint: str, workflow_id: str) -> list[api_pb2.AgentExecution]:
-    """The agent executions this workflow started, oldest first (found by their caller info)."""
+async def executions_of(
+    endpoint: str,
+    workflow_id: str | None,
+    phases: Sequence[status_pb2.ExecutionPhase.ValueType] = (),
+) -> list[api_pb2.AgentExecution]:
+    """The agent executions this workflow started (None: any workflow), in one of `phases` (empty:
+    any), oldest first (found by their caller info)."""
     # The API filters by agent, session and phase but not by caller, so filter here.
     found: list[api_pb2.AgentExecution] = []
     async with grpc.aio.insecure_channel(endpoint) as channel:
@@ -118,10 +139,16 @@ async def executions_of(endpoint: str, workflow_id: str) -> list[api_pb2.AgentEx
         page_token = ""
         for _ in range(MAX_EXECUTION_PAGES):
             page = await stub.ListAgentExecutions(
-                query_pb2.ListAgentExecutionsRequest(page_size=100, page_token=page_token),
+                query_pb2.ListAgentExecutionsRequest(
+                    page_size=100, page_token=page_token, phases=phases
+                ),
                 timeout=RPC_TIMEOUT,
             )
-            found += [e for e in page.executions if e.spec.caller.workflow_id == workflow_id]
+            found += [
+                e
+                for e in page.executions
+                if workflow_id is None or e.spec.caller.workflow_id == workflow_id
+            ]
             page_token = page.next_page_token
             if not page_token:
                 break

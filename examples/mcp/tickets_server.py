@@ -43,6 +43,15 @@ def add_comment(id: str, text: str) -> str:
     return f"comment added to {id}"
 
 
+def link_ticket(id: str, related: str) -> str:
+    """Link a new ticket to a known one (an incident), so that whoever works on one sees the other."""
+    if id not in TICKETS:
+        raise ToolError(f"no ticket {id!r}")
+    # The example desk keeps no links: the demo gates this call on a person's approval (a
+    # change to the desk), and the answer is what the model hears once it ran.
+    return f"{related} linked to {id}"
+
+
 def escalate_ticket(id: str) -> str:
     """Page the on-call engineer about a ticket (the pager is always down: a tool that fails)."""
     raise ToolError(f"cannot escalate {id}: the pager service is unavailable")
@@ -52,8 +61,10 @@ def build() -> MCPServer:
     """The server with its tools. Built when it runs, not at import: building an MCPServer
     configures the root logger (a rich handler), which an importing process (a test, a worker
     with workflow sandboxes) must not get."""
-    server = MCPServer("tickets", instructions="Look up support tickets and comment on them.")
-    for tool in (lookup_ticket, add_comment, escalate_ticket):
+    server = MCPServer(
+        "tickets", instructions="Look up support tickets, comment on them and link them."
+    )
+    for tool in (lookup_ticket, add_comment, escalate_ticket, link_ticket):
         server.tool()(tool)
     return server
 

@@ -27,6 +27,9 @@ RELATED = "ticket-researcher: " + json.dumps(
     {"id": "T-1", "priority": "high", "status": "open", "title": "Checkout fails with a 502"},
     sort_keys=True,
 )
+# An urgent ticket is linked to the incident too, once the demo approved that call.
+LINKED = RELATED + " | T-1042 linked to T-1"
+REASON = "linking to the open incident is safe"
 ROUTINE_TICKET = {
     "ticket": {
         "id": "T-7",
@@ -108,7 +111,8 @@ def test_demo_runs_the_example_end_to_end(tmp_path: pathlib.Path) -> None:
         "ticket": "T-1042",
         "category": "urgent",
         "summary": "Globex reports: Dashboard down for all our users.",
-        "related": RELATED,
+        "related": LINKED,
+        "linkedToIncident": True,
         "escalation": {
             "paged": False,
             "fallback": "top of the on-call queue",
@@ -133,16 +137,59 @@ def test_demo_runs_the_example_end_to_end(tmp_path: pathlib.Path) -> None:
         ("FAILED", "acme/on-call-pager"),
         ("COMPLETED", "acme/reply-writer"),
     ]
-    # The researcher's steps, under its execution: the tool call on the MCP server, the answer.
+    # The researcher's steps, under its execution: the tool calls on the MCP server, the answer.
     steps = re.findall(r"^\s+(\d+) (tool|message) +(.*) \(\d+\.\d\ds\)$", out, re.MULTILINE)
-    assert [(index, kind) for index, kind, _ in steps] == [("0", "tool"), ("1", "message")]
+    assert [(index, kind) for index, kind, _ in steps] == [
+        ("0", "tool"),
+        ("1", "tool"),
+        ("2", "message"),
+    ]
     assert steps[0][2].startswith('tickets.lookup_ticket {"id": "T-1"} -> {"id": "T-1", ')
-    assert steps[1][2].startswith("ticket-researcher: ")
+    # The gated link ran once approved: who approved (the CLI's credential; the demo's service
+    # runs without credentials, so every caller is the operator) and why.
+    assert steps[1][2] == (
+        'tickets.link_ticket {"id": "T-1", "related": "T-1042"} -> T-1042 linked to T-1 '
+        f"[approved by operator: {REASON}]"
+    )
+    assert steps[2][2].startswith("ticket-researcher: ")
+    assert_approved_with_the_cli(out, state_dir, researcher=executions[2][0])
     assert str(state_dir / "demo.log") in out
     # Calm terminal: component logs went to the file.
     assert result.stderr == ""
     assert "execution created" in (state_dir / "demo.log").read_text()
     assert_nothing_left(state_dir, out)
+
+
+def assert_approved_with_the_cli(out: str, state_dir: pathlib.Path, researcher: str) -> None:
+    """The demo saw the researcher's link wait, ran `stigmer-service approve` for it as a child
+    process, and printed the step as the command's answer shows it: approved, by whom, why."""
+    waiting = re.findall(
+        r"^  approval: step (\d+) of (aex-\w+), (\S+) .* waits for a person", out, re.M
+    )
+    assert waiting == [("1", researcher, "tickets.link_ticket")], out
+    command = re.findall(r"^    \$ (stigmer-service approve .*)$", out, re.MULTILINE)
+    assert len(command) == 1, out
+    assert re.fullmatch(
+        rf"stigmer-service approve {researcher} 1 --reason '{REASON}' "
+        r"--endpoint 127\.0\.0\.1:\d+ --output json",
+        command[0],
+    ), command
+    answer = out.split(command[0] + "\n", 1)[1].splitlines()[0]
+    assert answer == f"    [approved by operator: {REASON}]"
+    # While the workflow ran: the approval comes before the research task finished.
+    assert out.index(command[0]) < out.index("completed  /do/2/research")
+    # The service's log: one decision, through the API (DecideToolCall, which the CLI calls).
+    logged = [
+        json.loads(line)
+        for line in (state_dir / "demo.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    decided = [r for r in logged if r.get("event") == "tool call decided"]
+    assert [(r["execution_id"], r["step"], r["approved"]) for r in decided] == [
+        (researcher, 1, True)
+    ]
+    rpcs = [r for r in logged if str(r.get("method", "")).endswith("/DecideToolCall")]
+    assert [r["status"] for r in rpcs] == ["OK"]
 
 
 def test_routine_ticket_takes_the_other_branch(tmp_path: pathlib.Path) -> None:
@@ -155,11 +202,14 @@ def test_routine_ticket_takes_the_other_branch(tmp_path: pathlib.Path) -> None:
         "category": "routine",
         "summary": "Initech reports: Invoice address.",
         "related": RELATED,
+        "linkedToIncident": False,
         "escalation": {"needed": False},
         "reply": "Hi Initech, thanks for reporting this. We will get back to you within one "
         "business day. Acme Support",
     }
     assert "/do/4/escalate" not in result.stdout
+    # Nothing to link, so no call waited for approval.
+    assert "approval:" not in result.stdout and "stigmer-service approve" not in result.stdout
     assert len(re.findall(r"^\s+aex-[0-9a-f]+\s+COMPLETED", result.stdout, re.MULTILINE)) == 4
     assert_nothing_left(state_dir, result.stdout)
 

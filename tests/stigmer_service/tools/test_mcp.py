@@ -21,7 +21,7 @@ from examples.mcp import tickets_server
 from tests.stigmer_service.tools import probe_server
 from tests.support.eventually import eventually
 
-TICKET_TOOLS = ["lookup_ticket", "add_comment", "escalate_ticket"]
+TICKET_TOOLS = ["lookup_ticket", "add_comment", "escalate_ticket", "link_ticket"]
 TIMEOUT = 15.0
 # What the child Python needs to import the SDK and this repo: no more of this process's env.
 PYTHONPATH = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
