@@ -166,10 +166,11 @@ def agent_tools(spec: agent_spec_pb2.AgentSpec, field: str) -> None:
         else:
             raise InvalidArgument(f"{at}.transport", "set stdio or http")
         _bounded(server.enabled_tools, MAX_ENABLED_TOOLS, f"{at}.enabled_tools")
-    if spec.sub_agents:
-        seen.add(SUB_AGENTS_SERVER)
     sub_agents(spec, f"{field}.sub_agents")
-    tool_approval(spec, seen, f"{field}.tool_approval")
+    tools = {name: set[str]() for name in seen}  # Empty: any tool the server lists.
+    if spec.sub_agents:
+        tools[SUB_AGENTS_SERVER] = {sub.name for sub in spec.sub_agents}
+    tool_approval(spec, tools, f"{field}.tool_approval")
 
 
 def sub_agents(spec: agent_spec_pb2.AgentSpec, field: str) -> None:
@@ -195,9 +196,10 @@ MIN_APPROVAL_TIMEOUT = datetime.timedelta(seconds=1)
 MAX_APPROVAL_TIMEOUT = datetime.timedelta(days=7)
 
 
-def tool_approval(spec: agent_spec_pb2.AgentSpec, servers: set[str], field: str) -> None:
-    """An agent's `tool_approval`: listed tools are "<server>.<tool>" of its own servers, and
-    only with TOOL_APPROVAL_MODE_LISTED; the timeout within its bounds."""
+def tool_approval(spec: agent_spec_pb2.AgentSpec, servers: dict[str, set[str]], field: str) -> None:
+    """An agent's `tool_approval`: listed tools are "<server>.<tool>" of its own servers (or
+    "agents.<name>" of its sub-agents), and only with TOOL_APPROVAL_MODE_LISTED; the timeout
+    within its bounds. `servers`: the known tools of each server, empty when any may be."""
     approval = spec.tool_approval
     listed = approval.mode == agent_spec_pb2.TOOL_APPROVAL_MODE_LISTED
     if listed and not approval.tools:
@@ -207,9 +209,12 @@ def tool_approval(spec: agent_spec_pb2.AgentSpec, servers: set[str], field: str)
     _bounded(approval.tools, MAX_ENABLED_TOOLS, f"{field}.tools")
     for index, name in enumerate(approval.tools):
         server, dot, tool = name.partition(".")
-        if not dot or not tool or server not in servers:
+        known = servers.get(server)
+        if not dot or not tool or known is None or (known and tool not in known):
             raise InvalidArgument(
-                f"{field}.tools[{index}]", "must be <server>.<tool> of one of the agent's servers"
+                f"{field}.tools[{index}]",
+                "must be <server>.<tool> of one of the agent's servers, or agents.<name> of one "
+                "of its sub-agents",
             )
     if approval.HasField("timeout"):
         timeout = approval.timeout.ToTimedelta()

@@ -12,12 +12,17 @@ from backend.stigmer_service.config import Settings
 from backend.stigmer_service.errors import NotFound
 from backend.stigmer_service.execution.agent_loop import AgentLoop
 from backend.stigmer_service.execution.agent_run import AgentRun
+from backend.stigmer_service.execution.delegation import Delegation
 from backend.stigmer_service.execution.delivery import Deliveries
 from backend.stigmer_service.execution.fields import log_fields
+from backend.stigmer_service.execution.lifecycle import Lifecycle
 from backend.stigmer_service.execution.models import (
     PHASE_DELETED,
     ApprovalTimeoutInput,
     CallToolInput,
+    CancelChildrenInput,
+    DelegateInput,
+    DelegationEndedInput,
     DeliverCallbackInput,
     DeliverCallbackOutput,
     ExecutionRef,
@@ -51,6 +56,7 @@ class ExecutionActivities:
         self.agent_run = AgentRun(store, settings, self.metrics)
         self.agent_loop = AgentLoop(store, settings, self.agent_run)
         self.deliveries = Deliveries(store, client, settings, self.metrics)
+        self.delegation = Delegation(store, Lifecycle(store, client, settings))
 
     async def _deleted(self, execution_id: str, error: NotFound) -> None:
         """Re-raises `error` unless it is the execution that is gone (deleted: an API delete, or
@@ -160,6 +166,21 @@ class ExecutionActivities:
         return await self.agent_loop.call_tool(request)
 
     @activity.defn
+    async def delegate(self, request: DelegateInput) -> dict[str, Any]:
+        """Hands this activity's task token to a sub-agent's execution, which completes it
+        when it ends (see Delegation.delegate)."""
+        return await self.delegation.delegate(request)
+
+    @activity.defn
+    async def delegation_ended(self, request: DelegationEndedInput) -> None:
+        await self.delegation.ended(request)
+
+    @activity.defn
+    async def cancel_children(self, request: CancelChildrenInput) -> int:
+        """Cancels the execution's running sub-agent executions (it is ending without them)."""
+        return await self.delegation.cancel_children(request.execution_id, request.reason)
+
+    @activity.defn
     async def approval_timed_out(self, request: ApprovalTimeoutInput) -> ToolDecision:
         """Records that nobody decided on a gated call in time, unless a decision is recorded
         first (its signal crossed the timer, or was lost): then that decision stands."""
@@ -206,6 +227,9 @@ class ExecutionActivities:
             self.run_agent,
             self.model_turn,
             self.call_tool,
+            self.delegate,
+            self.delegation_ended,
+            self.cancel_children,
             self.approval_timed_out,
             self.finish,
             self.deliver_callback,

@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from backend.common import contract
 from backend.stigmer_service import logs, placeholders
 from backend.stigmer_service.config import Settings
-from backend.stigmer_service.execution import approval, tooling
+from backend.stigmer_service.execution import approval, delegation, tooling
 from backend.stigmer_service.execution.agent_run import AgentRun, Context, turn
 from backend.stigmer_service.execution.heartbeating import heartbeating
 from backend.stigmer_service.execution.models import (
@@ -30,7 +30,8 @@ from backend.stigmer_service.execution.models import (
     LoopTurn,
     ToolDecision,
 )
-from backend.stigmer_service.providers.base import ChatMessage, ToolCall
+from backend.stigmer_service.providers.base import ChatMessage, ToolCall, ToolSpec
+from backend.stigmer_service.store import documents
 from backend.stigmer_service.store.base import now
 from backend.stigmer_service.store.records import (
     APPROVAL_APPROVED,
@@ -38,10 +39,12 @@ from backend.stigmer_service.store.records import (
     APPROVAL_NONE,
     APPROVAL_TIMED_OUT,
     STEP_ASSISTANT_MESSAGE,
+    STEP_SUB_AGENT,
     STEP_TOOL_CALL,
     ExecutionRecord,
     StepDecision,
     StepRecord,
+    SubAgentRecord,
 )
 from backend.stigmer_service.store.repository import Store
 from backend.stigmer_service.tools import mcp
@@ -121,7 +124,9 @@ class AgentLoop:
                 execution.id,
                 StepRecord(
                     index,
-                    STEP_TOOL_CALL,
+                    STEP_SUB_AGENT
+                    if found.server == documents.SUB_AGENTS_SERVER
+                    else STEP_TOOL_CALL,
                     now(),
                     tool_server=found.server,
                     tool_name=found.tool,
@@ -138,7 +143,7 @@ class AgentLoop:
     async def _tools(self, context: Context) -> tooling.AgentTools:
         found = tooling.servers(context.agent.spec, context.env, context.secrets)
         try:
-            return await heartbeating(
+            tools = await heartbeating(
                 tooling.discover(found), self.settings.activity_heartbeat_interval
             )
         except mcp.ToolError as error:
@@ -151,6 +156,22 @@ class AgentLoop:
                 type=contract.TRANSIENT_MODEL_ERROR,
                 category=ApplicationErrorCategory.BENIGN,
             ) from None
+        subs = [
+            await self._sub_agent_tool(context, sub)
+            for sub in documents.sub_agents(context.agent.spec)
+        ]
+        return tooling.AgentTools(tools.servers, tools.specs + subs)
+
+    async def _sub_agent_tool(self, context: Context, sub: SubAgentRecord) -> ToolSpec:
+        """The tool of a sub-agent, described as the agent sets, else as the sub-agent's own
+        description says."""
+        description = sub.description
+        if not description:
+            agent = await delegation.resolve_agent(self.store, context.execution.org, sub.agent)
+            description = str((agent.spec if agent else {}).get("description") or "")
+        return tooling.sub_agent_tool(
+            sub.name, description or f"Delegates to the agent {sub.agent!r} and returns its answer."
+        )
 
     async def approval_timed_out(self, request: ApprovalTimeoutInput) -> ToolDecision:
         index = request.call.index

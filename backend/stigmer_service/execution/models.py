@@ -192,3 +192,26 @@ class ApprovalTimeoutInput:
     call: LoopToolCall
     fail: bool  # The execution fails (rather than the call being rejected).
     timeout_seconds: float
+
+
+@dataclasses.dataclass
+class DelegateInput:
+    """A model's call of a sub-agent (`call.server` is "agents", `call.tool` its name)."""
+
+    execution_id: str
+    call: LoopToolCall
+
+
+@dataclasses.dataclass
+class DelegationEndedInput:
+    """What a sub-agent step ended with, to record on the parent's step."""
+
+    execution_id: str
+    call: LoopToolCall
+    result: LoopToolResult
+
+
+@dataclasses.dataclass
+class CancelChildrenInput:
+    execution_id: str
+    reason: str

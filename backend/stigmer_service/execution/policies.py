@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
+from backend.common import contract
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.execution.models import ExecutionPolicy
 
@@ -57,3 +58,21 @@ TOOL_TIMEOUT = 60.0
 def tool_retry() -> RetryPolicy:
     """Retries of the call_tool activity."""
     return RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=TOOL_MAX_ATTEMPTS)
+
+
+# A sub-agent's delegation waits (completed asynchronously) while the caller sweeper heartbeats
+# it, as it does a workflow's `call: agent` (every caller_heartbeat_interval, 10 s by default):
+# a service that stays away longer than this lets the attempt time out, and the next attempt
+# takes the same child over with its own token.
+DELEGATION_HEARTBEAT_TIMEOUT = 60.0
+
+
+def delegation_retry() -> RetryPolicy:
+    """Retries of the delegate activity: a lost attempt (the service died, the heartbeats
+    stopped) is retried and finds its child by the idempotency key; the child's own failures are
+    the model's to hear, never a reason to ask again."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_attempts=3,
+        non_retryable_error_types=[contract.TRANSIENT_MODEL_ERROR],
+    )

@@ -81,3 +81,24 @@ async def discover(found: dict[str, mcp.McpServer]) -> AgentTools:
                     )
                 )
     return AgentTools(found, specs)
+
+
+# The arguments of a sub-agent tool, as the model is told.
+SUB_AGENT_PARAMETERS: dict[str, object] = {
+    "type": "object",
+    "properties": {
+        "message": {"type": "string", "description": "What to ask the sub-agent, in full."}
+    },
+    "required": ["message"],
+}
+
+
+def sub_agent_tool(name: str, description: str) -> ToolSpec:
+    """A sub-agent as a tool of the model's: "agents__<name>", called with a message."""
+    return ToolSpec(
+        name=wire_name(documents.SUB_AGENTS_SERVER, name),
+        description=description,
+        parameters=dict(SUB_AGENT_PARAMETERS),
+        server=documents.SUB_AGENTS_SERVER,
+        tool=name,
+    )

@@ -14,7 +14,7 @@ from backend.common import contract
 
 with workflow.unsafe.imports_passed_through():
     from backend.stigmer_service import states
-    from backend.stigmer_service.execution import approval, policies
+    from backend.stigmer_service.execution import approval, policies, tooling
     from backend.stigmer_service.execution.activities import ExecutionActivities
     from backend.stigmer_service.execution.models import (
         ApprovalPolicy,
@@ -22,6 +22,9 @@ with workflow.unsafe.imports_passed_through():
         CallbackWorkflowInput,
         CallbackWorkflowOutput,
         CallToolInput,
+        CancelChildrenInput,
+        DelegateInput,
+        DelegationEndedInput,
         DeliverCallbackInput,
         ExecutionPolicy,
         ExecutionRef,
@@ -35,8 +38,12 @@ with workflow.unsafe.imports_passed_through():
         RunAgentOutput,
         ToolDecision,
     )
+    from backend.stigmer_service.store.documents import SUB_AGENTS_SERVER
 
 _SHORT = timedelta(seconds=30)
+# Runs that started before sub-agents existed replay without the cancel_children activity.
+_CANCEL_SUB_AGENTS = "cancel-sub-agents"
+_TIMED_OUT = contract.EXECUTION_TIMEOUT
 
 
 async def _deliver(execution_id: str, policy: ExecutionPolicy, already_made: int = 0) -> int:
@@ -94,6 +101,20 @@ class AgentExecutionWorkflow:
         except asyncio.CancelledError:
             # The workflow itself was cancelled (through Temporal): the execution is cancelled.
             ended = FinishInput(ref.execution_id, states.PHASE_CANCELLED)
+        if (
+            isinstance(ended, FinishInput)
+            and request.max_steps > 0
+            and (ended.phase == states.PHASE_CANCELLED or ended.error_type == _TIMED_OUT)
+            and workflow.patched(_CANCEL_SUB_AGENTS)
+        ):
+            # Cancelled or timed out, maybe while a sub-agent worked (other ends come from the
+            # loop, which waits for its delegations): that sub-agent is cancelled too, and
+            # cancels its own.
+            await workflow.execute_activity_method(
+                ExecutionActivities.cancel_children,
+                CancelChildrenInput(ref.execution_id, "the parent execution ended first"),
+                start_to_close_timeout=_SHORT,
+            )
         if isinstance(ended, RunAgentOutput):
             # The usual path: `run_agent` recorded the end and called the caller back itself.
             phase, state = ended.phase, ended.callback_state
@@ -184,7 +205,10 @@ class AgentExecutionWorkflow:
                 instead = await self._approval_of(ref, call)
                 if isinstance(instead, FinishInput):
                     return instead
-                results.append(instead or await self._call_tool(ref, call, policy))
+                if instead is None:
+                    run = self._delegate if call.server == SUB_AGENTS_SERVER else self._call_tool
+                    instead = await run(ref, call, policy)
+                results.append(instead)
             turns.append(LoopTurn(reply.text, reply.calls, results))
         return FinishInput(
             ref.execution_id,
@@ -232,6 +256,40 @@ class AgentExecutionWorkflow:
                 error_message=f"{text}: {call.server}.{call.tool} (step {call.index})",
             )
         return LoopToolResult(call.call_id, text, is_error=True)
+
+    @staticmethod
+    async def _delegate(
+        ref: ExecutionRef, call: LoopToolCall, policy: ExecutionPolicy
+    ) -> LoopToolResult:
+        """Runs a sub-agent as an execution of its own and waits for its end, holding no
+        activity slot: the child completes the delegate activity through its task token."""
+        try:
+            payload = await workflow.execute_activity_method(
+                ExecutionActivities.delegate,
+                DelegateInput(ref.execution_id, call),
+                start_to_close_timeout=timedelta(seconds=policy.timeout_seconds + 60),
+                heartbeat_timeout=timedelta(seconds=policies.DELEGATION_HEARTBEAT_TIMEOUT),
+                retry_policy=policies.delegation_retry(),
+            )
+            if "error" in payload:
+                result = LoopToolResult(call.call_id, str(payload["error"]), is_error=True)
+            else:
+                result = LoopToolResult(call.call_id, tooling.bounded(str(payload["output"])))
+        except ActivityError as error:
+            cause = error.cause
+            if isinstance(cause, CancelledError):
+                raise  # The loop is being cancelled (and cancels the child).
+            if isinstance(cause, ApplicationError):
+                text = f"the sub-agent failed ({cause.type}): {cause.message}"
+            else:
+                text = f"the sub-agent did not answer: {cause or error}"
+            result = LoopToolResult(call.call_id, tooling.bounded(text), is_error=True)
+        await workflow.execute_activity_method(
+            ExecutionActivities.delegation_ended,
+            DelegationEndedInput(ref.execution_id, call, result),
+            start_to_close_timeout=_SHORT,
+        )
+        return result
 
     @staticmethod
     async def _call_tool(

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ai.stigmer.agentic.agent.v1 import spec_pb2 as agent_spec_pb2
 from ai.stigmer.agentic.agentexecution.v1 import command_pb2, query_pb2, status_pb2
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
@@ -156,6 +157,41 @@ async def max_steps_exhausted(stack: Stack, slug: str) -> WorkflowHandle[Any, An
     )
 
 
+async def with_sub_agent(stack: Stack, slug: str) -> WorkflowHandle[Any, Any]:
+    """The loop delegates to a sub-agent (the delegate activity, completed by the child's
+    callback; then delegation_ended), then answers."""
+    helper = await stack.stigmer.agent(f"{slug}-helper")
+    spec = {"sub_agents": [agent_spec_pb2.SubAgent(name="helper", agent=helper.metadata.slug)]}
+    message = '#tool=agents.helper:{"message": "\\u0023reply=done"}'
+    handle, execution_id = await _call(stack, slug, message, spec)
+    return await _closed(stack, workflow_id(execution_id), handle)
+
+
+async def tool_approved(stack: Stack, slug: str) -> WorkflowHandle[Any, Any]:
+    """A gated tool call waits (a timer and a signal, no activity), is approved through the
+    API, runs, and the next turn answers."""
+    with tempfile.TemporaryDirectory() as scratch:
+        env = tickets.runtime_env(pathlib.Path(scratch) / "comments.jsonl")
+        spec = {
+            "mcp_servers": [tickets.stdio_server()],
+            "tool_approval": agent_spec_pb2.ToolApproval(
+                mode=agent_spec_pb2.TOOL_APPROVAL_MODE_ALL
+            ),
+        }
+        message = '#tool=tickets.lookup_ticket:{"id": "T-1"}'
+        handle, execution_id = await _call(stack, slug, message, spec, env=env)
+        await _until(
+            stack,
+            execution_id,
+            lambda e: bool(e.status.steps)
+            and e.status.steps[0].approval.state == status_pb2.APPROVAL_STATE_AWAITING,
+        )
+        await stack.stigmer.executions.DecideToolCall(
+            command_pb2.DecideToolCallRequest(id=execution_id, step_index=0, approve=True)
+        )
+        return await _closed(stack, workflow_id(execution_id), handle)
+
+
 async def _running(stack: Stack, slug: str) -> tuple[Any, str]:
     handle, execution_id = await _call(stack, slug, "#sleep=30")
     await _until(
@@ -233,6 +269,8 @@ RECORDINGS = [
     ),
     Recording("execution_with_tools", _EXECUTION, _COMPLETED, with_tools),
     Recording("execution_max_steps_exhausted", _EXECUTION, _COMPLETED, max_steps_exhausted),
+    Recording("execution_with_sub_agent", _EXECUTION, _COMPLETED, with_sub_agent),
+    Recording("execution_tool_approved", _EXECUTION, _COMPLETED, tool_approved),
     Recording("callback_redelivered", CallbackWorkflow.__name__, _COMPLETED, redelivered),
     Recording(
         "sweeper_continued_as_new",

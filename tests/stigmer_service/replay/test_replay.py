@@ -72,6 +72,10 @@ LOOP_ACTIVITIES = {
     # Two turns (max_steps 2) that call a tool each; then the end is recorded and delivered.
     "execution_max_steps_exhausted": ["model_turn", "call_tool"] * 2
     + ["finish", "deliver_callback"],
+    # A delegation: held open by the child's execution, which completes it; then the answer.
+    "execution_with_sub_agent": ["model_turn", "delegate", "delegation_ended", "model_turn"],
+    # A gated call waits on a signal (no activity), is approved, runs; then the answer.
+    "execution_tool_approved": ["model_turn", "call_tool", "model_turn"],
 }
 
 
