@@ -104,6 +104,15 @@ async def test_two_tools_and_a_sub_agent_then_the_answer(
     assert json.loads(delegated.arguments_json) == {"message": "#reply=T-1 is a checkout bug"}
     assert delegated.result == "T-1 is a checkout bug" and not delegated.error
     assert delegated.HasField("duration") and delegated.sub_execution_id
+    # The caller's payload summarises the same steps, the delegation with its child.
+    assert [s["kind"] for s in result["steps"]] == [
+        "tool_call",
+        "sub_agent",
+        "tool_call",
+        "message",
+    ]
+    assert result["steps"][1]["tool"] == "agents.researcher"
+    assert result["steps"][1]["sub_execution_id"] == delegated.sub_execution_id
     # Masked arguments in the parent's steps; the secret nowhere in what the API shows.
     assert json.loads(status.steps[2].arguments_json)["text"] == "triaged, key ***"
     assert SECRET not in str(parent)

@@ -34,6 +34,7 @@ from backend.stigmer_service.execution.models import (
     RunAgentOutput,
     ToolDecision,
 )
+from backend.stigmer_service.execution.workflow_ids import SESSION_TURN_SIGNAL, workflow_id
 from backend.stigmer_service.metrics import ServiceMetrics
 from backend.stigmer_service.store.records import Delivery, ExecutionRecord
 from backend.stigmer_service.store.repository import Store
@@ -127,7 +128,35 @@ class ExecutionActivities:
         state = await self.deliveries.first_attempt(
             ended, attempt=activity.info().attempt, agent_slug=agent_slug
         )
+        await self._wake_session(ended.execution)
         return RunAgentOutput(phase=ended.execution.phase, callback_state=state)
+
+    async def _wake_session(self, execution: ExecutionRecord) -> None:
+        """Tells the next execution of the session, if one waits, that this one has ended."""
+        following = await self.store.session_next(execution)
+        if following is None:
+            return
+        try:
+            await self.client.get_workflow_handle(workflow_id(following)).signal(
+                SESSION_TURN_SIGNAL
+            )
+        except Exception as error:  # It looks again on its own timer.
+            log.warning(
+                "could not wake the session's next execution",
+                error=type(error).__name__,
+                next_execution_id=following,
+                **log_fields(execution),
+            )
+
+    @activity.defn
+    async def session_ahead(self, ref: ExecutionRef) -> str:
+        """The earliest earlier execution of the session that has not ended ("" when none:
+        this one may run)."""
+        try:
+            execution = await self.store.get_execution(ref.execution_id)
+        except NotFound:
+            return ""  # Deleted: the run finds it gone and ends.
+        return await self.store.session_ahead(execution) or ""
 
     @activity.defn
     async def model_turn(self, request: ModelTurnInput) -> ModelTurnOutput:
@@ -204,6 +233,7 @@ class ExecutionActivities:
             error_retryable=outcome.error_retryable,
         )
         execution = await self.store.get_execution(outcome.execution_id)
+        await self._wake_session(execution)
         log.info(
             "execution ended",
             phase=execution.phase,
@@ -225,6 +255,7 @@ class ExecutionActivities:
     def all(self) -> list[Any]:
         return [
             self.run_agent,
+            self.session_ahead,
             self.model_turn,
             self.call_tool,
             self.delegate,

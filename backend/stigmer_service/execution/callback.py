@@ -19,6 +19,7 @@ from backend.stigmer_service.store.records import (
     APPROVAL_REJECTED,
     APPROVAL_TIMED_OUT,
     STEP_ASSISTANT_MESSAGE,
+    STEP_SUB_AGENT,
     STEP_TOOL_CALL,
     CallerRef,
     ExecutionRecord,
@@ -31,6 +32,7 @@ from backend.stigmer_service.store.steps import steps_by_execution
 STEP_KIND_NAMES = {
     STEP_ASSISTANT_MESSAGE: "message",
     STEP_TOOL_CALL: "tool_call",
+    STEP_SUB_AGENT: "sub_agent",
 }
 # A gated tool call's approval in the summary (a call that needed none has no `approval`).
 APPROVAL_NAMES = {
@@ -48,10 +50,12 @@ def step_summary(step: StepRecord) -> dict[str, Any]:
         "index": step.index,
         "kind": STEP_KIND_NAMES.get(step.kind, "unknown"),
     }
-    if step.kind == STEP_TOOL_CALL:
+    if step.kind in (STEP_TOOL_CALL, STEP_SUB_AGENT):
         summary["tool"] = (
             f"{step.tool_server}.{step.tool_name}" if step.tool_server else step.tool_name
         )
+    if step.sub_execution_id:
+        summary["sub_execution_id"] = step.sub_execution_id
     summary["error"] = bool(step.error)
     summary["duration_ms"] = (
         None if step.duration is None else int(step.duration.total_seconds() * 1000)

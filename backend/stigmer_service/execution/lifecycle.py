@@ -80,6 +80,7 @@ class Lifecycle:
                     handshake_id=contract.handshake_id(record.idempotency_key),
                     max_steps=max_steps,
                     approval=approval.policy(spec) if max_steps else None,
+                    session_queue=await self.store.session_busy(record),
                 ),
                 id=workflow_id(record.id),
                 task_queue=self.settings.task_queue,

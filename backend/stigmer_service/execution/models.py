@@ -44,6 +44,9 @@ class ExecutionWorkflowInput:
     # Tool calls that wait for approval; None (every run started before approvals existed) for
     # none.
     approval: ApprovalPolicy | None = None
+    # Another execution of the session had not ended when this one was created: it waits for
+    # the earlier ones to end before it runs (sessions run one execution at a time).
+    session_queue: bool = False
 
 
 @dataclasses.dataclass

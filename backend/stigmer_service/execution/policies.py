@@ -76,3 +76,8 @@ def delegation_retry() -> RetryPolicy:
         maximum_attempts=3,
         non_retryable_error_types=[contract.TRANSIENT_MODEL_ERROR],
     )
+
+
+# A queued execution of a session is woken by a signal when the one ahead of it ends; should
+# that signal be lost (the service died in between), it looks again after this long.
+SESSION_RECHECK_SECONDS = 30.0

@@ -10,6 +10,8 @@ EXECUTION_WORKFLOW = "AgentExecutionWorkflow"
 CALLBACK_WORKFLOW = "CallbackWorkflow"
 # The execution workflow's signal that stops its agent (the phase is written first).
 CANCEL_SIGNAL = "cancel"
+# The execution workflow's signal that an earlier execution of its session has ended.
+SESSION_TURN_SIGNAL = "session_turn"
 
 
 def workflow_id(execution_id: str) -> str:

@@ -79,6 +79,8 @@ class AgentExecutionWorkflow:
         # Decisions on gated tool calls by step index; the first one for a step counts.
         self._decisions: dict[int, ToolDecision] = {}
         self._approval: ApprovalPolicy | None = None
+        # Set by the signal that an earlier execution of the session has ended.
+        self._session_turn = False
 
     @workflow.signal
     def cancel(self, reason: str) -> None:
@@ -89,6 +91,10 @@ class AgentExecutionWorkflow:
         """Wakes a gated tool call: the API recorded the decision in the store first."""
         self._decisions.setdefault(decision.step_index, decision)
 
+    @workflow.signal
+    def session_turn(self) -> None:
+        self._session_turn = True
+
     @workflow.run
     async def run(self, request: ExecutionWorkflowInput) -> ExecutionWorkflowOutput:
         ref = ExecutionRef(request.execution_id)
@@ -96,8 +102,12 @@ class AgentExecutionWorkflow:
         extra = {"execution_id": request.execution_id, "handshake_id": request.handshake_id}
         workflow.logger.info("execution workflow started", extra=extra)
         self._approval = request.approval
+        ended: RunAgentOutput | FinishInput
         try:
-            ended = await self._run(ref, request.policy, request.max_steps)
+            if request.session_queue and not await self._queued(ref):
+                ended = FinishInput(ref.execution_id, states.PHASE_CANCELLED)
+            else:
+                ended = await self._run(ref, request.policy, request.max_steps)
         except asyncio.CancelledError:
             # The workflow itself was cancelled (through Temporal): the execution is cancelled.
             ended = FinishInput(ref.execution_id, states.PHASE_CANCELLED)
@@ -131,6 +141,23 @@ class AgentExecutionWorkflow:
             "execution workflow ended", extra=extra | {"phase": phase, "callback_state": state}
         )
         return ExecutionWorkflowOutput(phase=phase)
+
+    async def _queued(self, ref: ExecutionRef) -> bool:
+        """Waits, holding a timer and a signal only, until every earlier execution of the
+        session has ended; False when the execution was cancelled meanwhile."""
+        while self._cancel_reason is None:
+            self._session_turn = False  # Before asking: a signal during the ask counts.
+            ahead = await workflow.execute_activity_method(
+                ExecutionActivities.session_ahead, ref, start_to_close_timeout=_SHORT
+            )
+            if not ahead:
+                return True
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._session_turn or self._cancel_reason is not None,
+                    timeout=timedelta(seconds=policies.SESSION_RECHECK_SECONDS),
+                )
+        return False
 
     async def _run(
         self, ref: ExecutionRef, policy: ExecutionPolicy, max_steps: int

@@ -13,7 +13,9 @@ leaks a secret. Directives in the message steer it:
   is a metric label, so the set stays small); another type fails as `ModelError`;
 - `#transient-fail=<n>`: fails the first n attempts with a transient error, then answers;
 - `#reply=<text>`: answers exactly the text up to the end of the line;
-- `#recall`: answers with the session's earlier user messages, joined by " | ".
+- `#recall`: answers with the session's earlier user messages, joined by " | ";
+- `#history`: answers with the session's earlier messages, each as `<role>: <content>` (the
+  first line of it), joined by " | " (what a later execution of a session sees).
 
 An agent with tools (`turn`) is scripted one model turn at a time, deterministically:
 
@@ -86,6 +88,9 @@ class OfflineProvider:
         elif "#recall" in message:
             earlier = [m.content for m in request.messages[:-1] if m.role == "user"]
             text = " | ".join(earlier)
+        elif "#history" in message:
+            seen = [m for m in request.messages[:-1] if m.role in ("user", "assistant")]
+            text = " | ".join(f"{m.role}: {m.content.splitlines()[0]}" for m in seen)
         else:
             text = f"{request.agent_slug}: {message}"
         return placeholders.mask(text, request.secret_values)
