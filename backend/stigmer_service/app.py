@@ -23,7 +23,7 @@ from backend.stigmer_service.execution.worker import (
 )
 from backend.stigmer_service.metrics import ServiceMetrics
 from backend.stigmer_service.providers import catalog, registry
-from backend.stigmer_service.store import db
+from backend.stigmer_service.store import changes, db
 from backend.stigmer_service.store.repository import Store
 
 log = logs.get(__name__)
@@ -108,6 +108,8 @@ async def _running(
         if worker is not None
         else None
     )
+    # Other replicas' writes reach this one's watches (PostgreSQL; None on SQLite).
+    listener = changes.start_listening(store.engine, store.changes)
     await grpc_server.start()
     metrics_server = (
         endpoints.serve(settings.metrics_listen, metrics.registry)
@@ -142,6 +144,10 @@ async def _running(
             await worker.shutdown()
             with contextlib.suppress(BaseException):
                 await worker_task
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(BaseException):
+                await listener
         await store.engine.dispose()
 
 

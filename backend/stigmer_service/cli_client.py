@@ -123,17 +123,18 @@ def watch(
     endpoint: Endpoint = DEFAULT_LISTEN,
     output: OutputOption = Output.text,
 ) -> None:
-    """Follow an execution live until it ends."""
+    """Follow an execution live until it ends: its messages, each step as it is recorded
+    (index, kind, tool and arguments, result or error, duration, approval), its phase.
+    JSON: one object per state."""
 
     async def body(client: ServiceClient) -> None:
-        shown = 0
+        shown = cli_render.Watched()
         async for execution in client.watch_execution(execution_id):
             if output == Output.json:
                 typer.echo(json.dumps(cli_render.as_json(execution)))
                 continue
-            for line in cli_render.watched(execution, shown):
+            for line in shown.lines(execution):
                 typer.echo(line)
-            shown = len(execution.status.messages)
 
     _call(endpoint, body)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import enum
 import json
@@ -131,15 +132,31 @@ def step_line(step: status_pb2.AgentStep) -> str:
     return " ".join(parts)
 
 
-def watched(execution: api_pb2.AgentExecution, shown: int) -> list[str]:
-    """The lines of one state of a watched execution: its messages after the first `shown`,
-    then its phase."""
-    lines = []
-    for message in execution.status.messages[shown:]:
-        role = status_pb2.MessageRole.Name(message.role).removeprefix("MESSAGE_ROLE_")
-        lines.append(f"[{role.lower()}] {message.content}")
-    lines.append(f"phase: {phase(execution)}")
-    return lines
+@dataclasses.dataclass
+class Watched:
+    """What `watch` has printed of an execution, so that each new state prints what is new: its
+    new messages, each step that appeared or changed (a tool call running, then its result;
+    awaiting approval, then decided), and its phase when it changed."""
+
+    messages: int = 0
+    steps: dict[int, str] = dataclasses.field(default_factory=dict)
+    phase: str = ""
+
+    def lines(self, execution: api_pb2.AgentExecution) -> list[str]:
+        lines = []
+        for message in execution.status.messages[self.messages :]:
+            role = status_pb2.MessageRole.Name(message.role).removeprefix("MESSAGE_ROLE_")
+            lines.append(f"[{role.lower()}] {message.content}")
+        self.messages = len(execution.status.messages)
+        for step in execution.status.steps:
+            line = step_line(step)
+            if self.steps.get(step.index) != line:
+                self.steps[step.index] = line
+                lines.append(f"step {line}")
+        if phase(execution) != self.phase:
+            self.phase = phase(execution)
+            lines.append(f"phase: {self.phase}")
+        return lines
 
 
 def caller_row(execution: api_pb2.AgentExecution, now: datetime.datetime) -> dict[str, Any]:

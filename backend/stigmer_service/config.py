@@ -61,8 +61,9 @@ class Settings:
     execution_check_interval: float = 60.0
     # RPC timeout of starting an execution's workflow, so an unreachable Temporal fails fast.
     start_rpc_timeout: float = 5.0
-    # How often `watch` looks for changes in the database.
-    watch_poll_interval: float = 0.2
+    # Watches are pushed (store/changes.py); this is their safety poll: how late an update whose
+    # notification was lost can be at most.
+    watch_poll_interval: float = 5.0
     # Concurrent watch streams per process (RESOURCE_EXHAUSTED past it), and how long one may
     # last (DEADLINE_EXCEEDED then: the client watches again).
     max_watches: int = 200
@@ -126,6 +127,7 @@ class Settings:
                 "STIGMER_ACTIVITY_HEARTBEAT_TIMEOUT", defaults.activity_heartbeat_timeout
             ),
             grace_period=_float("STIGMER_GRACE_PERIOD", defaults.grace_period),
+            watch_poll_interval=_float("STIGMER_WATCH_POLL_INTERVAL", defaults.watch_poll_interval),
             max_watches=int(_float("STIGMER_MAX_WATCHES", defaults.max_watches)),
             max_watch_seconds=_float("STIGMER_MAX_WATCH_SECONDS", defaults.max_watch_seconds),
             max_concurrent_activities=int(

@@ -265,7 +265,8 @@ class AgentExecutionQueryService(query_pb2_grpc.AgentExecutionQueryServiceServic
             )
         with contextlib.ExitStack() as ending:
             ending.push(watching.__exit__)
-            yield convert.execution_to_proto(record)
+            sent = convert.execution_to_proto(record)
+            yield sent
             deadline = asyncio.get_running_loop().time() + self.max_watch_seconds
             while record.phase not in states.TERMINAL_PHASES:
                 left = deadline - asyncio.get_running_loop().time()
@@ -280,4 +281,9 @@ class AgentExecutionQueryService(query_pb2_grpc.AgentExecutionQueryServiceServic
                     return  # Deleted while watched.
                 record = await tenancy.execution(self.store, execution_id)
                 watcher.sent(record.version)
-                yield convert.execution_to_proto(record)
+                current = convert.execution_to_proto(record)
+                # A read can see a write whose version it missed (the row is read before the
+                # steps); the next wake then finds nothing new to send.
+                if current.status != sent.status:
+                    sent = current
+                    yield sent

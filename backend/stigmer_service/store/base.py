@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from backend.stigmer_service.crypto import Cipher
 from backend.stigmer_service.errors import NotFound
 from backend.stigmer_service.store import documents
+from backend.stigmer_service.store.changes import ChangeFeed
 from backend.stigmer_service.store.records import (
     AgentRecord,
     Delivery,
@@ -97,6 +98,8 @@ class StoreBase:
     def __init__(self, engine: AsyncEngine, cipher: Cipher) -> None:
         self.engine = engine
         self.cipher = cipher
+        # Told of every committed write to an execution (store/changes.py).
+        self.changes = ChangeFeed()
 
     @staticmethod
     async def _execution_row(conn: AsyncConnection, execution_id: str) -> Any:

@@ -95,6 +95,8 @@ class CallbackStore(StoreBase):
                 )
                 .values(**values)
             )
+        if result.rowcount:
+            self.changes.publish(execution_id)
         return bool(result.rowcount)
 
     async def reopen_callback(self, execution_id: str) -> bool:
@@ -117,6 +119,8 @@ class CallbackStore(StoreBase):
                     updated_at=now(),
                 )
             )
+        if result.rowcount:
+            self.changes.publish(execution_id)
         return bool(result.rowcount)
 
     async def callback_overview(self) -> CallbackOverview:

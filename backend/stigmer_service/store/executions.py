@@ -125,6 +125,8 @@ class ExecutionStore(StoreBase):
                     )
                 )
             execution_id = row.id
+        if replaced:
+            self.changes.publish(execution_id)
         return CreateResult(
             await self.get_execution(execution_id), created=False, token_replaced=replaced
         )
@@ -156,6 +158,7 @@ class ExecutionStore(StoreBase):
                     )
         if result.rowcount == 0:
             raise NotFound(f"execution {execution_id} not found")
+        self.changes.publish(execution_id)  # Its watches end.
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord:
         async with self.engine.connect() as conn:

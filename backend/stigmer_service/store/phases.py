@@ -35,6 +35,12 @@ _APPEND = messages.insert().values(
 
 
 class PhaseStore(StoreBase):
+    def _published(self, execution_id: str, written: int) -> bool:
+        """Whether a guarded write wrote; if it did, watchers hear of it (it has committed)."""
+        if written:
+            self.changes.publish(execution_id)
+        return bool(written)
+
     async def mark_running(self, execution_id: str) -> bool:
         """PENDING -> RUNNING; False when the execution is no longer pending."""
         async with self.engine.begin() as conn:
@@ -50,7 +56,7 @@ class PhaseStore(StoreBase):
                     updated_at=now(),
                 )
             )
-        return bool(result.rowcount)
+        return self._published(execution_id, result.rowcount)
 
     async def append_message(self, execution_id: str, role: int, content: str) -> bool:
         """Appends a message unless the execution has ended; concurrent appends all land."""
@@ -68,6 +74,7 @@ class PhaseStore(StoreBase):
                     execution_id=execution_id, role=role, content=content, created_at=now()
                 )
             )
+        self.changes.publish(execution_id)
         return True
 
     async def finish(
@@ -97,7 +104,7 @@ class PhaseStore(StoreBase):
                     updated_at=now(),
                 )
             )
-        return bool(result.rowcount)
+        return self._published(execution_id, result.rowcount)
 
     async def complete(
         self, execution_id: str, answer: str, *, append: bool = True
@@ -124,4 +131,5 @@ class PhaseStore(StoreBase):
                         "at": at,
                     },
                 )
+        self.changes.publish(execution_id)
         return self._delivery(row)

@@ -78,12 +78,24 @@ async def delete_steps(conn: AsyncConnection, doomed: sa.ColumnElement[bool]) ->
     )
 
 
+def _touch(execution_id: str) -> sa.Update:
+    """The version bump that shows readers (a watch compares versions) that a step of the
+    execution changed. Run first in the step's transaction, it also locks the execution's row
+    before the step's, in the order of every other write of an execution."""
+    return (
+        executions.update()
+        .where(executions.c.id == execution_id)
+        .values(version=executions.c.version + 1, updated_at=now())
+    )
+
+
 class StepStore(StoreBase):
     async def record_step(self, execution_id: str, step: StepRecord) -> None:
         """Writes the step at its index, replacing what an earlier attempt wrote there: an
         activity retried after it recorded a step leaves one row, not two."""
         where = (steps.c.execution_id == execution_id) & (steps.c.step_index == step.index)
         async with self.engine.begin() as conn:
+            await conn.execute(_touch(execution_id))
             result = await conn.execute(steps.update().where(where).values(**_values(step)))
             if not result.rowcount:
                 await conn.execute(
@@ -91,6 +103,7 @@ class StepStore(StoreBase):
                         execution_id=execution_id, step_index=step.index, **_values(step)
                     )
                 )
+        self.changes.publish(execution_id)
 
     async def step(self, execution_id: str, index: int) -> StepRecord | None:
         """The step at `index`, if one is recorded."""
@@ -116,6 +129,12 @@ class StepStore(StoreBase):
         if decision.error:
             # The call will not run: this is its outcome, as the model hears it.
             values |= {"error": decision.error, "duration_ms": 0}
-        async with self.engine.begin() as conn:
+        async with self.engine.connect() as conn:
+            await conn.execute(_touch(execution_id))
             result = await conn.execute(steps.update().where(where).values(**values))
-        return bool(result.rowcount)
+            if not result.rowcount:
+                await conn.rollback()  # Nothing decided: no new version either.
+                return False
+            await conn.commit()
+        self.changes.publish(execution_id)
+        return True
