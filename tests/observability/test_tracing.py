@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import pytest_asyncio
+from ai.stigmer.agentic.agent.v1 import spec_pb2 as agent_spec_pb2
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
@@ -18,9 +19,11 @@ from backend.stigmer_service import app
 from backend.workflow_runner.models import DslRunInput
 from backend.workflow_runner.worker import build_worker
 from tests.observability.helpers import AGENT, one_call
+from tests.stigmer_service import caller
+from tests.support import tickets
 from tests.support.agents import create_agent
 from tests.support.eventually import eventually
-from tests.support.service import fast_settings
+from tests.support.service import fast_settings, serving
 
 CREATE = "/ai.stigmer.agentic.agentexecution.v1.AgentExecutionCommandService/CreateAgentExecution"
 # (span name, a span it must descend from). Temporal's workflow spans are instants, so what a
@@ -132,3 +135,86 @@ async def test_one_trace_spans_the_caller_and_the_execution_workflow(
     assert callback.attributes is not None
     assert callback.attributes["stigmer.callback.outcome"] == "completed"
     assert callback.attributes["stigmer.handshake_id"] == model.attributes["stigmer.handshake_id"]
+
+
+async def test_each_step_of_an_agent_with_tools_is_a_span(
+    exporter: InMemorySpanExporter,
+    temporal_server: temporal_dev_server.DevServer,
+    tmp_path: pathlib.Path,
+) -> None:
+    """A turn that looks a ticket up, one that delegates to a sub-agent, one that answers: a
+    span each ("agent turn", "tool call", "sub-agent"), in one trace with the caller, and the
+    sub-agent's own execution going on from its delegation's span."""
+    client = await Client.connect(
+        temporal_server.address, interceptors=tracing.temporal_interceptors()
+    )
+    async with (
+        serving(fast_settings(tmp_path), client) as stigmer,
+        caller.running(client) as queue,
+    ):
+        await stigmer.agent("helper", model="offline/echo")
+        lead = await stigmer.agent(
+            "lead",
+            model="offline/echo",
+            mcp_servers=[tickets.stdio_server()],
+            sub_agents=[agent_spec_pb2.SubAgent(name="helper", agent="helper")],
+        )
+        message = "\n".join(
+            [
+                '#tool=tickets.lookup_ticket:{"id": "T-1"}',
+                '#tool=agents.helper:{"message": "\\u0023reply=noted"}',
+            ]
+        )
+        handle = await caller.start(
+            client,
+            queue,
+            caller.CallInput(
+                stigmer.endpoint,
+                lead.metadata.id,
+                message,
+                env=tickets.runtime_env(tmp_path / "comments.jsonl"),
+            ),
+        )
+        result = await asyncio.wait_for(handle.result(), 60)
+    parent_id = result["execution_id"]
+    spans = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time or 0)
+    print("\n".join(["", "trace:", *tree(spans)]))
+
+    def of(name: str, execution_id: str) -> list[ReadableSpan]:
+        return [
+            s
+            for s in spans
+            if s.name == name
+            and s.attributes is not None
+            and s.attributes.get("stigmer.execution_id") == execution_id
+        ]
+
+    turns = of("agent turn", parent_id)
+    assert [t.attributes["stigmer.step.index"] for t in turns if t.attributes] == [0, 1, 2]
+    assert [t.attributes["stigmer.turn.tool_calls"] for t in turns if t.attributes] == [1, 1, 0]
+    (tool,) = of("tool call", parent_id)
+    assert tool.attributes is not None
+    assert (tool.attributes["stigmer.step.index"], tool.attributes["stigmer.tool"]) == (
+        0,
+        "tickets.lookup_ticket",
+    )
+    (delegation,) = of("sub-agent", parent_id)
+    assert delegation.attributes is not None
+    assert delegation.attributes["stigmer.step.index"] == 1
+    child_id = delegation.attributes["stigmer.sub_execution_id"]
+    assert child_id
+    by_id = {s.context.span_id: s for s in spans if s.context is not None}
+    # Each step's span sits in the activity that ran it, and all in the caller's trace.
+    assert "RunActivity:model_turn" in ancestors(turns[0], by_id)
+    assert "RunActivity:call_tool" in ancestors(tool, by_id)
+    assert "RunActivity:delegate" in ancestors(delegation, by_id)
+    assert len({s.context.trace_id for s in [*turns, tool, delegation] if s.context}) == 1
+    # The sub-agent's own model call descends from the delegation that started it.
+    (child_model,) = (
+        s
+        for s in spans
+        if s.name == "model call"
+        and s.attributes is not None
+        and s.attributes.get("stigmer.execution_id") == child_id
+    )
+    assert "sub-agent" in ancestors(child_model, by_id)

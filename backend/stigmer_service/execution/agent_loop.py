@@ -12,10 +12,11 @@ import datetime
 import json
 import time
 
+from opentelemetry.trace import StatusCode
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from backend.common import contract
+from backend.common import contract, tracing
 from backend.stigmer_service import logs, placeholders
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.execution import approval, delegation, tooling
@@ -92,7 +93,27 @@ class AgentLoop:
         approvals: ApprovalPolicy | None = None,
     ) -> TurnReply:
         """One model turn, its steps recorded from `next_index` on (a gated call's as awaiting
-        approval)."""
+        approval); traced as one span, the model call's within it."""
+        with tracing.tracer(__name__).start_as_current_span(
+            "agent turn",
+            attributes={
+                "stigmer.execution_id": execution.id,
+                "stigmer.handshake_id": fields["handshake_id"],
+                "stigmer.step.index": next_index,
+            },
+        ) as span:
+            reply = await self._turn(execution, fields, turns, next_index, approvals)
+            span.set_attribute("stigmer.turn.tool_calls", len(reply.calls))
+            return reply
+
+    async def _turn(
+        self,
+        execution: ExecutionRecord,
+        fields: dict[str, str],
+        turns: list[LoopTurn],
+        next_index: int,
+        approvals: ApprovalPolicy | None,
+    ) -> TurnReply:
         context = await self.agent_run.context(execution)
         context.chat.extend(_chat(turns))
         tools = await self._tools(context)
@@ -194,7 +215,23 @@ class AgentLoop:
 
     async def call_tool(self, request: CallToolInput) -> LoopToolResult:
         """Runs one tool call unless its result is recorded (then returns it: a completed call
-        is never run again) and records its result, duration or error as the model sees it."""
+        is never run again) and records its result, duration or error as the model sees it;
+        traced as one span."""
+        call = request.call
+        with tracing.tracer(__name__).start_as_current_span(
+            "tool call",
+            attributes={
+                "stigmer.execution_id": request.execution_id,
+                "stigmer.step.index": call.index,
+                "stigmer.tool": f"{call.server}.{call.tool}",
+            },
+        ) as span:
+            result = await self._call_tool(request)
+            if result.is_error:
+                span.set_status(StatusCode.ERROR, "the tool call failed")
+            return result
+
+    async def _call_tool(self, request: CallToolInput) -> LoopToolResult:
         call = request.call
         recorded = await self.store.step(request.execution_id, call.index)
         if recorded is not None and recorded.duration is not None:

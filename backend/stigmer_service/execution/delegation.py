@@ -18,7 +18,7 @@ from typing import Any
 
 from temporalio import activity
 
-from backend.common import secret_placeholders
+from backend.common import secret_placeholders, tracing
 from backend.stigmer_service import convert, ids, logs
 from backend.stigmer_service.errors import NotFound
 from backend.stigmer_service.execution import tooling
@@ -71,7 +71,25 @@ class Delegation:
 
     async def delegate(self, request: DelegateInput) -> dict[str, Any]:
         """Starts (or takes over) the child and leaves the activity open for it to complete;
-        returns at once only with {"error": ...} when there is no child to start."""
+        returns at once only with {"error": ...} when there is no child to start. Traced as one
+        span, from which the child's workflow (and its trace) goes on."""
+        call = request.call
+        with tracing.tracer(__name__).start_as_current_span(
+            "sub-agent",
+            attributes={
+                "stigmer.execution_id": request.execution_id,
+                "stigmer.step.index": call.index,
+                "stigmer.sub_agent": call.tool,
+            },
+        ) as span:
+            child_id, outcome = await self._delegate(request)
+            span.set_attribute("stigmer.sub_execution_id", child_id)
+        if outcome is not None:
+            return outcome
+        activity.raise_complete_async()
+
+    async def _delegate(self, request: DelegateInput) -> tuple[str, dict[str, Any] | None]:
+        """(the child's id, None) once it is started, or ("", the outcome) without a child."""
         call = request.call
         parent = await self.store.get_execution(request.execution_id)
         step = StepRecord(
@@ -85,12 +103,13 @@ class Delegation:
         recorded = await self.store.step(parent.id, call.index)
         if recorded is not None and recorded.duration is not None:
             # The step ended and was recorded (a retry after that): its outcome stands.
-            return {"error": recorded.error} if recorded.error else {"output": recorded.result}
+            outcome = {"error": recorded.error} if recorded.error else {"output": recorded.result}
+            return recorded.sub_execution_id, outcome
         agent, message, error = await self._child_of(parent, call.tool, call.arguments)
         if agent is None:
             step = dataclasses.replace(step, error=error, duration=now() - step.started_at)
             await self.store.record_step(parent.id, step)
-            return {"error": error}
+            return "", {"error": error}
         await self.store.record_step(parent.id, step)
         info = activity.info()
         child = await self.lifecycle.create(
@@ -131,7 +150,7 @@ class Delegation:
             sub_execution_id=child.id,
             **log_fields(parent),
         )
-        activity.raise_complete_async()
+        return child.id, None
 
     async def _child_of(
         self, parent: ExecutionRecord, name: str, arguments: str
