@@ -15,9 +15,18 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import grpc
 import pytest
 import pytest_asyncio
-from ai.stigmer.agentic.agentexecution.v1 import api_pb2, status_pb2
+from ai.stigmer.agentic.agentexecution.v1 import (
+    api_pb2,
+    command_pb2,
+    command_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+    spec_pb2,
+    status_pb2,
+)
 from temporalio.client import Client
 from typer.testing import CliRunner
 
@@ -110,8 +119,9 @@ async def awaiting_approval(endpoint: str, workflow_ids: list[str]) -> api_pb2.A
 
 def test_the_page_has_the_examples_this_test_runs() -> None:
     blocks = yaml_blocks()
-    assert [b for b in blocks if "kind: Agent" in b] == blocks[:2]
-    assert "document:" in blocks[2] and len(blocks) == 3
+    assert [b for b in blocks if "kind: Agent" in b] == [blocks[0], blocks[1], blocks[3]]
+    assert "document:" in blocks[2] and len(blocks) == 4
+    assert "subAgents:" in blocks[3]
     assert f"http://127.0.0.1:{DOC_PORT}/mcp" in blocks[1]
     assert loader.validate(loader.load_text(blocks[2])) == []
 
@@ -120,7 +130,7 @@ async def test_the_page_s_agents_and_workflow_run(
     stack: tuple[str, str], temporal_client: Client, tmp_path: pathlib.Path, http_port: int
 ) -> None:
     endpoint, queue = stack
-    stdio_agent, http_agent, workflow = yaml_blocks()
+    stdio_agent, http_agent, workflow, _ = yaml_blocks()
     manifest = tmp_path / "agents.yaml"
     # As written, except the HTTP server's port; `command: python` becomes this interpreter as
     # the demo does it (walkthrough.apply_agents).
@@ -182,3 +192,51 @@ async def test_the_page_s_agents_and_workflow_run(
     }
     # The HTTP header's secret was resolved for the call only: nowhere in what the service shows.
     assert all(TOKEN not in str(e) for e in executions)
+
+
+async def test_the_page_s_sub_agent_delegates(
+    stack: tuple[str, str], tmp_path: pathlib.Path
+) -> None:
+    endpoint, _ = stack
+    stdio_agent, _, _, lead = yaml_blocks()
+    manifest = tmp_path / "agents.yaml"
+    manifest.write_text(stdio_agent + "---\n" + lead)
+    applied = await walkthrough.apply_agents(endpoint, manifest)
+    assert [a.metadata.slug for a in applied] == ["ticket-desk", "triage-lead"]
+    # The lead's model asks the desk, whose model looks T-2 up (offline directives, per level).
+    ask = json.dumps({"message": '#tool=tickets.lookup_ticket:{"id": "T-2"}'})
+    spec = spec_pb2.AgentExecutionSpec(
+        agent_id=applied[1].metadata.id,
+        message=f"#tool=agents.desk:{ask}",
+        runtime_env={
+            "TICKETS_COMMENTS_FILE": spec_pb2.ExecutionValue(value=str(tmp_path / "c.jsonl"))
+        },
+    )
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        commands = command_pb2_grpc.AgentExecutionCommandServiceStub(channel)
+        queries = query_pb2_grpc.AgentExecutionQueryServiceStub(channel)
+        created = await commands.CreateAgentExecution(
+            command_pb2.CreateAgentExecutionRequest(execution=api_pb2.AgentExecution(spec=spec))
+        )
+
+        async def get(execution_id: str) -> api_pb2.AgentExecution:
+            return await queries.GetAgentExecution(
+                query_pb2.GetAgentExecutionRequest(id=execution_id)
+            )
+
+        async def completed() -> api_pb2.AgentExecution:
+            execution = await get(created.metadata.id)
+            assert execution.status.phase == status_pb2.EXECUTION_PHASE_COMPLETED, execution.status
+            return execution
+
+        lead_run = await eventually(completed, timeout=WAIT, every=0.2)
+        step = lead_run.status.steps[0]
+        child = await get(step.sub_execution_id)
+    assert (step.kind, step.tool_server, step.tool_name) == (
+        status_pb2.STEP_KIND_SUB_AGENT,
+        "agents",
+        "desk",
+    )
+    assert child.status.parent_execution_id == created.metadata.id
+    assert child.status.output == f"ticket-desk: {T2}"
+    assert lead_run.status.output == f"triage-lead: ticket-desk: {T2}"
