@@ -1,7 +1,8 @@
 """A ticket desk as an MCP server (stdio by default, streamable HTTP with --port): the demo's tools.
 
 `add_comment` appends one JSON line per call to the file named by TICKETS_COMMENTS_FILE, so a test
-can count a tool's side effects (exactly once, or not at all).
+can count a tool's side effects (exactly once, or not at all); a call that repeats an earlier
+call's idempotency key (the request's `_meta`) adds nothing.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import json
 import os
 import pathlib
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 COMMENTS_FILE_ENV = "TICKETS_COMMENTS_FILE"
+# Where the Stigmer service puts a tool call's idempotency key in the request's `_meta`
+# (backend/stigmer_service/tools/mcp.py; the example does not import the service).
+IDEMPOTENCY_META_KEY = "io.stigmer/idempotency-key"
 
 TICKETS: dict[str, dict[str, str]] = {
     "T-1": {"title": "Checkout fails with a 502", "status": "open", "priority": "high"},
@@ -31,16 +35,26 @@ def lookup_ticket(id: str) -> str:
     return json.dumps({"id": id, **ticket}, sort_keys=True)
 
 
-def add_comment(id: str, text: str) -> str:
+def add_comment(id: str, text: str, ctx: Context) -> str:
     """Add a comment to a ticket."""
     if id not in TICKETS:
         raise ToolError(f"no ticket {id!r}")
     path = os.environ.get(COMMENTS_FILE_ENV)
     if not path:
         raise ToolError(f"{COMMENTS_FILE_ENV} is not set: nowhere to keep comments")
+    answer = f"comment added to {id}"
+    # A repeated call (the caller retried after losing our answer) carries the same key: the
+    # comment is added once, and the repeat gets the same answer.
+    key = str((ctx.request_context.meta or {}).get(IDEMPOTENCY_META_KEY) or "")
+    keys = pathlib.Path(path + ".keys")
+    if key and keys.exists() and key in keys.read_text(encoding="utf-8").splitlines():
+        return answer
     with pathlib.Path(path).open("a", encoding="utf-8") as comments:
         comments.write(json.dumps({"id": id, "text": text}, sort_keys=True) + "\n")
-    return f"comment added to {id}"
+    if key:
+        with keys.open("a", encoding="utf-8") as seen:
+            seen.write(key + "\n")
+    return answer
 
 
 def link_ticket(id: str, related: str) -> str:

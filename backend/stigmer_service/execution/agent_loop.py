@@ -290,7 +290,13 @@ class AgentLoop:
         mask = context.secret_values
         try:
             result = await heartbeating(
-                mcp.call_tool(server, request.call.tool, arguments, tooling.TOOL_TIMEOUT),
+                mcp.call_tool(
+                    server,
+                    request.call.tool,
+                    arguments,
+                    tooling.TOOL_TIMEOUT,
+                    idempotency_key=tooling.idempotency_key(request.execution_id, request.call),
+                ),
                 self.settings.activity_heartbeat_interval,
             )
         except mcp.ToolError as failure:

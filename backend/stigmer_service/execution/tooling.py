@@ -11,6 +11,7 @@ import re
 
 from backend.common import secret_placeholders
 from backend.stigmer_service.execution import policies
+from backend.stigmer_service.execution.models import LoopToolCall
 from backend.stigmer_service.providers.base import ToolSpec
 from backend.stigmer_service.store import documents
 from backend.stigmer_service.tools import mcp
@@ -35,6 +36,11 @@ class AgentTools:
 
 def wire_name(server: str, tool: str) -> str:
     return (server + _SEPARATOR + _UNSAFE.sub("_", tool))[:64]
+
+
+def idempotency_key(execution_id: str, call: LoopToolCall) -> str:
+    """One key per tool call, the same for each attempt: the call's step in its execution."""
+    return f"{execution_id}/{call.index}"
 
 
 def bounded(text: str) -> str:

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 import anyio
 import httpx2
@@ -108,10 +108,20 @@ async def list_tools(server: McpServer, timeout: float) -> list[ToolSpec]:
     return found
 
 
+# The `_meta` key of a tool call's idempotency key: the same for every attempt of one call, so a
+# server that keeps it can answer a repeated call without repeating its side effect.
+IDEMPOTENCY_META_KEY = "io.stigmer/idempotency-key"
+
+
 async def call_tool(
-    server: McpServer, name: str, arguments: dict[str, Any], timeout: float
+    server: McpServer,
+    name: str,
+    arguments: dict[str, Any],
+    timeout: float,
+    idempotency_key: str = "",
 ) -> ToolResult:
-    """Call one tool. A tool that reports failure is a result (`is_error`), not an exception."""
+    """Call one tool. A tool that reports failure is a result (`is_error`), not an exception.
+    `idempotency_key` goes to the server in the request's `_meta` (IDEMPOTENCY_META_KEY)."""
     if not server.offers(name):
         raise ToolError(
             f"tool {name!r} is not enabled on MCP server {server.name!r}", retryable=False
@@ -120,7 +130,11 @@ async def call_tool(
     async with _session(server, timeout, progress) as session:
         progress.call_sent = True
         try:
-            result = await session.call_tool(name, arguments)
+            # An open map (extra items allowed), which mypy's TypedDict cannot spell.
+            meta = cast(mcp_types.RequestParamsMeta, {IDEMPOTENCY_META_KEY: idempotency_key})
+            result = await session.call_tool(
+                name, arguments, meta=meta if idempotency_key else None
+            )
         except MCPError as error:
             if error.code in _TRANSPORT_CODES:
                 raise

@@ -83,6 +83,21 @@ async def test_calls_return_the_tools_text_and_act_once_per_call(tmp_path: pathl
     assert comments_in(comments) == [{"id": "T-2", "text": "on it"}]
 
 
+async def test_a_repeated_call_with_the_same_idempotency_key_acts_once(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The key travels in the request's `_meta`; the example desk keeps it, so a retried call
+    whose first answer was lost adds its comment once (and a call under another key again)."""
+    comments = tmp_path / "comments"
+    server = tickets(comments)
+    arguments = {"id": "T-1", "text": "once"}
+    first = await mcp.call_tool(server, "add_comment", arguments, TIMEOUT, idempotency_key="e/3")
+    again = await mcp.call_tool(server, "add_comment", arguments, TIMEOUT, idempotency_key="e/3")
+    other = await mcp.call_tool(server, "add_comment", arguments, TIMEOUT, idempotency_key="e/4")
+    assert first == again == other == mcp.ToolResult(text="comment added to T-1", is_error=False)
+    assert comments_in(comments) == [arguments, arguments]
+
+
 async def test_a_tool_that_fails_is_an_error_result(tmp_path: pathlib.Path) -> None:
     server = tickets(tmp_path / "comments")
 
