@@ -81,6 +81,7 @@ SHORT = 60
 _STEP_KINDS = {
     status_pb2.STEP_KIND_ASSISTANT_MESSAGE: "message",
     status_pb2.STEP_KIND_TOOL_CALL: "tool",
+    status_pb2.STEP_KIND_SUB_AGENT: "agent",
 }
 
 
@@ -113,7 +114,7 @@ def step_line(step: status_pb2.AgentStep) -> str:
     a tool call still running has no result and no duration yet."""
     kind = _STEP_KINDS.get(step.kind, "?")
     parts = [f"{step.index:>2} {kind:<7}"]
-    if step.kind == status_pb2.STEP_KIND_TOOL_CALL:
+    if step.kind in (status_pb2.STEP_KIND_TOOL_CALL, status_pb2.STEP_KIND_SUB_AGENT):
         parts.append(f"{step.tool_server}.{step.tool_name} {short(step.arguments_json, 40)}")
         if step.approval.state == status_pb2.APPROVAL_STATE_AWAITING:
             parts.append("(awaiting approval)")
