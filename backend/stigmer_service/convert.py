@@ -159,6 +159,11 @@ def execution_to_proto(record: ExecutionRecord) -> api_pb2.AgentExecution:
         audit=audit,
         steps=[_step(step) for step in record.steps],
         parent_execution_id=record.parent_execution_id,
+        usage=status_pb2.TokenUsage(
+            input_tokens=record.usage.input_tokens,
+            output_tokens=record.usage.output_tokens,
+            model_calls=record.usage.model_calls,
+        ),
     )
     return api_pb2.AgentExecution(
         api_version=API_VERSION,

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from backend.common import contract
-from backend.stigmer_service.providers.base import ChatMessage, ModelCallError, ModelRequest
+from backend.stigmer_service.providers.base import (
+    ChatMessage,
+    ModelCallError,
+    ModelRequest,
+    Usage,
+)
 from backend.stigmer_service.providers.catalog import Kind, ProviderConfig
 from backend.stigmer_service.providers.openai import REASON_CHARS, OpenAIProvider
 from tests.support import model_server
@@ -112,3 +117,26 @@ async def test_a_4xx_without_a_json_error_keeps_the_status_and_reason_phrase(
     with pytest.raises(ModelCallError) as raised:
         await provider(fake).complete(request())
     assert str(raised.value) == "model endpoint answered HTTP 404: Not Found"
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        ({"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}, Usage(12, 3)),
+        (None, Usage()),
+        ({"prompt_tokens": "12", "completion_tokens": 3}, Usage()),
+        ({"prompt_tokens": True, "completion_tokens": 3}, Usage()),
+        ({"prompt_tokens": -1, "completion_tokens": 3}, Usage()),
+    ],
+)
+async def test_usage_is_what_the_endpoint_reported(
+    fake: ModelServer, usage: dict[str, Any] | None, expected: Usage
+) -> None:
+    """OpenAI's `usage` object, as documented; anything malformed counts as none reported."""
+    body = answer("hello")
+    if usage is not None:
+        body["usage"] = usage
+    fake.script = [(200, body)]
+    sent = request()
+    assert await provider(fake).complete(sent) == "hello"
+    assert sent.usage == expected

@@ -116,6 +116,10 @@ async def test_two_tools_and_a_sub_agent_then_the_answer(
     # Masked arguments in the parent's steps; the secret nowhere in what the API shows.
     assert json.loads(status.steps[2].arguments_json)["text"] == "triaged, key ***"
     assert SECRET not in str(parent)
+    # Four model turns (three that call, one that answers), each counted; the offline model
+    # counts words as tokens.
+    assert status.usage.model_calls == 4
+    assert status.usage.input_tokens > 0 and status.usage.output_tokens > 0
     # The child is an execution of its own, in the parent's org, that called back the parent's
     # delegate activity exactly once.
     child = await ended(stigmer, delegated.sub_execution_id)
@@ -123,6 +127,8 @@ async def test_two_tools_and_a_sub_agent_then_the_answer(
     assert child.metadata.org == parent.metadata.org
     assert child.status.phase == status_pb2.EXECUTION_PHASE_COMPLETED
     assert child.status.output == "T-1 is a checkout bug"
+    assert child.status.usage.model_calls == 1
+    assert child.status.usage.output_tokens == len("T-1 is a checkout bug".split())
     assert child.status.callback.state == status_pb2.CALLBACK_STATE_DELIVERED
     assert child.status.callback.attempts == 1
     assert SECRET not in str(child)

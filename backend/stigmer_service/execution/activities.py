@@ -36,7 +36,7 @@ from backend.stigmer_service.execution.models import (
 )
 from backend.stigmer_service.execution.workflow_ids import SESSION_TURN_SIGNAL, workflow_id
 from backend.stigmer_service.metrics import ServiceMetrics
-from backend.stigmer_service.store.records import Delivery, ExecutionRecord
+from backend.stigmer_service.store.records import Delivery, ExecutionRecord, TokenUsage
 from backend.stigmer_service.store.repository import Store
 
 log = logs.get(__name__)
@@ -92,14 +92,17 @@ class ExecutionActivities:
             log.info("execution started", **fields)
         recorded = [m for m in execution.messages if m.role == states.ROLE_ASSISTANT]
         slug: str | None = None
+        usage = TokenUsage()
         if recorded:
             # An answer recorded through UpdateAgentExecutionStatus: the agent has answered.
             log.info("model answer already recorded", attempt=activity.info().attempt, **fields)
             reply = recorded[-1].content
         else:
             answer = await self.agent_run.answer(execution, fields)
-            reply, slug = answer.reply, answer.agent_slug
-        return await self._complete(execution, reply, slug, append=not recorded, fields=fields)
+            reply, slug, usage = answer.reply, answer.agent_slug, answer.usage
+        return await self._complete(
+            execution, reply, slug, append=not recorded, fields=fields, usage=usage
+        )
 
     async def _complete(
         self,
@@ -109,9 +112,11 @@ class ExecutionActivities:
         *,
         append: bool,
         fields: dict[str, str],
+        usage: TokenUsage,
     ) -> RunAgentOutput:
-        """Records the answer and the end, then makes the first callback attempt."""
-        ended = await self.store.complete(execution.id, reply, append=append)
+        """Records the answer, what its model call used, and the end, then makes the first
+        callback attempt."""
+        ended = await self.store.complete(execution.id, reply, append=append, usage=usage)
         # None: another writer (a cancel) ended it first; its end is what the caller gets.
         wrote = ended is not None
         ended = ended or await self.store.for_delivery(execution.id)
@@ -183,9 +188,10 @@ class ExecutionActivities:
             execution, fields, request.turns, request.next_index, request.approval
         )
         if reply.calls:
+            await self.store.add_usage(execution.id, reply.usage)
             return ModelTurnOutput(reply.calls, reply.text, reply.next_index)
         ended = await self._complete(
-            execution, reply.text, reply.agent_slug, append=True, fields=fields
+            execution, reply.text, reply.agent_slug, append=True, fields=fields, usage=reply.usage
         )
         return ModelTurnOutput([], reply.text, reply.next_index, ended=ended)
 

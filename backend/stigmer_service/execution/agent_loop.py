@@ -46,6 +46,7 @@ from backend.stigmer_service.store.records import (
     StepDecision,
     StepRecord,
     SubAgentRecord,
+    TokenUsage,
 )
 from backend.stigmer_service.store.repository import Store
 from backend.stigmer_service.tools import mcp
@@ -64,6 +65,7 @@ class TurnReply:
     calls: list[LoopToolCall]
     next_index: int
     agent_slug: str
+    usage: TokenUsage  # The turn's model call's.
 
 
 def _chat(turns: list[LoopTurn]) -> list[ChatMessage]:
@@ -118,7 +120,7 @@ class AgentLoop:
         context.chat.extend(_chat(turns))
         tools = await self._tools(context)
         started, clock = now(), time.monotonic()
-        reply = await self.agent_run.call(context, fields, turn, tools.specs)
+        reply, usage = await self.agent_run.call(context, fields, turn, tools.specs)
         took = datetime.timedelta(seconds=time.monotonic() - clock)
         mask = context.secret_values
         text = placeholders.mask(reply.text, mask)
@@ -159,7 +161,7 @@ class AgentLoop:
             )
             calls.append(found)
             index += 1
-        return TurnReply(text, calls, index, context.agent.slug)
+        return TurnReply(text, calls, index, context.agent.slug, usage)
 
     async def _tools(self, context: Context) -> tooling.AgentTools:
         found = tooling.servers(context.agent.spec, context.env, context.secrets)

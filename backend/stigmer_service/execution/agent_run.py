@@ -27,7 +27,7 @@ from backend.stigmer_service.providers.base import (
     Provider,
     ToolSpec,
 )
-from backend.stigmer_service.store.records import AgentRecord, ExecutionRecord
+from backend.stigmer_service.store.records import AgentRecord, ExecutionRecord, TokenUsage
 from backend.stigmer_service.store.repository import Store
 
 log = logs.get(__name__)
@@ -61,6 +61,7 @@ class Context:
 class Answer:
     reply: str  # Secrets masked.
     agent_slug: str
+    usage: TokenUsage  # The model call's.
 
 
 class AgentRun:
@@ -75,8 +76,8 @@ class AgentRun:
         """The model's answer to the execution's message; raises ApplicationError when the
         agent is gone or the model call failed (retryable or not, as the provider says)."""
         context = await self.context(execution)
-        reply = await self.call(context, fields, complete)
-        return Answer(placeholders.mask(reply, context.secret_values), context.agent.slug)
+        reply, usage = await self.call(context, fields, complete)
+        return Answer(placeholders.mask(reply, context.secret_values), context.agent.slug, usage)
 
     async def agent(self, execution: ExecutionRecord) -> AgentRecord:
         """The execution's agent; a gone agent is a non-retryable ApplicationError."""
@@ -108,9 +109,10 @@ class AgentRun:
         fields: dict[str, str],
         make: Callable[[Provider, ModelRequest], Awaitable[T]],
         tools: list[ToolSpec] | None = None,
-    ) -> T:
+    ) -> tuple[T, TokenUsage]:
         """One model call on `context.chat` (with `tools`, if any) through `make`, traced,
-        measured and heartbeating; a failure is an ApplicationError of the provider's type."""
+        measured and heartbeating, and what it used; a failure is an ApplicationError of the
+        provider's type."""
         execution, agent = context.execution, context.agent
         secret_values = context.secret_values
         options = agent.model_options
@@ -151,9 +153,13 @@ class AgentRun:
                     tools=list(tools or []),
                 )
                 log.info("model call", model=model, attempt=attempt, **fields)
-                return await heartbeating(
+                answered = await heartbeating(
                     make(resolved.provider, request), self.settings.activity_heartbeat_interval
                 )
+                used = request.usage
+                span.set_attribute("stigmer.tokens.input", used.input_tokens)
+                span.set_attribute("stigmer.tokens.output", used.output_tokens)
+                return answered, TokenUsage(used.input_tokens, used.output_tokens, 1)
             except ModelCallError as error:
                 message = placeholders.mask(str(error), secret_values)
                 self.metrics.model_errors.labels(provider_name, error.error_type).inc()

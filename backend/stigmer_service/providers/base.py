@@ -47,6 +47,14 @@ class ModelReply:
 
 
 @dataclasses.dataclass
+class Usage:
+    """The tokens of one model call, as the endpoint reported them (0 when it reports none)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclasses.dataclass
 class ModelRequest:
     agent_slug: str
     model: str  # The part after "provider/".
@@ -60,6 +68,8 @@ class ModelRequest:
     timeout: float = 60.0
     # The tools the model may call; empty: a plain chat completion.
     tools: list[ToolSpec] = dataclasses.field(default_factory=list)
+    # Set by the provider once the call has answered: what the endpoint reported it used.
+    usage: Usage = dataclasses.field(default_factory=Usage)
 
 
 class ModelCallError(Exception):

@@ -17,6 +17,9 @@ leaks a secret. Directives in the message steer it:
 - `#history`: answers with the session's earlier messages, each as `<role>: <content>` (the
   first line of it), joined by " | " (what a later execution of a session sees).
 
+Its usage is a stand-in count, deterministic for tests: one input token per word of the messages
+it was given, one output token per word of its reply.
+
 An agent with tools (`turn`) is scripted one model turn at a time, deterministically:
 
 - `#tool=<server>.<tool>:<JSON arguments>`: one per line; turn n (from 0) calls the n-th
@@ -38,6 +41,7 @@ from backend.stigmer_service.providers.base import (
     ModelReply,
     ModelRequest,
     ToolCall,
+    Usage,
     permanent,
     transient,
 )
@@ -72,13 +76,16 @@ class OfflineProvider:
                 f"{server}__{tool}",
             )
             call = ToolCall(f"call_{turn}", name, (arguments or "").strip() or "{}")
+            _count(request, f"{name} {call.arguments}")
             return ModelReply("", [call])
         if reply := _REPLY.search(message):
             text = reply.group(1)
         else:
             results = [m.content for m in since if m.role == "tool"]
             text = f"{request.agent_slug}: {' | '.join(results)}"
-        return ModelReply(placeholders.mask(text, request.secret_values))
+        text = placeholders.mask(text, request.secret_values)
+        _count(request, text)
+        return ModelReply(text)
 
     async def complete(self, request: ModelRequest) -> str:
         message = request.messages[-1].content
@@ -93,7 +100,9 @@ class OfflineProvider:
             text = " | ".join(f"{m.role}: {m.content.splitlines()[0]}" for m in seen)
         else:
             text = f"{request.agent_slug}: {message}"
-        return placeholders.mask(text, request.secret_values)
+        text = placeholders.mask(text, request.secret_values)
+        _count(request, text)
+        return text
 
     async def _directives(self, message: str, request: ModelRequest) -> None:
         """The directives that delay or fail a call, the same for both kinds of call."""
@@ -112,3 +121,9 @@ class OfflineProvider:
             raise permanent(f"offline model told to fail with {fail.group(1)}", fail.group(1))
         if (flaky := _TRANSIENT.search(message)) and request.attempt <= int(flaky.group(1)):
             raise transient(f"offline model transient failure on attempt {request.attempt}")
+
+
+def _count(request: ModelRequest, reply: str) -> None:
+    """The offline model's stand-in usage: words in, words out."""
+    words_in = sum(len(m.content.split()) for m in request.messages)
+    request.usage = Usage(input_tokens=words_in, output_tokens=len(reply.split()))

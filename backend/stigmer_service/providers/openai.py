@@ -17,6 +17,7 @@ from backend.stigmer_service.providers.base import (
     ModelReply,
     ModelRequest,
     ToolCall,
+    Usage,
     permanent,
     transient,
 )
@@ -62,7 +63,14 @@ class OpenAIProvider:
         return _reply(await self._message(request, body))
 
     async def _message(self, request: ModelRequest, body: dict[str, Any]) -> dict[str, Any]:
-        """The first choice's `message` of the endpoint's answer to `body`."""
+        """The first choice's `message` of the endpoint's answer to `body`; the answer's
+        `usage` (`prompt_tokens`, `completion_tokens`) goes to `request.usage`."""
+        message, request.usage = await self._answer(request, body)
+        return message
+
+    async def _answer(
+        self, request: ModelRequest, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], Usage]:
         url = f"{self._config.base_url.rstrip('/')}/chat/completions"
         api_key = self._config.api_key(request.env)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -91,7 +99,7 @@ class OpenAIProvider:
         body: dict[str, Any],
         headers: dict[str, str],
         hidden: list[str],
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], Usage]:
         try:
             response = await client.post(url, json=body, headers=headers)
         except httpx.TimeoutException as error:
@@ -106,12 +114,27 @@ class OpenAIProvider:
         if status >= 300:
             raise permanent(f"model endpoint answered HTTP {status} (redirects are not followed)")
         try:
-            message = response.json()["choices"][0]["message"]
+            document = response.json()
+            message = document["choices"][0]["message"]
         except (ValueError, KeyError, IndexError, TypeError) as error:
             raise permanent("model endpoint returned an unexpected body") from error
         if not isinstance(message, dict):
             raise permanent("model endpoint returned an unexpected body")
-        return message
+        return message, _usage(document.get("usage"))
+
+
+def _usage(document: Any) -> Usage:
+    """OpenAI's `usage` object; anything else (absent, malformed) counts as none reported."""
+    if not isinstance(document, dict):
+        return Usage()
+    prompt, completion = document.get("prompt_tokens"), document.get("completion_tokens")
+    # bool is an int subclass: `true` is no count.
+    counts = [
+        c for c in (prompt, completion) if isinstance(c, int) and not isinstance(c, bool) and c >= 0
+    ]
+    if len(counts) != 2:
+        return Usage()
+    return Usage(input_tokens=counts[0], output_tokens=counts[1])
 
 
 def _wire_message(message: ChatMessage) -> dict[str, Any]:

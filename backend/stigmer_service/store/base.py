@@ -17,6 +17,7 @@ from backend.stigmer_service.store.records import (
     EnvValue,
     ExecutionRecord,
     MessageRecord,
+    TokenUsage,
 )
 from backend.stigmer_service.store.tables import executions, messages
 
@@ -89,6 +90,7 @@ def execution_record(row: Any) -> ExecutionRecord:
         updated_at=utc(row.updated_at) or now(),
         created_by=row.created_by,
         parent_execution_id=row.parent_execution_id or "",
+        usage=TokenUsage(row.input_tokens, row.output_tokens, row.model_calls),
     )
 
 

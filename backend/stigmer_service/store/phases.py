@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import sqlalchemy as sa
 
 from backend.stigmer_service import states
 from backend.stigmer_service.store.base import StoreBase, now
-from backend.stigmer_service.store.records import Delivery
+from backend.stigmer_service.store.records import NO_USAGE, Delivery, TokenUsage
 from backend.stigmer_service.store.tables import executions, messages
 
 _NOT_TERMINAL = executions.c.phase.not_in(states.TERMINAL_PHASES)
@@ -21,6 +23,9 @@ _COMPLETE = (
         output=sa.bindparam("answer"),
         completed_at=sa.bindparam("at"),
         callback_outcome=states.OUTCOME_COMPLETED,
+        input_tokens=executions.c.input_tokens + sa.bindparam("input_tokens"),
+        output_tokens=executions.c.output_tokens + sa.bindparam("output_tokens"),
+        model_calls=executions.c.model_calls + sa.bindparam("model_calls"),
         version=executions.c.version + 1,
         updated_at=sa.bindparam("at"),
     )
@@ -77,6 +82,22 @@ class PhaseStore(StoreBase):
         self.changes.publish(execution_id)
         return True
 
+    async def add_usage(self, execution_id: str, usage: TokenUsage) -> None:
+        """Adds a model call's usage to the execution's (also after it ended: it was used)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                executions.update()
+                .where(executions.c.id == execution_id)
+                .values(
+                    input_tokens=executions.c.input_tokens + usage.input_tokens,
+                    output_tokens=executions.c.output_tokens + usage.output_tokens,
+                    model_calls=executions.c.model_calls + usage.model_calls,
+                    version=executions.c.version + 1,
+                    updated_at=now(),
+                )
+            )
+        self.changes.publish(execution_id)
+
     async def finish(
         self,
         execution_id: str,
@@ -107,17 +128,27 @@ class PhaseStore(StoreBase):
         return self._published(execution_id, result.rowcount)
 
     async def complete(
-        self, execution_id: str, answer: str, *, append: bool = True
+        self,
+        execution_id: str,
+        answer: str,
+        *,
+        append: bool = True,
+        usage: TokenUsage = NO_USAGE,
     ) -> Delivery | None:
         """Records the agent's answer and the COMPLETED phase in one transaction, unless the
         execution has already ended (None). `append=False`: the answer is already among the
-        messages.
+        messages. `usage`: the answering model call's, added to the execution's.
 
         Returns what `for_delivery` would, read by the same statement (UPDATE ... RETURNING):
         the callback goes out one query sooner, to the token current at the end."""
         at = now()
         async with self.engine.begin() as conn:
-            values = {"execution_id": execution_id, "answer": answer, "at": at}
+            values = {
+                "execution_id": execution_id,
+                "answer": answer,
+                "at": at,
+                **dataclasses.asdict(usage),
+            }
             row = (await conn.execute(_COMPLETE, values)).first()
             if row is None:
                 return None

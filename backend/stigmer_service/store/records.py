@@ -168,6 +168,18 @@ class SessionStart:
     org: str
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenUsage:
+    """Tokens of model calls (the API's TokenUsage): one call's, or an execution's sum."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model_calls: int = 0
+
+
+NO_USAGE = TokenUsage()
+
+
 @dataclasses.dataclass
 class ExecutionRecord:
     id: str
@@ -207,6 +219,7 @@ class ExecutionRecord:
     created_by: str | None = None  # None: created before credentials had names.
     steps: list[StepRecord] = dataclasses.field(default_factory=list)  # In index order.
     parent_execution_id: str = ""  # The execution that delegated to this one, if any.
+    usage: TokenUsage = NO_USAGE
 
 
 @dataclasses.dataclass(frozen=True, repr=False)

@@ -46,6 +46,10 @@ executions = sa.Table(
     sa.Column("created_by", sa.String(255)),
     # The execution that delegated to this one (a sub-agent's); NULL for the API's own.
     sa.Column("parent_execution_id", sa.String(64), index=True),
+    # What its model calls used (TokenUsage), retried calls included.
+    sa.Column("input_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("model_calls", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("phase", sa.Integer, nullable=False, index=True),
     sa.Column("output", sa.Text, nullable=False),
     sa.Column("error_type", sa.String(255), nullable=False),

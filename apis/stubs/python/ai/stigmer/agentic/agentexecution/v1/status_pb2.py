@@ -27,35 +27,37 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1ai/stigmer/agentic/agentexecution/v1/status.proto\x12$ai.stigmer.agentic.agentexecution.v1\x1a*ai/stigmer/commons/apiresource/audit.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x04\n\x14\x41gentExecutionStatus\x12\x43\n\x05phase\x18\x01 \x01(\x0e\x32\x34.ai.stigmer.agentic.agentexecution.v1.ExecutionPhase\x12\x44\n\x08messages\x18\x02 \x03(\x0b\x32\x32.ai.stigmer.agentic.agentexecution.v1.AgentMessage\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\x43\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.ExecutionError\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x46\n\x08\x63\x61llback\x18\x07 \x01(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.CallbackStatus\x12?\n\x05\x61udit\x18\x08 \x01(\x0b\x32\x30.ai.stigmer.commons.apiresource.ApiResourceAudit\x12>\n\x05steps\x18\t \x03(\x0b\x32/.ai.stigmer.agentic.agentexecution.v1.AgentStep\x12\x1b\n\x13parent_execution_id\x18\n \x01(\t\"\xf4\x02\n\tAgentStep\x12\r\n\x05index\x18\x01 \x01(\x05\x12<\n\x04kind\x18\x02 \x01(\x0e\x32..ai.stigmer.agentic.agentexecution.v1.StepKind\x12\x13\n\x0btool_server\x18\x03 \x01(\t\x12\x11\n\ttool_name\x18\x04 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x05 \x01(\t\x12\x0e\n\x06result\x18\x06 \x01(\t\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12+\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x44\n\x08\x61pproval\x18\n \x01(\x0b\x32\x32.ai.stigmer.agentic.agentexecution.v1.StepApproval\x12\x18\n\x10sub_execution_id\x18\x0b \x01(\t\"\xa6\x01\n\x0cStepApproval\x12\x42\n\x05state\x18\x01 \x01(\x0e\x32\x33.ai.stigmer.agentic.agentexecution.v1.ApprovalState\x12\x12\n\ndecided_by\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12.\n\ndecided_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x0c\x41gentMessage\x12?\n\x04role\x18\x01 \x01(\x0e\x32\x31.ai.stigmer.agentic.agentexecution.v1.MessageRole\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x0e\x45xecutionError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\x9f\x02\n\x0e\x43\x61llbackStatus\x12\x15\n\rtoken_present\x18\x01 \x01(\x08\x12\x12\n\ntoken_hash\x18\x02 \x01(\t\x12\x42\n\x05state\x18\x03 \x01(\x0e\x32\x33.ai.stigmer.agentic.agentexecution.v1.CallbackState\x12\x46\n\x07outcome\x18\x04 \x01(\x0e\x32\x35.ai.stigmer.agentic.agentexecution.v1.CallbackOutcome\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x30\n\x0c\x64\x65livered_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xc5\x01\n\x0e\x45xecutionPhase\x12\x1f\n\x1b\x45XECUTION_PHASE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_PHASE_PENDING\x10\x01\x12\x1b\n\x17\x45XECUTION_PHASE_RUNNING\x10\x02\x12\x1d\n\x19\x45XECUTION_PHASE_COMPLETED\x10\x03\x12\x1a\n\x16\x45XECUTION_PHASE_FAILED\x10\x04\x12\x1d\n\x19\x45XECUTION_PHASE_CANCELLED\x10\x05*x\n\x08StepKind\x12\x19\n\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSTEP_KIND_ASSISTANT_MESSAGE\x10\x01\x12\x17\n\x13STEP_KIND_TOOL_CALL\x10\x02\x12\x17\n\x13STEP_KIND_SUB_AGENT\x10\x03*\xa4\x01\n\rApprovalState\x12\x1e\n\x1a\x41PPROVAL_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41PPROVAL_STATE_AWAITING\x10\x01\x12\x1b\n\x17\x41PPROVAL_STATE_APPROVED\x10\x02\x12\x1b\n\x17\x41PPROVAL_STATE_REJECTED\x10\x03\x12\x1c\n\x18\x41PPROVAL_STATE_TIMED_OUT\x10\x04*\x8e\x01\n\x0bMessageRole\x12\x1c\n\x18MESSAGE_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13MESSAGE_ROLE_SYSTEM\x10\x01\x12\x15\n\x11MESSAGE_ROLE_USER\x10\x02\x12\x1a\n\x16MESSAGE_ROLE_ASSISTANT\x10\x03\x12\x15\n\x11MESSAGE_ROLE_TOOL\x10\x04*\xc9\x01\n\rCallbackState\x12\x1e\n\x1a\x43\x41LLBACK_STATE_UNSPECIFIED\x10\x00\x12 \n\x1c\x43\x41LLBACK_STATE_NOT_REQUESTED\x10\x01\x12\x1a\n\x16\x43\x41LLBACK_STATE_WAITING\x10\x02\x12\x1c\n\x18\x43\x41LLBACK_STATE_DELIVERED\x10\x03\x12!\n\x1d\x43\x41LLBACK_STATE_ALREADY_CLOSED\x10\x04\x12\x19\n\x15\x43\x41LLBACK_STATE_FAILED\x10\x05*\x90\x01\n\x0f\x43\x61llbackOutcome\x12 \n\x1c\x43\x41LLBACK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43\x41LLBACK_OUTCOME_COMPLETED\x10\x01\x12\x1b\n\x17\x43\x41LLBACK_OUTCOME_FAILED\x10\x02\x12\x1e\n\x1a\x43\x41LLBACK_OUTCOME_CANCELLED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1ai/stigmer/agentic/agentexecution/v1/status.proto\x12$ai.stigmer.agentic.agentexecution.v1\x1a*ai/stigmer/commons/apiresource/audit.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x04\n\x14\x41gentExecutionStatus\x12\x43\n\x05phase\x18\x01 \x01(\x0e\x32\x34.ai.stigmer.agentic.agentexecution.v1.ExecutionPhase\x12\x44\n\x08messages\x18\x02 \x03(\x0b\x32\x32.ai.stigmer.agentic.agentexecution.v1.AgentMessage\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\x43\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.ExecutionError\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x46\n\x08\x63\x61llback\x18\x07 \x01(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.CallbackStatus\x12?\n\x05\x61udit\x18\x08 \x01(\x0b\x32\x30.ai.stigmer.commons.apiresource.ApiResourceAudit\x12>\n\x05steps\x18\t \x03(\x0b\x32/.ai.stigmer.agentic.agentexecution.v1.AgentStep\x12\x1b\n\x13parent_execution_id\x18\n \x01(\t\x12?\n\x05usage\x18\x0b \x01(\x0b\x32\x30.ai.stigmer.agentic.agentexecution.v1.TokenUsage\"N\n\nTokenUsage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x13\n\x0bmodel_calls\x18\x03 \x01(\x05\"\xf4\x02\n\tAgentStep\x12\r\n\x05index\x18\x01 \x01(\x05\x12<\n\x04kind\x18\x02 \x01(\x0e\x32..ai.stigmer.agentic.agentexecution.v1.StepKind\x12\x13\n\x0btool_server\x18\x03 \x01(\t\x12\x11\n\ttool_name\x18\x04 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x05 \x01(\t\x12\x0e\n\x06result\x18\x06 \x01(\t\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12+\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x44\n\x08\x61pproval\x18\n \x01(\x0b\x32\x32.ai.stigmer.agentic.agentexecution.v1.StepApproval\x12\x18\n\x10sub_execution_id\x18\x0b \x01(\t\"\xa6\x01\n\x0cStepApproval\x12\x42\n\x05state\x18\x01 \x01(\x0e\x32\x33.ai.stigmer.agentic.agentexecution.v1.ApprovalState\x12\x12\n\ndecided_by\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12.\n\ndecided_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x0c\x41gentMessage\x12?\n\x04role\x18\x01 \x01(\x0e\x32\x31.ai.stigmer.agentic.agentexecution.v1.MessageRole\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x0e\x45xecutionError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\x9f\x02\n\x0e\x43\x61llbackStatus\x12\x15\n\rtoken_present\x18\x01 \x01(\x08\x12\x12\n\ntoken_hash\x18\x02 \x01(\t\x12\x42\n\x05state\x18\x03 \x01(\x0e\x32\x33.ai.stigmer.agentic.agentexecution.v1.CallbackState\x12\x46\n\x07outcome\x18\x04 \x01(\x0e\x32\x35.ai.stigmer.agentic.agentexecution.v1.CallbackOutcome\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x30\n\x0c\x64\x65livered_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xc5\x01\n\x0e\x45xecutionPhase\x12\x1f\n\x1b\x45XECUTION_PHASE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_PHASE_PENDING\x10\x01\x12\x1b\n\x17\x45XECUTION_PHASE_RUNNING\x10\x02\x12\x1d\n\x19\x45XECUTION_PHASE_COMPLETED\x10\x03\x12\x1a\n\x16\x45XECUTION_PHASE_FAILED\x10\x04\x12\x1d\n\x19\x45XECUTION_PHASE_CANCELLED\x10\x05*x\n\x08StepKind\x12\x19\n\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSTEP_KIND_ASSISTANT_MESSAGE\x10\x01\x12\x17\n\x13STEP_KIND_TOOL_CALL\x10\x02\x12\x17\n\x13STEP_KIND_SUB_AGENT\x10\x03*\xa4\x01\n\rApprovalState\x12\x1e\n\x1a\x41PPROVAL_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41PPROVAL_STATE_AWAITING\x10\x01\x12\x1b\n\x17\x41PPROVAL_STATE_APPROVED\x10\x02\x12\x1b\n\x17\x41PPROVAL_STATE_REJECTED\x10\x03\x12\x1c\n\x18\x41PPROVAL_STATE_TIMED_OUT\x10\x04*\x8e\x01\n\x0bMessageRole\x12\x1c\n\x18MESSAGE_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13MESSAGE_ROLE_SYSTEM\x10\x01\x12\x15\n\x11MESSAGE_ROLE_USER\x10\x02\x12\x1a\n\x16MESSAGE_ROLE_ASSISTANT\x10\x03\x12\x15\n\x11MESSAGE_ROLE_TOOL\x10\x04*\xc9\x01\n\rCallbackState\x12\x1e\n\x1a\x43\x41LLBACK_STATE_UNSPECIFIED\x10\x00\x12 \n\x1c\x43\x41LLBACK_STATE_NOT_REQUESTED\x10\x01\x12\x1a\n\x16\x43\x41LLBACK_STATE_WAITING\x10\x02\x12\x1c\n\x18\x43\x41LLBACK_STATE_DELIVERED\x10\x03\x12!\n\x1d\x43\x41LLBACK_STATE_ALREADY_CLOSED\x10\x04\x12\x19\n\x15\x43\x41LLBACK_STATE_FAILED\x10\x05*\x90\x01\n\x0f\x43\x61llbackOutcome\x12 \n\x1c\x43\x41LLBACK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43\x41LLBACK_OUTCOME_COMPLETED\x10\x01\x12\x1b\n\x17\x43\x41LLBACK_OUTCOME_FAILED\x10\x02\x12\x1e\n\x1a\x43\x41LLBACK_OUTCOME_CANCELLED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ai.stigmer.agentic.agentexecution.v1.status_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXECUTIONPHASE']._serialized_start=1827
-  _globals['_EXECUTIONPHASE']._serialized_end=2024
-  _globals['_STEPKIND']._serialized_start=2026
-  _globals['_STEPKIND']._serialized_end=2146
-  _globals['_APPROVALSTATE']._serialized_start=2149
-  _globals['_APPROVALSTATE']._serialized_end=2313
-  _globals['_MESSAGEROLE']._serialized_start=2316
-  _globals['_MESSAGEROLE']._serialized_end=2458
-  _globals['_CALLBACKSTATE']._serialized_start=2461
-  _globals['_CALLBACKSTATE']._serialized_end=2662
-  _globals['_CALLBACKOUTCOME']._serialized_start=2665
-  _globals['_CALLBACKOUTCOME']._serialized_end=2809
+  _globals['_EXECUTIONPHASE']._serialized_start=1972
+  _globals['_EXECUTIONPHASE']._serialized_end=2169
+  _globals['_STEPKIND']._serialized_start=2171
+  _globals['_STEPKIND']._serialized_end=2291
+  _globals['_APPROVALSTATE']._serialized_start=2294
+  _globals['_APPROVALSTATE']._serialized_end=2458
+  _globals['_MESSAGEROLE']._serialized_start=2461
+  _globals['_MESSAGEROLE']._serialized_end=2603
+  _globals['_CALLBACKSTATE']._serialized_start=2606
+  _globals['_CALLBACKSTATE']._serialized_end=2807
+  _globals['_CALLBACKOUTCOME']._serialized_start=2810
+  _globals['_CALLBACKOUTCOME']._serialized_end=2954
   _globals['_AGENTEXECUTIONSTATUS']._serialized_start=201
-  _globals['_AGENTEXECUTIONSTATUS']._serialized_end=775
-  _globals['_AGENTSTEP']._serialized_start=778
-  _globals['_AGENTSTEP']._serialized_end=1150
-  _globals['_STEPAPPROVAL']._serialized_start=1153
-  _globals['_STEPAPPROVAL']._serialized_end=1319
-  _globals['_AGENTMESSAGE']._serialized_start=1322
-  _globals['_AGENTMESSAGE']._serialized_end=1466
-  _globals['_EXECUTIONERROR']._serialized_start=1468
-  _globals['_EXECUTIONERROR']._serialized_end=1534
-  _globals['_CALLBACKSTATUS']._serialized_start=1537
-  _globals['_CALLBACKSTATUS']._serialized_end=1824
+  _globals['_AGENTEXECUTIONSTATUS']._serialized_end=840
+  _globals['_TOKENUSAGE']._serialized_start=842
+  _globals['_TOKENUSAGE']._serialized_end=920
+  _globals['_AGENTSTEP']._serialized_start=923
+  _globals['_AGENTSTEP']._serialized_end=1295
+  _globals['_STEPAPPROVAL']._serialized_start=1298
+  _globals['_STEPAPPROVAL']._serialized_end=1464
+  _globals['_AGENTMESSAGE']._serialized_start=1467
+  _globals['_AGENTMESSAGE']._serialized_end=1611
+  _globals['_EXECUTIONERROR']._serialized_start=1613
+  _globals['_EXECUTIONERROR']._serialized_end=1679
+  _globals['_CALLBACKSTATUS']._serialized_start=1682
+  _globals['_CALLBACKSTATUS']._serialized_end=1969
 # @@protoc_insertion_point(module_scope)

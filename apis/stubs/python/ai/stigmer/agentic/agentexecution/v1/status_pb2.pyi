@@ -240,6 +240,7 @@ class AgentExecutionStatus(_message.Message):
     AUDIT_FIELD_NUMBER: _builtins.int
     STEPS_FIELD_NUMBER: _builtins.int
     PARENT_EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     phase: Global___ExecutionPhase.ValueType
     """The current phase of the execution. Output only."""
     output: _builtins.str
@@ -278,6 +279,12 @@ class AgentExecutionStatus(_message.Message):
         for an agent without tools.
         """
 
+    @_builtins.property
+    def usage(self) -> Global___TokenUsage:
+        """What the execution's model calls used, as the providers reported it, retried calls
+        included (they were paid for). Output only; zero until a model call has answered.
+        """
+
     def __init__(
         self,
         *,
@@ -291,14 +298,45 @@ class AgentExecutionStatus(_message.Message):
         audit: _audit_pb2.ApiResourceAudit | None = ...,
         steps: _abc.Iterable[Global___AgentStep] | None = ...,
         parent_execution_id: _builtins.str = ...,
+        usage: Global___TokenUsage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "callback", b"callback", "completed_at", b"completed_at", "error", b"error", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "callback", b"callback", "completed_at", b"completed_at", "error", b"error", "started_at", b"started_at", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "callback", b"callback", "completed_at", b"completed_at", "error", b"error", "messages", b"messages", "output", b"output", "parent_execution_id", b"parent_execution_id", "phase", b"phase", "started_at", b"started_at", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "callback", b"callback", "completed_at", b"completed_at", "error", b"error", "messages", b"messages", "output", b"output", "parent_execution_id", b"parent_execution_id", "phase", b"phase", "started_at", b"started_at", "steps", b"steps", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgentExecutionStatus: _TypeAlias = AgentExecutionStatus  # noqa: Y015
+
+@_typing.final
+class TokenUsage(_message.Message):
+    """TokenUsage counts the tokens of an execution's model calls."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    MODEL_CALLS_FIELD_NUMBER: _builtins.int
+    input_tokens: _builtins.int
+    """The tokens of the prompts sent (instructions, history, message, tool results). Output only."""
+    output_tokens: _builtins.int
+    """The tokens the model generated. Output only."""
+    model_calls: _builtins.int
+    """The model calls that answered (every turn of an agent with tools is one). Output only."""
+    def __init__(
+        self,
+        *,
+        input_tokens: _builtins.int = ...,
+        output_tokens: _builtins.int = ...,
+        model_calls: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_tokens", b"input_tokens", "model_calls", b"model_calls", "output_tokens", b"output_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenUsage: _TypeAlias = TokenUsage  # noqa: Y015
 
 @_typing.final
 class AgentStep(_message.Message):
