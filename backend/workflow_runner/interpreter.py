@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import jsonschema
 
-from backend.workflow_runner import calls, error_handling, timing
+from backend.workflow_runner import calls, error_handling, event_tasks, timing
 from backend.workflow_runner.agent_call.models import CallAgentInput
 from backend.workflow_runner.agent_call.secrets import run_scope
 from backend.workflow_runner.dsl import budgets, durations, errors, expressions, model
@@ -28,7 +27,7 @@ RUNTIME_NAME = "stigmer-workflow-runner"
 RUNTIME_VERSION = "0.1.0"
 
 
-class TaskRunners(Protocol):
+class TaskRunners(event_tasks.EventRunners, Protocol):
     """The side effects the interpreter needs; they raise DslException on failure."""
 
     async def call_http(self, call: HttpCallInput) -> Any: ...
@@ -36,8 +35,6 @@ class TaskRunners(Protocol):
     async def call_agent(self, call: CallAgentInput) -> dict[str, Any]: ...
 
     async def sleep(self, seconds: float) -> None: ...
-
-    def now(self) -> datetime: ...
 
 
 class _EndWorkflow(Exception):
@@ -90,6 +87,7 @@ class Interpreter:
         self.secret_scope = run_scope(model.secret_names(document))
         self.secrets = self.secret_scope.placeholders()
         self.workflow_descriptor: dict[str, Any] = {}
+        self.listens: dict[str, int] = {}  # Listen tasks started, by path: their listener ids.
 
     async def run(self, workflow_input: Any) -> Any:
         """The workflow's output, or DslException with the error that ended it."""
@@ -220,6 +218,10 @@ class Interpreter:
             return data, None
         if kind == "do":
             return await self._run_list(task["do"], path + "/do", data, scope), None
+        if kind == "emit":
+            return await event_tasks.emit(self, task, data, variables, path), None
+        if kind == "listen":
+            return await event_tasks.listen(self, task, data, variables, scope, path), None
         raise DslException(DslError(errors.CONFIGURATION, 400, "Unsupported task", str(kind), path))
 
     # Task kinds.

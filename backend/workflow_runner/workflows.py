@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -27,6 +28,8 @@ with workflow.unsafe.imports_passed_through():
     from backend.workflow_runner.agent_call.workflow_api import run_agent_call
     from backend.workflow_runner.dsl import errors, loader
     from backend.workflow_runner.dsl.errors import DslError, DslException
+    from backend.workflow_runner.event_inbox import EventInbox
+    from backend.workflow_runner.events import contract
     from backend.workflow_runner.interpreter import Interpreter
     from backend.workflow_runner.models import (
         DslRunInput,
@@ -37,6 +40,15 @@ with workflow.unsafe.imports_passed_through():
 
 WORKFLOW_NAME = "DslWorkflow"
 PROGRESS_QUERY = "progress"
+
+# The event activities (publish, register, unregister) are short calls to the backbone; a
+# publish keeps its event id on every attempt, so the stream deduplicates a repeated one.
+EVENT_ACTIVITY_TIMEOUT = timedelta(seconds=30)
+EVENT_RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+)
 
 
 def activity_failure(error: ActivityError, path: str, title: str) -> DslError:
@@ -61,6 +73,9 @@ def _is_cancellation(error: ActivityError) -> bool:
 
 class _WorkflowRunners:
     """The interpreter's side effects as activities and timers of this workflow."""
+
+    def __init__(self, inbox: EventInbox) -> None:
+        self.inbox = inbox
 
     async def call_http(self, call: HttpCallInput) -> Any:
         try:
@@ -98,6 +113,67 @@ class _WorkflowRunners:
     def now(self) -> datetime:
         return workflow.now()
 
+    def new_event_id(self) -> str:
+        return str(workflow.uuid4())
+
+    async def publish_event(self, event: dict[str, Any]) -> None:
+        await self._event_activity(
+            contract.PUBLISH_EVENT_ACTIVITY,
+            contract.PublishEventInput(event),
+            contract.PublishEventOutput,
+            f"emit {event.get('type')}",
+            "Event publish failed",
+        )
+
+    async def open_listener(self, listener_id: str, types: list[str]) -> None:
+        # The queue first: the router may signal as soon as the registration takes effect.
+        self.inbox.open(listener_id)
+        await self._event_activity(
+            contract.REGISTER_LISTENER_ACTIVITY,
+            self._registration(listener_id, types),
+            contract.RegisterListenerOutput,
+            f"listen {listener_id} {' '.join(types) or '(every type)'}",
+            "Listener registration failed",
+        )
+
+    async def next_event(self, listener_id: str) -> dict[str, Any]:
+        return await self.inbox.next(listener_id)
+
+    async def close_listener(self, listener_id: str) -> None:
+        self.inbox.close(listener_id)
+        try:
+            await self._event_activity(
+                contract.UNREGISTER_LISTENER_ACTIVITY,
+                self._registration(listener_id, []),
+                type(None),
+                f"unlisten {listener_id}",
+                "Listener unregistration failed",
+            )
+        except DslException as failure:
+            # The listen task is over either way; events still routed here are dropped.
+            workflow.logger.warning("unregister_listener failed: %s", failure.error.describe())
+
+    def _registration(self, listener_id: str, types: list[str]) -> contract.ListenerRegistration:
+        info = workflow.info()
+        return contract.ListenerRegistration(info.workflow_id, listener_id, types, info.namespace)
+
+    async def _event_activity(
+        self, name: str, argument: Any, result_type: type, summary: str, title: str
+    ) -> Any:
+        try:
+            return await workflow.execute_activity(
+                name,
+                argument,
+                result_type=result_type,
+                start_to_close_timeout=EVENT_ACTIVITY_TIMEOUT,
+                retry_policy=EVENT_RETRY_POLICY,
+                summary=summary,
+            )
+        except ActivityError as error:
+            if _is_cancellation(error):
+                raise
+            raise DslException(activity_failure(error, "", title)) from None
+
 
 def _failed(error: DslError) -> ApplicationError:
     return ApplicationError(error.describe(), error.to_dict(), type=error.type, non_retryable=True)
@@ -124,6 +200,7 @@ class DslWorkflow:
 
     def __init__(self) -> None:
         self._progress: list[ProgressEntry] = []
+        self._inbox = EventInbox(workflow.wait_condition)
 
     @workflow.run
     async def run(self, run_input: DslRunInput) -> Any:
@@ -138,7 +215,7 @@ class DslWorkflow:
             )
         interpreter = Interpreter(
             run_input.document,
-            _WorkflowRunners(),
+            _WorkflowRunners(self._inbox),
             workflow.info().workflow_id,
             passthrough=(TemporalError,),
         )
@@ -147,6 +224,11 @@ class DslWorkflow:
             return await interpreter.run(run_input.input)
         except DslException as failure:
             raise _failed(failure.error) from None
+
+    @workflow.signal(name=contract.EVENT_SIGNAL)
+    def deliver_event(self, delivered: contract.DeliveredEvent) -> None:
+        """An event for one of this run's listeners (from the event router)."""
+        self._inbox.deliver(delivered)
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> list[ProgressEntry]:

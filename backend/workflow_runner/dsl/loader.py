@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,11 +14,15 @@ import yaml
 from backend.workflow_runner.dsl import (
     budgets,
     durations,
+    event_schema,
     expressions,
     model,
     schema,
     secret_references,
 )
+from backend.workflow_runner.dsl.event_checks import EventChecks
+
+_TASK_SCHEMAS = {**schema.TASK_SCHEMAS, **event_schema.TASK_SCHEMAS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,10 +44,27 @@ class InvalidDocumentError(Exception):
         self.problems = problems
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false. Under YAML 1.1 (PyYAML's default)
+    `on`, `off`, `yes`, `no` are booleans too, which turned `schedule: {on: ...}` into
+    `{True: ...}`."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
 def parse(text: str) -> Any:
     """YAML (of which JSON is a subset) to plain data."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Yaml12Loader)  # (a SafeLoader)
     except yaml.YAMLError as error:
         raise InvalidDocumentError([Problem("", f"not valid YAML or JSON: {error}")]) from error
 
@@ -88,7 +110,7 @@ def validate_input(document: dict[str, Any], value: Any) -> list[Problem]:
     ]
 
 
-class _Validator:
+class _Validator(EventChecks):
     def __init__(self, document: Any) -> None:
         self.document = document
         self.problems: list[Problem] = []
@@ -108,6 +130,8 @@ class _Validator:
         if isinstance(output, dict):
             self._transform(output.get("as"), "/output/as", variables)
         self._duration_at(self.document.get("timeout"), "after", "/timeout", required=False)
+        if isinstance(self.document.get("schedule"), dict):
+            self._schedule(self.document["schedule"], list(variables))
         uses = self.document.get("use")
         if isinstance(uses, dict) and isinstance(uses.get("retries"), dict):
             for name, policy in uses["retries"].items():
@@ -182,7 +206,7 @@ class _Validator:
                 )
             return
         before = len(self.problems)
-        self._schema(task, schema.TASK_SCHEMAS[kind], path)
+        self._schema(task, _TASK_SCHEMAS[kind], path)
         if len(self.problems) > before:
             return
         # Common fields.

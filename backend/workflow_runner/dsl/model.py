@@ -6,14 +6,28 @@ import dataclasses
 from typing import Any
 
 # Checked in this order: a `for` task also has `do`, so a bare `do` task comes last.
-SUPPORTED_TASK_TYPES = ("call", "set", "switch", "for", "fork", "try", "raise", "wait", "do")
-UNSUPPORTED_TASK_TYPES = ("emit", "listen", "run")
+SUPPORTED_TASK_TYPES = (
+    "call",
+    "set",
+    "switch",
+    "for",
+    "fork",
+    "try",
+    "raise",
+    "wait",
+    "emit",
+    "listen",
+    "do",
+)
+UNSUPPORTED_TASK_TYPES = ("run",)
 
 FLOW_DIRECTIVES = ("continue", "exit", "end")
 
 DEFAULT_EACH = "item"
 DEFAULT_AT = "index"
 DEFAULT_ERROR_VARIABLE = "error"
+# `$event` in an event filter's expressions: the whole event (its envelope).
+EVENT_VARIABLE = "event"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -306,6 +306,8 @@ DOCUMENT: dict[str, Any] = {
         "timeout": COMMON_TASK_PROPERTIES["timeout"],
         "output": COMMON_TASK_PROPERTIES["output"],
         "metadata": {"type": "object"},
+        # Checked in depth by event_checks.py (event_schema.SCHEDULE).
+        "schedule": {"type": "object"},
     },
     "additionalProperties": False,
 }

@@ -11,6 +11,8 @@ import yaml
 
 from backend.workflow_runner.agent_call.models import CallAgentInput
 from backend.workflow_runner.dsl import loader
+from backend.workflow_runner.event_inbox import EventInbox
+from backend.workflow_runner.events.contract import DeliveredEvent
 from backend.workflow_runner.interpreter import Interpreter
 from backend.workflow_runner.models import HttpCallInput
 
@@ -26,6 +28,13 @@ class FakeRunners:
     sleeps: list[float] = dataclasses.field(default_factory=list)
     agent_calls: list[CallAgentInput] = dataclasses.field(default_factory=list)
     http_calls: list[HttpCallInput] = dataclasses.field(default_factory=list)
+    # Events: `incoming` is delivered (in order) to each listener when it opens.
+    incoming: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    inbox: EventInbox = dataclasses.field(default_factory=EventInbox)
+    published: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    registered: list[tuple[str, list[str]]] = dataclasses.field(default_factory=list)
+    closed: list[str] = dataclasses.field(default_factory=list)
+    event_ids: int = 0
 
     async def call_http(self, call: HttpCallInput) -> Any:
         self.http_calls.append(call)
@@ -42,6 +51,26 @@ class FakeRunners:
 
     def now(self) -> datetime:
         return START
+
+    def new_event_id(self) -> str:
+        self.event_ids += 1
+        return f"event-{self.event_ids}"
+
+    async def publish_event(self, event: dict[str, Any]) -> None:
+        self.published.append(event)
+
+    async def open_listener(self, listener_id: str, types: list[str]) -> None:
+        self.inbox.open(listener_id)
+        self.registered.append((listener_id, types))
+        for event in self.incoming:
+            self.inbox.deliver(DeliveredEvent(listener_id, event, 0))
+
+    async def next_event(self, listener_id: str) -> dict[str, Any]:
+        return await self.inbox.next(listener_id)
+
+    async def close_listener(self, listener_id: str) -> None:
+        self.inbox.close(listener_id)
+        self.closed.append(listener_id)
 
 
 def document(text: str) -> dict[str, Any]:
