@@ -14,6 +14,7 @@ import typer
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from backend.common import logs, tracing
+from backend.workflow_runner import schedule_cli
 from backend.workflow_runner import worker as worker_module
 from backend.workflow_runner.dsl import durations, loader
 from backend.workflow_runner.dsl.errors import DslError
@@ -28,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(schedule_cli.app)
 
 TaskQueueOption = Annotated[
     str, typer.Option("--task-queue", help="The Temporal task queue of the DSL worker.")

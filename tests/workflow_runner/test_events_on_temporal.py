@@ -114,9 +114,11 @@ async def test_emit_then_listen_with_events_delivered_as_signals(
         assert registration.workflow_id == handle.id
         assert registration.types == ["approval.decided"]
         assert registration.listener_id == "/do/1/wait#1"
-        send = lambda e: handle.signal(  # noqa: E731
-            contract.EVENT_SIGNAL, contract.DeliveredEvent(registration.listener_id, e, 1)
-        )
+
+        async def send(event: dict[str, Any]) -> None:
+            delivered = contract.DeliveredEvent(registration.listener_id, event, 1)
+            await handle.signal(contract.EVENT_SIGNAL, delivered)
+
         await send(cloud_event("e1", "approval.decided", {"doc": "d-2", "decision": "no"}))
         await send(cloud_event("e2", "approval.decided", {"doc": "d-1", "decision": "yes"}))
         await send(cloud_event("e2", "approval.decided", {"doc": "d-1", "decision": "dup"}))
