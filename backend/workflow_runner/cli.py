@@ -18,6 +18,7 @@ from backend.workflow_runner import schedule_cli
 from backend.workflow_runner import worker as worker_module
 from backend.workflow_runner.dsl import durations, loader
 from backend.workflow_runner.dsl.errors import DslError
+from backend.workflow_runner.events import cli as events_cli
 from backend.workflow_runner.models import DslRunInput, ProgressEntry
 from backend.workflow_runner.workflows import PROGRESS_QUERY, WORKFLOW_NAME
 
@@ -95,6 +96,9 @@ def worker(
         )
     finally:
         tracing.shutdown()
+
+
+events_cli.register(app, _env)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Builds and runs the worker of the DSL engine: DslWorkflow, the HTTP and the agent-call activities."""
+"""Builds and runs the DSL worker: DslWorkflow, the HTTP, agent-call and event activities."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from backend.common import sandbox, tracing
 from backend.workflow_runner import metrics
 from backend.workflow_runner.activities import call_http
 from backend.workflow_runner.agent_call.activities import agent_call_activities
+from backend.workflow_runner.events.activities import EventActivities
+from backend.workflow_runner.events.broker import BrokerSettings
 from backend.workflow_runner.workflows import DslWorkflow
 
 TASK_QUEUE = "stigmer-workflows"
@@ -34,15 +36,22 @@ def build_worker(
     max_concurrent_activities: int = DEFAULT_MAX_CONCURRENT_ACTIVITIES,
     stigmer_endpoint: str = DEFAULT_STIGMER_ENDPOINT,
     agent_activities: Sequence[Callable[..., Any]] | None = None,
+    events: EventActivities | None = None,
 ) -> Worker:
-    """The worker; tests pass `agent_activities` to stand in for the Stigmer service."""
+    """The worker; tests pass `agent_activities` to stand in for the Stigmer service.
+
+    The event activities are always registered; without NATS_URL (`events` None and nothing in
+    the environment) they fail a workflow that uses events, and nothing else changes.
+    """
     if agent_activities is None:
         agent_activities = agent_call_activities(stigmer_endpoint)
+    if events is None:
+        events = EventActivities(BrokerSettings.from_env())
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[DslWorkflow],
-        activities=[call_http, *agent_activities],
+        activities=[call_http, *agent_activities, *events.all()],
         max_concurrent_activities=max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_runner=sandbox.workflow_runner(),
@@ -76,7 +85,10 @@ async def run_worker(
         if temporal_metrics_listen
         else None,
     )
-    worker = build_worker(client, task_queue, max_concurrent_activities, stigmer_endpoint)
+    events = EventActivities(BrokerSettings.from_env())
+    worker = build_worker(
+        client, task_queue, max_concurrent_activities, stigmer_endpoint, events=events
+    )
     metrics_server = endpoints.serve(metrics_listen, metrics.REGISTRY) if metrics_listen else None
     async with worker:
         log.info(
@@ -88,9 +100,11 @@ async def run_worker(
             task_queue=task_queue,
             max_concurrent_activities=max_concurrent_activities,
             stigmer_endpoint=stigmer_endpoint,
+            events="on" if BrokerSettings.from_env() else "off (no NATS_URL)",
         )
         await stop.wait()
         log.info("worker stopping", task_queue=task_queue)
+    await events.close()
     if metrics_server is not None:
         metrics_server.stop()
     for signum in (signal.SIGTERM, signal.SIGINT):

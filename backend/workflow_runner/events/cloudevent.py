@@ -40,6 +40,10 @@ class InvalidEventError(ValueError):
         self.reason = reason
 
 
+class OversizedEventError(InvalidEventError):
+    """Bigger than MAX_EVENT_BYTES."""
+
+
 def normalize(raw: Any) -> dict[str, Any]:
     """The structured CloudEvent (a JSON object) as it will be published; raises
     InvalidEventError naming the first bad attribute."""
@@ -148,7 +152,7 @@ def _build(attributes: dict[str, Any], data: Any) -> CloudEvent:
 def _bounded(event: CloudEvent) -> dict[str, Any]:
     encoded = _FORMAT.write(event)
     if len(encoded) > MAX_EVENT_BYTES:
-        raise InvalidEventError(
+        raise OversizedEventError(
             "event", f"is {len(encoded)} bytes; at most {MAX_EVENT_BYTES} are accepted"
         )
     structured: dict[str, Any] = json.loads(encoded)
