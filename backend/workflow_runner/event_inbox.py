@@ -6,6 +6,11 @@ one is a condition on the queue (`workflow.wait_condition` in a workflow), so a 
 holds no activity and no timer. An event for a listener that is not open (closed, or of another
 run) is dropped: the router delivers only to registered listeners, and registration follows the
 opening of the queue, so nothing routed to an open listener is lost.
+
+The delivery window (docs/events.md): once the registration answered with `since_sequence`
+(the stream's last sequence read after the registration was stored), an event at or before it
+is dropped, whenever it arrives: a router that was behind (restarted, or a new consumer) may
+route an older event to a listener registered since, and the line must not depend on that.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ async def _poll(condition: Callable[[], bool]) -> None:
 
 @dataclasses.dataclass
 class _Queue:
-    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    events: list[DeliveredEvent] = dataclasses.field(default_factory=list)
     seen: set[str] = dataclasses.field(default_factory=set)
+    # The registration's since_sequence, once it answered: events at or before it are dropped.
+    since: int | None = None
 
 
 class EventInbox:
@@ -37,9 +44,23 @@ class EventInbox:
         self._wait = wait
         self._queues: dict[str, _Queue] = {}
         self.duplicates = 0  # Events dropped because their listener had seen their id.
+        self.early = 0  # Events dropped because they were published before the registration.
 
     def open(self, listener_id: str) -> None:
         self._queues.setdefault(listener_id, _Queue())
+
+    def start_after(self, listener_id: str, since_sequence: int) -> None:
+        """The registration took effect at `since_sequence`: drops what was queued at or before
+        it, and anything at or before it that comes later."""
+        queue = self._queues.get(listener_id)
+        if queue is None:
+            return
+        queue.since = since_sequence
+        kept = [d for d in queue.events if d.sequence > since_sequence]
+        self.early += len(queue.events) - len(kept)
+        for early in (d for d in queue.events if d.sequence <= since_sequence):
+            queue.seen.discard(str(early.event.get("id") or ""))
+        queue.events = kept
 
     def close(self, listener_id: str) -> None:
         self._queues.pop(listener_id, None)
@@ -52,15 +73,18 @@ class EventInbox:
         queue = self._queues.get(delivered.listener_id)
         if queue is None:
             return False
+        if queue.since is not None and delivered.sequence <= queue.since:
+            self.early += 1
+            return False
         event_id = str(delivered.event.get("id") or "")
         if event_id and event_id in queue.seen:
             self.duplicates += 1
             return False
         queue.seen.add(event_id)
-        queue.events.append(delivered.event)
+        queue.events.append(delivered)
         return True
 
     async def next(self, listener_id: str) -> dict[str, Any]:
         queue = self._queues[listener_id]
         await self._wait(lambda: bool(queue.events))
-        return queue.events.pop(0)
+        return queue.events.pop(0).event

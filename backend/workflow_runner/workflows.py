@@ -128,13 +128,15 @@ class _WorkflowRunners:
     async def open_listener(self, listener_id: str, types: list[str]) -> None:
         # The queue first: the router may signal as soon as the registration takes effect.
         self.inbox.open(listener_id)
-        await self._event_activity(
+        registered = await self._event_activity(
             contract.REGISTER_LISTENER_ACTIVITY,
             self._registration(listener_id, types),
             contract.RegisterListenerOutput,
             f"listen {listener_id} {' '.join(types) or '(every type)'}",
             "Listener registration failed",
         )
+        # The delivery window: only events published after the registration took effect.
+        self.inbox.start_after(listener_id, registered.since_sequence)
 
     async def next_event(self, listener_id: str) -> dict[str, Any]:
         return await self.inbox.next(listener_id)

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -14,6 +15,7 @@ from backend.common import nats_server, sandbox
 from backend.workflow_runner.events import broker as broker_module
 from backend.workflow_runner.events.activities import EventActivities
 from backend.workflow_runner.events.router import run_router
+from backend.workflow_runner.worker import build_worker
 from tests.events.listening import ListeningWorkflow
 
 
@@ -84,3 +86,20 @@ async def start_router(
     for router in started:
         if not router.task.done():
             await router.close()
+
+
+@pytest_asyncio.fixture
+async def dsl_worker(
+    temporal_client: Client,
+    task_queue: str,
+    settings: broker_module.BrokerSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Worker]:
+    """The runner's own worker (build_worker) with NATS_URL set: DslWorkflow and the real event
+    activities, as `workflow-runner worker` runs them."""
+    monkeypatch.setenv(broker_module.URL_ENV, settings.url)
+    activities = EventActivities(settings)
+    worker = build_worker(temporal_client, task_queue, agent_activities=[], events=activities)
+    async with worker:
+        yield worker
+    await activities.close()

@@ -146,7 +146,9 @@ class Router:
         try:
             await self.client(start.namespace).start_workflow(
                 WORKFLOW_NAME,
-                DslRunInput(start.document, event),
+                # The input is the list of consumed events, as the specification's example
+                # reads it (`$workflow.input[0].data`): one event per start.
+                DslRunInput(start.document, [event]),
                 id=workflow_id,
                 task_queue=start.task_queue,
                 # A closed run of this id counts too: a redelivered event starts nothing twice.

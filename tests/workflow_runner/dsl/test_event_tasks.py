@@ -341,6 +341,19 @@ async def test_an_event_id_is_consumed_once_per_listener() -> None:
     assert output == ["a", "b"]
 
 
+async def test_events_at_or_before_the_registrations_sequence_are_dropped() -> None:
+    inbox = EventInbox()
+    inbox.open("l")
+    # Routed before the registration answered (a router that was behind): kept until then.
+    assert inbox.deliver(DeliveredEvent("l", event("old", "t", "a"), 5))
+    assert inbox.deliver(DeliveredEvent("l", event("new", "t", "b"), 8))
+    inbox.start_after("l", 7)
+    assert not inbox.deliver(DeliveredEvent("l", event("older", "t", "c"), 7))
+    assert inbox.deliver(DeliveredEvent("l", event("newer", "t", "d"), 9))
+    assert inbox.early == 2
+    assert [(await inbox.next("l"))["id"] for _ in range(2)] == ["new", "newer"]
+
+
 async def test_foreach_runs_its_tasks_per_event_with_output_and_export() -> None:
     runners = FakeRunners(incoming=[event(str(n), "t", {"v": n}) for n in range(1, 6)])
     output = await run(
