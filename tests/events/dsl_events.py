@@ -103,3 +103,17 @@ async def publish_all(broker: broker_module.Broker, events: list[dict[str, Any]]
     for event in events:
         published = await broker.publish(event)
         assert not published.duplicate
+
+
+async def signalled_event_ids(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The id of each event the router signalled to the workflow, repeats included, in order."""
+    ids: list[str] = []
+    async for event in handle.fetch_history_events():
+        if event.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            continue
+        attributes = event.workflow_execution_signaled_event_attributes
+        if attributes.signal_name != contract.EVENT_SIGNAL:
+            continue
+        delivered = json.loads(attributes.input.payloads[0].data)
+        ids.append(str(delivered["event"]["id"]))
+    return ids
