@@ -64,6 +64,15 @@ def print_dev_commands(running: stack.Stack, workflow_arg: str, sample: str | No
         "An urgent ticket's research step links it to the incident once you approve that tool "
         "call;\nthe approve command for it is printed here when it waits."
     )
+    say(
+        "The reply review waits for a reviewer's event (15 s at most); run it, then publish the "
+        "review:\n"
+        "  dist/backend.workflow_runner/workflow-runner.pex run examples/workflows/reply-review.yaml"
+        """ --input '{"ticket": "T-7", "reply": "Hi"}'\n"""
+        f"  NATS_URL={running.nats_url} dist/backend.workflow_runner/workflow-runner.pex emit"
+        " --type com.acme.support.reply.reviewed --source me"
+        """ --data '{"ticket": "T-7", "verdict": "approved", "reviewer": "me"}'"""
+    )
     say(f"Temporal UI: {running.ui_url}")
     say("Press Ctrl-C to stop everything.")
 

