@@ -16,7 +16,17 @@ from typing import Annotated
 import typer
 
 from backend.common import logs
-from benchmarks import capacity, latency, machine, profiling, report, stack, throughput
+from benchmarks import (
+    capacity,
+    event_delivery,
+    event_stack,
+    latency,
+    machine,
+    profiling,
+    report,
+    stack,
+    throughput,
+)
 from benchmarks.models import HANDSHAKE, POLLING
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -95,6 +105,18 @@ async def _latency_and_throughput(
         results.profiles["worker process"] = profiling.top_rows(worker_stats)
 
 
+async def _events(results: report.Results, count: int, rate: float, work_dir: pathlib.Path) -> None:
+    async with event_stack.running(work_dir) as rig:
+        for scenario in (event_delivery.ONE_WORKFLOW, event_delivery.MANY_WORKFLOWS):
+            for pace in (rate, 0.0):
+                for design in (event_delivery.SIGNAL, event_delivery.DSL):
+                    mode = f"{pace:g}/s" if pace else "burst"
+                    typer.echo(f"events: {scenario}, {design}, {count} events, {mode}")
+                    result = await event_delivery.run(rig, scenario, design, count, pace)
+                    typer.echo(f"  {result}")
+                    results.events.append(result)
+
+
 @app.command()
 def main(
     quick: Annotated[bool, typer.Option(help="small N, two repetitions (a few minutes)")] = False,
@@ -106,11 +128,21 @@ def main(
     capacity_only: Annotated[
         bool, typer.Option(help="only the waiting-capacity runs (e.g. one big N)")
     ] = False,
+    events_only: Annotated[
+        bool, typer.Option(help="only the event delivery runs (measurement 4)")
+    ] = False,
+    events: Annotated[
+        int | None, typer.Option(help="N events per event delivery run (1000; 50 with --quick)")
+    ] = None,
+    event_rate: Annotated[
+        float, typer.Option(help="events per second of the paced event delivery runs")
+    ] = event_delivery.PACED_RATE,
     max_minutes: Annotated[
         float, typer.Option(help="time box of the capacity runs; later repetitions are skipped")
     ] = 6.0,
 ) -> None:
-    """Waiting capacity, callback latency and throughput, each against its baseline."""
+    """Waiting capacity, callback latency, throughput and event delivery, each against its
+    baseline."""
     started = time.monotonic()
     repeat = repeat or (2 if quick else 3)
     size_list = _sizes(sizes) if sizes else ([50] if quick else [100, 1000, 10_000])
@@ -120,6 +152,7 @@ def main(
     throughput_calls = throughput_calls or (30 if quick else 80)
     # Polling with K = N slots (what it takes polling to hold N calls) only where it is cheap.
     full_slots_up_to = 0 if quick else 1000
+    events = events or (50 if quick else 1000)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = (out or pathlib.Path("dist/benchmarks") / stamp).resolve()
     work_dir = out / "work"
@@ -135,10 +168,14 @@ def main(
 
     async def everything() -> None:
         # The fixed-size measurements first, the capacity runs (which grow with N) last.
+        if events_only:
+            await _events(results, events, event_rate, work_dir)
+            return
         if not capacity_only:
             await _latency_and_throughput(
                 results, repeat, latency_calls, throughput_calls, work_dir, out
             )
+            await _events(results, events, event_rate, work_dir)
         deadline = started + max_minutes * 60
         await _capacity(
             results, size_list, repeat, 2.0 if quick else 5.0, full_slots_up_to, work_dir, deadline
@@ -159,10 +196,11 @@ def main(
             + " ".join(f"{value:.2f}" for value in os.getloadavg())
         )
         (out / "results.md").write_text(report.markdown(results))
-        report.chart(results, out / "chart.png")
+        if results.capacity or results.latency or results.throughput:
+            report.chart(results, out / "chart.png")
         log_file.close()
     typer.echo((out / "results.md").read_text())
-    typer.echo(f"wrote {out / 'results.md'} and {out / 'chart.png'}")
+    typer.echo(f"wrote {out / 'results.md'}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import dataclasses
 import pathlib
 import sys
 import time
+from collections.abc import Mapping
 
 import psutil  # type: ignore[import-untyped]
 
@@ -25,6 +26,7 @@ async def start_worker(
     endpoint: str,
     work_dir: pathlib.Path,
     profile: pathlib.Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Process:
     """A worker in a child Python that imports what this process imports; waits until it polls."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -47,7 +49,7 @@ async def start_worker(
     if profile is not None:
         argv += ["--profile", str(profile)]
     worker = Process(
-        "benchmark worker", argv, child_env(), work_dir / f"{task_queue}.log", new_session=False
+        "benchmark worker", argv, child_env(env), work_dir / f"{task_queue}.log", new_session=False
     )
     worker.start()
 

@@ -13,7 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
+from benchmarks import event_report
 from benchmarks.capacity import CapacityResult
+from benchmarks.event_delivery import EventResult
 from benchmarks.latency import CALLS_PER_SECOND, END_AFTER_SECONDS, LatencyResult
 from benchmarks.models import BARE, HANDSHAKE, HANDSHAKE_SERVICE
 from benchmarks.profiling import ProfileRow
@@ -35,6 +37,7 @@ class Results:
     latency: list[list[LatencyResult]] = dataclasses.field(default_factory=list)
     throughput: list[list[ThroughputResult]] = dataclasses.field(default_factory=list)
     profiles: dict[str, list[ProfileRow]] = dataclasses.field(default_factory=dict)
+    events: list[EventResult] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
 
@@ -113,15 +116,10 @@ def targets(results: Results) -> list[str]:
     return lines
 
 
-def markdown(results: Results) -> str:
-    out = ["# Benchmark results", ""]
-    out += ["## Machine", "", "| | |", "| --- | --- |"]
-    out += [f"| {key} | {value} |" for key, value in results.machine.items()]
-    out += [f"| wall time of the run | {results.seconds:.0f} s |", ""]
-    out += [f"Command: `{results.command}`", ""]
-    out += ["Figures: median [min..max] over the repetitions.", ""]
-    out += ["## Targets", "", *targets(results), ""]
-
+def _capacity_section(results: Results) -> list[str]:
+    if not results.capacity:
+        return []
+    out: list[str] = []
     out += ["## 1. Waiting capacity (one worker process, K = 4 activity slots)", ""]
     out += [
         "| N | design | in flight at once | worker RSS MB (idle) | worker CPU % while waiting "
@@ -137,7 +135,13 @@ def markdown(results: Results) -> str:
             f"| {Summary.of([r.reach_seconds for r in runs]).format(1)} | {len(runs)} |"
         )
     out.append("")
+    return out
 
+
+def _latency_section(results: Results) -> list[str]:
+    if not results.latency:
+        return []
+    out: list[str] = []
     out += [
         "## 2. Callback latency (agent's end → caller's workflow resumes), ms",
         "",
@@ -158,7 +162,13 @@ def markdown(results: Results) -> str:
             f"| {Summary.of([r.p99_ms for r in latencies]).format()} | {ratio}x |"
         )
     out.append("")
+    return out
 
+
+def _throughput_section(results: Results) -> list[str]:
+    if not results.throughput:
+        return []
+    out: list[str] = []
     out += ["## 3. Throughput (all calls started at once, until the last result)", ""]
     cpu_columns = " | ".join(f"CPU ms/call: {name}" for name in PROCESSES)
     out += [
@@ -185,7 +195,24 @@ def markdown(results: Results) -> str:
         "give at most 2,000 CPU ms per second: the sum of a row bounds its calls per second.",
         "",
     ]
+    return out
 
+
+def markdown(results: Results) -> str:
+    out = ["# Benchmark results", ""]
+    out += ["## Machine", "", "| | |", "| --- | --- |"]
+    out += [f"| {key} | {value} |" for key, value in results.machine.items()]
+    out += [f"| wall time of the run | {results.seconds:.0f} s |", ""]
+    out += [f"Command: `{results.command}`", ""]
+    out += ["Figures: median [min..max] over the repetitions.", ""]
+    met = targets(results)
+    if met:
+        out += ["## Targets", "", *met, ""]
+
+    out += _capacity_section(results)
+    out += _latency_section(results)
+    out += _throughput_section(results)
+    out += event_report.markdown(results.events)
     for name, rows in results.profiles.items():
         out += [f"## Profile: {name} (top by own time)", ""]
         out += ["| function | calls | own s | cumulative s |", "| --- | --- | --- | --- |"]

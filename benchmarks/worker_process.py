@@ -19,9 +19,11 @@ from temporalio.worker import Worker
 from backend.common import logs, sandbox
 from backend.workflow_runner.activities import call_http
 from backend.workflow_runner.agent_call.activities import agent_call_activities
+from backend.workflow_runner.events.activities import EventActivities
+from backend.workflow_runner.events.broker import BrokerSettings
 from backend.workflow_runner.workflows import DslWorkflow
 from benchmarks.activities import BaselineActivities
-from benchmarks.workflows import BenchCallWorkflow
+from benchmarks.workflows import BenchCallWorkflow, BenchSignalWorkflow
 
 app = typer.Typer(add_completion=False)
 
@@ -35,15 +37,18 @@ async def _run(
         loop.add_signal_handler(signum, stop.set)
     client = await Client.connect(address)
     baselines = BaselineActivities()
+    # The event activities as the runner's worker has them (NATS_URL from the environment).
+    events = EventActivities(BrokerSettings.from_env())
     worker = Worker(
         client,
         task_queue=task_queue,
-        workflows=[DslWorkflow, BenchCallWorkflow],
+        workflows=[DslWorkflow, BenchCallWorkflow, BenchSignalWorkflow],
         activities=[
             call_http,
             *agent_call_activities(endpoint),
             baselines.poll_agent_call,
             baselines.bare_async,
+            *events.all(),
         ],
         max_concurrent_activities=slots,
         # Our bench workflow's modules are passed through like `backend`'s (see sandbox.py).
@@ -54,6 +59,7 @@ async def _run(
         ready_file.write_text("ready")
         await stop.wait()
     await baselines.close()
+    await events.close()
 
 
 @app.command()

@@ -65,3 +65,24 @@ class BenchCallWorkflow:
         else:
             raise ValueError(f"unknown design {request.design!r}")
         return BenchCallOutput(dict(result), workflow.now().timestamp())
+
+
+# The baseline of the event benchmark: a bare Temporal signal, carrying the same CloudEvent.
+BENCH_SIGNAL = "bench_signal"
+
+
+@workflow.defn(name="BenchSignalWorkflow")
+class BenchSignalWorkflow:
+    """Waits for `expected` signals and does nothing else with them."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    @workflow.run
+    async def run(self, expected: int) -> int:
+        await workflow.wait_condition(lambda: self.received >= expected)
+        return self.received
+
+    @workflow.signal(name=BENCH_SIGNAL)
+    def take(self, event: dict[str, Any]) -> None:
+        self.received += 1
