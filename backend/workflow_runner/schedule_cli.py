@@ -168,18 +168,30 @@ def apply(
 
 async def _list() -> list[str]:
     client = await _connect()
-    return sorted(
-        [
-            entry.id
-            async for entry in await client.list_schedules()
-            if entry.id.startswith(ID_PREFIX)
-        ]
-    )
+    idents = [
+        entry.id async for entry in await client.list_schedules() if entry.id.startswith(ID_PREFIX)
+    ]
+    return sorted(idents + await _on_schedules())
+
+
+async def _on_schedules() -> list[str]:
+    """The `on` schedules' ids (start registrations); none without NATS_URL."""
+    from backend.workflow_runner.events import broker, registrations
+
+    settings = broker.BrokerSettings.from_env()
+    if settings is None:
+        return []
+    connection = await broker.connect(settings, name="workflow-runner-schedule")
+    try:
+        starts = await registrations.list_starts(connection.registrations)
+    finally:
+        await connection.close()
+    return [start.schedule_id for start in starts if start.schedule_id.startswith(ID_PREFIX)]
 
 
 @app.command("list")
 def list_() -> None:
-    """Print the id of every DSL Temporal schedule, one a line (`on` registrations are not shown)."""
+    """Print the id of every DSL schedule, one a line (`on` ones too when NATS_URL is set)."""
     for ident in asyncio.run(_list()):
         typer.echo(ident)
 
@@ -189,17 +201,33 @@ async def _delete(ident: str) -> bool:
     try:
         await client.get_schedule_handle(ident).delete()
     except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+    else:
+        return True
+    return await _delete_on(ident)
+
+
+async def _delete_on(ident: str) -> bool:
+    """Deletes an `on` schedule's start registration; False when there is none (or no NATS_URL)."""
+    from backend.workflow_runner.events import broker, registrations
+
+    settings = broker.BrokerSettings.from_env()
+    if settings is None:
+        return False
+    connection = await broker.connect(settings, name="workflow-runner-schedule")
+    try:
+        return await registrations.delete_start_if_present(connection.registrations, ident)
+    finally:
+        await connection.close()
 
 
 @app.command()
 def delete(
     schedule: Annotated[str, typer.Argument(help="A schedule id, as apply printed it.")],
 ) -> None:
-    """Delete a Temporal schedule; exit 1 when there is none with that id."""
+    """Delete a schedule (an `on` one: its start registration, NATS_URL required); exit 1 when
+    there is none with that id."""
     if not asyncio.run(_delete(schedule)):
         typer.echo(f"no schedule {schedule}", err=True)
         raise typer.Exit(1)

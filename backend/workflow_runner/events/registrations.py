@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 import structlog
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from backend.workflow_runner.events.contract import ListenerRegistration, StartRegistration
@@ -63,6 +64,34 @@ async def put_start(kv: KeyValue, registration: StartRegistration) -> int:
 
 async def delete_start(kv: KeyValue, schedule_id: str) -> None:
     await kv.delete(start_key(schedule_id))
+
+
+async def list_starts(kv: KeyValue) -> list[StartRegistration]:
+    """Every event-driven start registered now (`schedule list`)."""
+    watcher = await kv.watch(START_PREFIX + ">", ignore_deletes=True)
+    found: list[StartRegistration] = []
+    try:
+        async for entry in watcher:
+            if entry is None:  # The end of the current values.
+                break
+            if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
+                continue
+            registration = decode(entry.key, entry.value)
+            if isinstance(registration, StartRegistration):
+                found.append(registration)
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return found
+
+
+async def delete_start_if_present(kv: KeyValue, schedule_id: str) -> bool:
+    """Deletes an event-driven start; False when there was none."""
+    try:
+        await kv.get(start_key(schedule_id))
+    except KeyNotFoundError:  # KeyDeletedError is one.
+        return False
+    await delete_start(kv, schedule_id)
+    return True
 
 
 def decode(key: str, value: bytes) -> ListenerRegistration | StartRegistration | None:
