@@ -26,6 +26,7 @@ from tests.stigmer_service import caller
 from tests.support import model_server
 from tests.support.eventually import eventually
 from tests.support.model_server import ModelServer, answer
+from tests.support.openai_wire import tool_calls
 from tests.support.service import Stubs, fast_settings, serving
 
 WAIT = 60
@@ -254,29 +255,6 @@ async def served_by_fake(
     settings = fast_settings(tmp_path, providers_file=str(providers))
     async with serving(settings, temporal_client) as stubs:
         yield stubs
-
-
-def tool_calls(*calls: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
-    """A Chat Completions answer that calls tools, as OpenAI documents it."""
-    return {
-        "choices": [
-            {
-                "finish_reason": "tool_calls",
-                "message": {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": call_id,
-                            "type": "function",
-                            "function": {"name": name, "arguments": json.dumps(arguments)},
-                        }
-                        for call_id, name, arguments in calls
-                    ],
-                },
-            }
-        ]
-    }
 
 
 async def test_openai_tool_calls_drive_the_same_loop(

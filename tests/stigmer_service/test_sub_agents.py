@@ -12,12 +12,13 @@ from typing import Any
 import grpc
 import pytest
 from ai.stigmer.agentic.agent.v1 import spec_pb2 as agent_spec_pb2
-from ai.stigmer.agentic.agentexecution.v1 import api_pb2, query_pb2, status_pb2
+from ai.stigmer.agentic.agentexecution.v1 import status_pb2
 from temporalio.client import Client, WorkflowFailureError
 
 from tests.stigmer_service import caller
 from tests.support import tickets
 from tests.support.eventually import eventually
+from tests.support.executions import ended, get
 from tests.support.service import Stubs
 
 WAIT = 60
@@ -39,26 +40,6 @@ def call_input(
         secrets={"API_TOKEN": SECRET},
         env=tickets.runtime_env(comments),
     )
-
-
-async def get(stigmer: Stubs, execution_id: str) -> api_pb2.AgentExecution:
-    return await stigmer.queries.GetAgentExecution(
-        query_pb2.GetAgentExecutionRequest(id=execution_id)
-    )
-
-
-async def ended(stigmer: Stubs, execution_id: str) -> api_pb2.AgentExecution:
-    """The execution once it has ended and its callback is settled (not waiting any more)."""
-
-    async def settled() -> api_pb2.AgentExecution:
-        execution = await get(stigmer, execution_id)
-        assert execution.status.callback.state not in (
-            status_pb2.CALLBACK_STATE_WAITING,
-            status_pb2.CALLBACK_STATE_UNSPECIFIED,
-        )
-        return execution
-
-    return await eventually(settled, timeout=WAIT, every=0.1)
 
 
 def sub_agent(name: str, agent: str, description: str = "") -> agent_spec_pb2.SubAgent:
