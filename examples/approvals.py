@@ -7,13 +7,12 @@ import asyncio
 import dataclasses
 import json
 import shlex
-import sys
 from collections.abc import Callable
 
 from ai.stigmer.agentic.agentexecution.v1 import api_pb2, status_pb2
 from google.protobuf import json_format
 
-from examples import walkthrough
+from examples import commands, walkthrough
 
 # The `stigmer-service` program, run with this interpreter (which has it, in the repo and in the
 # demo's PEX) rather than a binary that may not be built.
@@ -70,19 +69,10 @@ async def waiting(endpoint: str, workflow_id: str | None) -> list[Waiting]:
 async def approve_with_cli(endpoint: str, call: Waiting) -> Decided:
     """Runs `stigmer-service approve` as a child process, with the demo's environment."""
     args = [*call.approve_args(endpoint), "--output", "json"]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        CLI_MODULE,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    if process.returncode != 0:
-        raise ApprovalError(
-            f"{shown(args)} exited with {process.returncode}: {err.decode().strip()}"
-        )
+    try:
+        out = await commands.run(CLI_MODULE, args)
+    except commands.CommandFailed as failed:
+        raise ApprovalError(f"{shown(args)} {failed}") from None
     decided = json_format.ParseDict(
         json.loads(out), api_pb2.AgentExecution(), ignore_unknown_fields=True
     )

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import pathlib
 import shlex
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from backend.workflow_runner.dsl import loader
 from backend.workflow_runner.events import broker as events_broker
 from backend.workflow_runner.events import registrations
-from examples import console, stack, walkthrough
+from examples import commands, console, stack, walkthrough
 
 WORKFLOW = pathlib.Path(__file__).resolve().parent / "workflows" / "reply-review.yaml"
 # The second run's ticket, which nobody reviews.
@@ -69,20 +67,10 @@ async def listening(settings: events_broker.BrokerSettings, workflow_id: str) ->
 
 async def emit_with_cli(nats_url: str, args: list[str]) -> dict[str, Any]:
     """Runs `workflow-runner emit` as a child process; returns what it printed (JSON)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        CLI_MODULE,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "NATS_URL": nats_url},
-    )
-    out, err = await process.communicate()
-    if process.returncode != 0:
-        raise ReviewError(
-            f"{CLI_NAME} emit exited {process.returncode}: {err.decode(errors='replace').strip()}"
-        )
+    try:
+        out = await commands.run(CLI_MODULE, args, {"NATS_URL": nats_url})
+    except commands.CommandFailed as failed:
+        raise ReviewError(f"{CLI_NAME} emit {failed}") from None
     answer: dict[str, Any] = json.loads(out)
     return answer
 
