@@ -8,13 +8,13 @@ import pathlib
 import uuid
 from typing import Any
 
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoKeysError, NotFoundError
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from backend.workflow_runner.dsl import loader
 from backend.workflow_runner.events import broker as broker_module
-from backend.workflow_runner.events import contract
+from backend.workflow_runner.events import contract, registrations
 from backend.workflow_runner.models import DslRunInput
 from backend.workflow_runner.workflows import DslWorkflow
 from tests.support.eventually import eventually
@@ -117,3 +117,12 @@ async def signalled_event_ids(handle: WorkflowHandle[Any, Any]) -> list[str]:
         delivered = json.loads(attributes.input.payloads[0].data)
         ids.append(str(delivered["event"]["id"]))
     return ids
+
+
+async def listener_keys(broker: broker_module.Broker) -> list[str]:
+    """The keys of every listener registered in the bucket now."""
+    try:
+        keys = await broker.registrations.keys()
+    except NoKeysError:
+        return []
+    return [key for key in keys if key.startswith(registrations.LISTENER_PREFIX)]

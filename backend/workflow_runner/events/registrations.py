@@ -19,6 +19,7 @@ import structlog
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from backend.workflow_runner import metrics
 from backend.workflow_runner.events.contract import ListenerRegistration, StartRegistration
 
 LISTENER_PREFIX = "listen."
@@ -148,6 +149,9 @@ class RegistrationView:
                     self.listeners[key] = registration
                 elif isinstance(registration, StartRegistration):
                     self.starts[key] = registration
+            # Set on every change, not only when an event is routed: the gauge shows who
+            # waits even while no event comes.
+            metrics.event_listeners_waiting.set(len(self.listeners))
             async with self._changed:
                 self.revision = max(self.revision, int(entry.revision or 0))
                 self._changed.notify_all()

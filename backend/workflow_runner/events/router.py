@@ -82,7 +82,6 @@ class Router:
             except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either.
                 continue
             await self.view.caught_up()
-            metrics.event_listeners_waiting.set(len(self.view.listeners))
             for message in messages:
                 await self.handle(message)
         await subscription.unsubscribe()
