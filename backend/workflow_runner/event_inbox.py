@@ -7,10 +7,10 @@ holds no activity and no timer. An event for a listener that is not open (closed
 run) is dropped: the router delivers only to registered listeners, and registration follows the
 opening of the queue, so nothing routed to an open listener is lost.
 
-The delivery window (docs/events.md): once the registration answered with `since_sequence`
-(the stream's last sequence read after the registration was stored), an event at or before it
-is dropped, whenever it arrives: a router that was behind (restarted, or a new consumer) may
-route an older event to a listener registered since, and the line must not depend on that.
+The delivery window (docs/events.md): once the registration answered, an event at or before
+the window's floor (the workflow's horizon, else the registration's `since_sequence`) is
+dropped, whenever it arrives: a router that was behind (restarted, or a new consumer) may route
+an older event to a listener registered since, and the line must not depend on that.
 """
 
 from __future__ import annotations
@@ -49,16 +49,17 @@ class EventInbox:
     def open(self, listener_id: str) -> None:
         self._queues.setdefault(listener_id, _Queue())
 
-    def start_after(self, listener_id: str, since_sequence: int) -> None:
-        """The registration took effect at `since_sequence`: drops what was queued at or before
-        it, and anything at or before it that comes later."""
+    def start_after(self, listener_id: str, floor: int) -> None:
+        """The window opens after sequence `floor`: drops what was queued at or before it, and
+        anything at or before it that comes later; what stays is put in stream order (the
+        registration's backlog may come after signals of newer events)."""
         queue = self._queues.get(listener_id)
         if queue is None:
             return
-        queue.since = since_sequence
-        kept = [d for d in queue.events if d.sequence > since_sequence]
+        queue.since = floor
+        kept = sorted((d for d in queue.events if d.sequence > floor), key=lambda d: d.sequence)
         self.early += len(queue.events) - len(kept)
-        for early in (d for d in queue.events if d.sequence <= since_sequence):
+        for early in (d for d in queue.events if d.sequence <= floor):
             queue.seen.discard(str(early.event.get("id") or ""))
         queue.events = kept
 
@@ -85,6 +86,10 @@ class EventInbox:
         return True
 
     async def next(self, listener_id: str) -> dict[str, Any]:
+        return (await self.next_delivered(listener_id)).event
+
+    async def next_delivered(self, listener_id: str) -> DeliveredEvent:
+        """The next event with its sequence."""
         queue = self._queues[listener_id]
         await self._wait(lambda: bool(queue.events))
-        return queue.events.pop(0).event
+        return queue.events.pop(0)

@@ -76,6 +76,12 @@ class _WorkflowRunners:
 
     def __init__(self, inbox: EventInbox) -> None:
         self.inbox = inbox
+        # The last stream sequence this run has seen (an emit, a registration, a consumed
+        # event): a listen task's window opens after it (docs/events.md, "Delivery window").
+        self.horizon: int | None = None
+
+    def _saw(self, sequence: int) -> None:
+        self.horizon = sequence if self.horizon is None else max(self.horizon, sequence)
 
     async def call_http(self, call: HttpCallInput) -> Any:
         try:
@@ -117,29 +123,41 @@ class _WorkflowRunners:
         return str(workflow.uuid4())
 
     async def publish_event(self, event: dict[str, Any]) -> None:
-        await self._event_activity(
+        published = await self._event_activity(
             contract.PUBLISH_EVENT_ACTIVITY,
             contract.PublishEventInput(event),
             contract.PublishEventOutput,
             f"emit {event.get('type')}",
             "Event publish failed",
         )
+        self._saw(published.sequence)
 
     async def open_listener(self, listener_id: str, types: list[str]) -> None:
         # The queue first: the router may signal as soon as the registration takes effect.
         self.inbox.open(listener_id)
-        registered = await self._event_activity(
-            contract.REGISTER_LISTENER_ACTIVITY,
-            self._registration(listener_id, types),
-            contract.RegisterListenerOutput,
-            f"listen {listener_id} {' '.join(types) or '(every type)'}",
-            "Listener registration failed",
-        )
-        # The delivery window: only events published after the registration took effect.
-        self.inbox.start_after(listener_id, registered.since_sequence)
+        floor = replay_after = self.horizon
+        while True:  # Again only while the backlog after the horizon did not fit one answer.
+            registered = await self._event_activity(
+                contract.REGISTER_LISTENER_ACTIVITY,
+                self._registration(listener_id, types, replay_after),
+                contract.RegisterListenerOutput,
+                f"listen {listener_id} {' '.join(types) or '(every type)'}",
+                "Listener registration failed",
+            )
+            for delivered in registered.backlog:
+                self.inbox.deliver(delivered)
+            if not (registered.more and registered.backlog):
+                break
+            replay_after = registered.backlog[-1].sequence
+        # The delivery window: events after the horizon, or, for a run that has seen nothing of
+        # the stream yet, after the registration took effect.
+        self.inbox.start_after(listener_id, registered.since_sequence if floor is None else floor)
+        self._saw(registered.since_sequence)
 
     async def next_event(self, listener_id: str) -> dict[str, Any]:
-        return await self.inbox.next(listener_id)
+        delivered = await self.inbox.next_delivered(listener_id)
+        self._saw(delivered.sequence)
+        return delivered.event
 
     async def close_listener(self, listener_id: str) -> None:
         self.inbox.close(listener_id)
@@ -155,9 +173,13 @@ class _WorkflowRunners:
             # The listen task is over either way; events still routed here are dropped.
             workflow.logger.warning("unregister_listener failed: %s", failure.error.describe())
 
-    def _registration(self, listener_id: str, types: list[str]) -> contract.ListenerRegistration:
+    def _registration(
+        self, listener_id: str, types: list[str], replay_after: int | None = None
+    ) -> contract.ListenerRegistration:
         info = workflow.info()
-        return contract.ListenerRegistration(info.workflow_id, listener_id, types, info.namespace)
+        return contract.ListenerRegistration(
+            info.workflow_id, listener_id, types, info.namespace, replay_after
+        )
 
     async def _event_activity(
         self, name: str, argument: Any, result_type: type, summary: str, title: str

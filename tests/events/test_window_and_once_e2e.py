@@ -1,10 +1,11 @@
 """The delivery window and exactly-once per listener, end to end (DslWorkflow, real NATS, router).
 
 The line (docs/events.md, "Delivery window"): a listen task receives the events published after
-its registration took effect (sequence above the `since_sequence` register_listener returned),
-and no older one, even when a router that was behind routes the older one to it. No sleeps
-decide either side: the test publishes before the workflow starts, or after the workflow's
-history shows the registration completed, and starts a router only after both.
+the workflow's horizon (the last stream position it saw: its latest emit, consumed event or
+registration) or, when it has seen none, after its registration took effect; no older one, even
+when a router that was behind routes it there. No sleeps decide either side: the test publishes
+before the workflow starts, while its registration is held, or after the workflow's history
+shows the registration completed, and starts a router only after that.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client
 
 from backend.workflow_runner.events import broker as broker_module
+from backend.workflow_runner.events import contract
+from backend.workflow_runner.events.activities import EventActivities
+from backend.workflow_runner.worker import build_worker
 from tests.events.dsl_events import (
     cloud_event,
     publish_all,
@@ -106,3 +111,71 @@ async def test_a_redelivered_or_republished_event_is_consumed_once(
     signalled = await signalled_event_ids(handle)
     assert signalled[:4] == [events[0]["id"], events[1]["id"]] * 2
     assert set(signalled[4:]) == {events[2]["id"]}
+
+
+class HeldRegistrations(EventActivities):
+    """The real activities, with each registration held until the test lets it go."""
+
+    def __init__(self, settings: broker_module.BrokerSettings) -> None:
+        super().__init__(settings)
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    @activity.defn(name=contract.REGISTER_LISTENER_ACTIVITY)
+    async def register_listener(
+        self, registration: contract.ListenerRegistration
+    ) -> contract.RegisterListenerOutput:
+        self.entered.set()
+        await self.release.wait()
+        return await super().register_listener(registration)
+
+
+async def test_a_reply_to_an_emit_published_before_the_listen_registered_is_delivered(
+    temporal_client: Client,
+    task_queue: str,
+    broker: broker_module.Broker,
+    settings: broker_module.BrokerSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(broker_module.URL_ENV, settings.url)
+    asked, reply = (f"test.horizon.{uuid.uuid4().hex}" for _ in range(2))
+    document = scenarios.inline(
+        f"""
+do:
+  - ask:
+      emit: {{event: {{with: {{source: /tests, type: {asked}}}}}}}
+  - answer:
+      listen: {{to: {{one: {{with: {{type: {reply}}}}}}}}}
+"""
+    )
+    stale = cloud_event(reply, {"answer": "stale"})
+    await publish_all(broker, [stale])  # Before the workflow: behind its horizon.
+    held = HeldRegistrations(settings)
+    async with build_worker(temporal_client, task_queue, agent_activities=[], events=held):
+        handle = await start(temporal_client, task_queue, document)
+        await asyncio.wait_for(held.entered.wait(), 30)  # The emit is done; the listen began.
+        quick = cloud_event(reply, {"answer": "quick"})
+        await publish_all(broker, [quick])  # A responder faster than the registration.
+        held.release.set()
+        # No router runs: the registration's backlog (events after the emit) brings it.
+        output = await asyncio.wait_for(handle.result(), 30)
+    await held.close()
+    assert output == [{"answer": "quick"}]
+
+
+async def test_a_backlog_over_its_bound_comes_in_pages(broker: broker_module.Broker) -> None:
+    kind = f"test.pages.{uuid.uuid4().hex}"
+    start_at = await broker.last_sequence()
+    events = [cloud_event(kind, {"n": n}) for n in range(3)]
+    await publish_all(broker, [events[0], cloud_event(f"{kind}.other"), *events[1:]])
+    until = await broker.last_sequence()
+    pages: list[list[int]] = []
+    after, more = start_at, True
+    while more:
+        found, more = await broker.replay(after, until, [kind], max_bytes=1)
+        pages.append([event["data"]["n"] for _, event in found])
+        after = found[-1][0]
+    # One event a page (each is over the bound alone), the other type skipped.
+    assert pages == [[0], [1], [2]]
+    everything, more = await broker.replay(start_at, until, [], max_bytes=1 << 20)
+    assert len(everything) == 4 and not more

@@ -116,7 +116,8 @@ async def test_emit_then_listen_with_events_delivered_as_signals(
         assert registration.listener_id == "/do/1/wait#1"
 
         async def send(event: dict[str, Any]) -> None:
-            delivered = contract.DeliveredEvent(registration.listener_id, event, 1)
+            # Sequences after the emit's (2, its retried publish): inside the listen's window.
+            delivered = contract.DeliveredEvent(registration.listener_id, event, 10)
             await handle.signal(contract.EVENT_SIGNAL, delivered)
 
         await send(cloud_event("e1", "approval.decided", {"doc": "d-2", "decision": "no"}))

@@ -22,6 +22,8 @@ from backend.workflow_runner.events.cloudevent import InvalidEventError
 
 NOT_CONFIGURED_ERROR = "EventsNotConfigured"
 INVALID_EVENT_ERROR = "InvalidEvent"
+# A registration's backlog travels in its activity result: well under Temporal's payload limit.
+BACKLOG_MAX_BYTES = 512 * 1024
 
 
 class EventActivities:
@@ -72,7 +74,19 @@ class EventActivities:
         await registrations.put_listener(broker.registrations, registration)
         # Read after the put: an event with a later sequence was published after the
         # registration existed, so the router routes it here.
-        return contract.RegisterListenerOutput(since_sequence=await broker.last_sequence())
+        since = await broker.last_sequence()
+        if registration.replay_after is None:
+            return contract.RegisterListenerOutput(since_sequence=since)
+        # Older ones, back to the workflow's horizon, the router may have passed before the
+        # registration existed: they come back in the answer (the workflow drops repeats).
+        found, more = await broker.replay(
+            registration.replay_after, since, registration.types, BACKLOG_MAX_BYTES
+        )
+        backlog = [
+            contract.DeliveredEvent(registration.listener_id, event, sequence)
+            for sequence, event in found
+        ]
+        return contract.RegisterListenerOutput(since, backlog, more)
 
     @activity.defn(name=contract.UNREGISTER_LISTENER_ACTIVITY)
     async def unregister_listener(self, registration: contract.ListenerRegistration) -> None:

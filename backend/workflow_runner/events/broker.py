@@ -16,6 +16,7 @@ NATS_URL, events are off and saying so is the error):
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import ssl
@@ -28,7 +29,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 
-from backend.workflow_runner.events import cloudevent, contract
+from backend.workflow_runner.events import cloudevent, contract, registrations
 
 URL_ENV = "NATS_URL"
 CREDENTIALS_ENV = "NATS_CREDENTIALS_FILE"
@@ -123,6 +124,48 @@ class Broker:
         return contract.PublishEventOutput(
             id=normalized["id"], sequence=ack.seq, duplicate=bool(ack.duplicate)
         )
+
+    async def replay(
+        self, after: int, until: int, types: list[str], max_bytes: int
+    ) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+        """The events of `types` (every type when empty) with a sequence in (after, until],
+        oldest first, as (sequence, event); stops past `max_bytes` of them and then says so
+        (True: more to read after the last one returned)."""
+        found: list[tuple[int, dict[str, Any]]] = []
+        if until <= after:
+            return found, False
+        subscription = await self.js.pull_subscribe(
+            contract.SUBJECT_PREFIX + ">",
+            stream=contract.STREAM,
+            config=api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=after + 1,
+                ack_policy=api.AckPolicy.NONE,
+                inactive_threshold=30.0,
+            ),
+        )
+        size = 0
+        try:
+            while True:
+                try:
+                    messages = await subscription.fetch(256, timeout=2)
+                except TimeoutError:  # nats-py's is one: nothing left (aged out, or purged).
+                    return found, False
+                for message in messages:
+                    sequence = message.metadata.sequence.stream
+                    if sequence > until:
+                        return found, False
+                    event = json.loads(message.data)
+                    if not registrations.routes(types, str(event.get("type"))):
+                        continue
+                    size += len(message.data)
+                    if size > max_bytes and found:
+                        return found, True
+                    found.append((sequence, event))
+                    if sequence == until:
+                        return found, False
+        finally:
+            await subscription.unsubscribe()
 
     async def last_sequence(self) -> int:
         info = await self.js.stream_info(contract.STREAM)

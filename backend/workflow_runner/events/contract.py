@@ -50,13 +50,11 @@ class ListenerRegistration:
     listener_id: str  # Unique within the workflow run: the task's path (and iteration).
     types: list[str]
     namespace: str = "default"
-
-
-@dataclasses.dataclass
-class RegisterListenerOutput:
-    # The stream's last sequence when the registration took effect: every event after it that
-    # the registration routes reaches the listener.
-    since_sequence: int
+    # The workflow's horizon (docs/events.md, "Delivery window"): the stream sequence it had
+    # seen last when the listen task started (its latest emit, consumed event or registration).
+    # register_listener returns the routed events after it that the router may have passed
+    # before the registration existed. None: the window opens at the registration.
+    replay_after: int | None = None
 
 
 @dataclasses.dataclass
@@ -66,6 +64,17 @@ class DeliveredEvent:
     listener_id: str
     event: dict[str, Any]  # The structured CloudEvent as published.
     sequence: int  # Its sequence in the stream.
+
+
+@dataclasses.dataclass
+class RegisterListenerOutput:
+    # The stream's last sequence when the registration took effect: every event after it that
+    # the registration routes reaches the listener.
+    since_sequence: int
+    # The routed events after `replay_after`, up to `since_sequence`, oldest first (bounded:
+    # `more` says the workflow registers again with `replay_after` at the last one returned).
+    backlog: list[DeliveredEvent] = dataclasses.field(default_factory=list)
+    more: bool = False
 
 
 @dataclasses.dataclass
