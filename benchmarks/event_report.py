@@ -32,11 +32,13 @@ def _ratios(
     return ratios
 
 
-def _ratio(results: list[EventResult], key: tuple[str, float, str], field: str) -> str:
+def _ratio(
+    results: list[EventResult], key: tuple[str, float, str], field: str, digits: int = 1
+) -> str:
     scenario, rate, design = key
     if design == SIGNAL:
         return "1.0x"
-    return f"{Summary.of(_ratios(results, design, scenario, rate, field)).format(1)}x"
+    return f"{Summary.of(_ratios(results, design, scenario, rate, field)).format(digits)}x"
 
 
 def markdown(results: list[EventResult]) -> list[str]:
@@ -82,7 +84,7 @@ def markdown(results: list[EventResult]) -> list[str]:
         out.append(
             f"| {scenario} | {design} | {runs[0].events} "
             f"| {Summary.of([r.per_second for r in runs]).format()} "
-            f"| {_ratio(results, key, 'per_second')} "
+            f"| {_ratio(results, key, 'per_second', 2)} "
             f"| {Summary.of([r.p50_ms for r in runs]).format()} "
             f"| {Summary.of([r.p99_ms for r in runs]).format()} | {cpu} |"
         )
