@@ -136,21 +136,25 @@ class _WorkflowRunners:
         # The queue first: the router may signal as soon as the registration takes effect.
         self.inbox.open(listener_id)
         floor = replay_after = self.horizon
+        # A run that has seen nothing of the stream: its horizon is the stream at its start.
+        since = None if floor is not None else workflow.info().start_time.isoformat()
         while True:  # Again only while the backlog after the horizon did not fit one answer.
             registered = await self._event_activity(
                 contract.REGISTER_LISTENER_ACTIVITY,
-                self._registration(listener_id, types, replay_after),
+                self._registration(listener_id, types, replay_after, since),
                 contract.RegisterListenerOutput,
                 f"listen {listener_id} {' '.join(types) or '(every type)'}",
                 "Listener registration failed",
             )
+            if floor is None and registered.horizon is not None:
+                floor = registered.horizon
             for delivered in registered.backlog:
                 self.inbox.deliver(delivered)
             if not (registered.more and registered.backlog):
                 break
-            replay_after = registered.backlog[-1].sequence
-        # The delivery window: events after the horizon, or, for a run that has seen nothing of
-        # the stream yet, after the registration took effect.
+            replay_after, since = registered.backlog[-1].sequence, None
+        # The delivery window: events after the horizon (the run's start, for a run that has
+        # seen nothing of the stream yet; its registration, against an older backbone).
         self.inbox.start_after(listener_id, registered.since_sequence if floor is None else floor)
         self._saw(registered.since_sequence)
 
@@ -174,11 +178,15 @@ class _WorkflowRunners:
             workflow.logger.warning("unregister_listener failed: %s", failure.error.describe())
 
     def _registration(
-        self, listener_id: str, types: list[str], replay_after: int | None = None
+        self,
+        listener_id: str,
+        types: list[str],
+        replay_after: int | None = None,
+        replay_since: str | None = None,
     ) -> contract.ListenerRegistration:
         info = workflow.info()
         return contract.ListenerRegistration(
-            info.workflow_id, listener_id, types, info.namespace, replay_after
+            info.workflow_id, listener_id, types, info.namespace, replay_after, replay_since
         )
 
     async def _event_activity(

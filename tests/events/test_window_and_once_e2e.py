@@ -2,7 +2,7 @@
 
 The line (docs/events.md, "Delivery window"): a listen task receives the events published after
 the workflow's horizon (the last stream position it saw: its latest emit, consumed event or
-registration) or, when it has seen none, after its registration took effect; no older one, even
+registration) or, when it has seen none, after the run started; no older one, even
 when a router that was behind routes it there. No sleeps decide either side: the test publishes
 before the workflow starts, while its registration is held, or after the workflow's history
 shows the registration completed, and starts a router only after that.
@@ -161,6 +161,31 @@ do:
         output = await asyncio.wait_for(handle.result(), 30)
     await held.close()
     assert output == [{"answer": "quick"}]
+
+
+async def test_an_event_after_the_run_started_but_before_its_listen_registered_is_delivered(
+    temporal_client: Client,
+    task_queue: str,
+    broker: broker_module.Broker,
+    settings: broker_module.BrokerSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run whose first task is the listen: its horizon is the stream at the run's start, so
+    an event that arrives just before the listen registered is not lost (and one from before
+    the run is not taken)."""
+    monkeypatch.setenv(broker_module.URL_ENV, settings.url)
+    kind = f"test.start.{uuid.uuid4().hex}"
+    await publish_all(broker, [cloud_event(kind, {"answer": "before the run"})])
+    held = HeldRegistrations(settings)
+    async with build_worker(temporal_client, task_queue, agent_activities=[], events=held):
+        handle = await start(temporal_client, task_queue, listen_document(kind, "${ true }"))
+        await asyncio.wait_for(held.entered.wait(), 30)  # The run started; the listen began.
+        await publish_all(broker, [cloud_event(kind, {"answer": "just before"})])
+        held.release.set()
+        # No router runs: the registration's backlog (events since the run started) brings it.
+        output = await asyncio.wait_for(handle.result(), 30)
+    await held.close()
+    assert output == [{"answer": "just before"}]
 
 
 async def test_a_backlog_over_its_bound_comes_in_pages(broker: broker_module.Broker) -> None:

@@ -75,18 +75,22 @@ class EventActivities:
         # Read after the put: an event with a later sequence was published after the
         # registration existed, so the router routes it here.
         since = await broker.last_sequence()
-        if registration.replay_after is None:
+        after, horizon = registration.replay_after, None
+        if after is None and registration.replay_since:
+            # A run that has seen nothing of the stream: its horizon is where the stream was
+            # when it started (the first event stamped at or after then, less one).
+            first = await broker.first_sequence_since(registration.replay_since)
+            after = horizon = since if first is None else min(first - 1, since)
+        if after is None:
             return contract.RegisterListenerOutput(since_sequence=since)
         # Older ones, back to the workflow's horizon, the router may have passed before the
         # registration existed: they come back in the answer (the workflow drops repeats).
-        found, more = await broker.replay(
-            registration.replay_after, since, registration.types, BACKLOG_MAX_BYTES
-        )
+        found, more = await broker.replay(after, since, registration.types, BACKLOG_MAX_BYTES)
         backlog = [
             contract.DeliveredEvent(registration.listener_id, event, sequence)
             for sequence, event in found
         ]
-        return contract.RegisterListenerOutput(since, backlog, more)
+        return contract.RegisterListenerOutput(since, backlog, more, horizon)
 
     @activity.defn(name=contract.UNREGISTER_LISTENER_ACTIVITY)
     async def unregister_listener(self, registration: contract.ListenerRegistration) -> None:

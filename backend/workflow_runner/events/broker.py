@@ -16,6 +16,7 @@ NATS_URL, events are off and saying so is the error):
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import re
@@ -166,6 +167,27 @@ class Broker:
                         return found, False
         finally:
             await subscription.unsubscribe()
+
+    async def first_sequence_since(self, start: str) -> int | None:
+        """The sequence of the stream's first event stored at or after `start` (RFC 3339, as
+        NATS stamps events); None when there is none yet."""
+        subscription = await self.js.pull_subscribe(
+            contract.SUBJECT_PREFIX + ">",
+            stream=contract.STREAM,
+            config=api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_TIME,
+                opt_start_time=datetime.datetime.fromisoformat(start),
+                ack_policy=api.AckPolicy.NONE,
+                inactive_threshold=30.0,
+            ),
+        )
+        try:
+            messages = await subscription.fetch(1, timeout=1)
+        except TimeoutError:  # nats-py's is one: nothing stored since.
+            return None
+        finally:
+            await subscription.unsubscribe()
+        return int(messages[0].metadata.sequence.stream) if messages else None
 
     async def last_sequence(self) -> int:
         info = await self.js.stream_info(contract.STREAM)

@@ -55,6 +55,10 @@ class ListenerRegistration:
     # register_listener returns the routed events after it that the router may have passed
     # before the registration existed. None: the window opens at the registration.
     replay_after: int | None = None
+    # For a run without a horizon: when it started (RFC 3339). Its horizon is then the stream's
+    # position at that time, so an event published after the run started and before its listen
+    # registered is not lost.
+    replay_since: str | None = None
 
 
 @dataclasses.dataclass
@@ -75,6 +79,8 @@ class RegisterListenerOutput:
     # `more` says the workflow registers again with `replay_after` at the last one returned).
     backlog: list[DeliveredEvent] = dataclasses.field(default_factory=list)
     more: bool = False
+    # The horizon `replay_since` resolved to (None without one): the window's floor.
+    horizon: int | None = None
 
 
 @dataclasses.dataclass
