@@ -137,7 +137,7 @@ class _WorkflowRunners:
         self.inbox.open(listener_id)
         floor = replay_after = self.horizon
         # A run that has seen nothing of the stream: its horizon is the stream at its start.
-        since = None if floor is not None else workflow.info().start_time.isoformat()
+        since = None if floor is not None else workflow.info().workflow_start_time.isoformat()
         while True:  # Again only while the backlog after the horizon did not fit one answer.
             registered = await self._event_activity(
                 contract.REGISTER_LISTENER_ACTIVITY,

@@ -17,7 +17,10 @@ from typing import Any
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy
 
-from backend.common import temporal_dev_server
+from backend.common import nats_server, temporal_dev_server
+from backend.workflow_runner.events import broker as broker_module
+from backend.workflow_runner.events.activities import EventActivities
+from backend.workflow_runner.events.router import run_router
 from backend.workflow_runner.models import DslRunInput
 from backend.workflow_runner.worker import build_worker
 from backend.workflow_runner.workflows import DslWorkflow
@@ -92,6 +95,67 @@ async def record(client: Client, output: pathlib.Path) -> list[pathlib.Path]:
     return written
 
 
+# The event recording: a listen first (its horizon the run's start), then an emit; the
+# recorder publishes the event the listen waits for once the run has started.
+EVENTS_RECORDING = "events_listen_then_emit"
+_HEARD = "com.example.history.heard"
+EVENTS_DOCUMENT = f"""
+do:
+  - hear:
+      listen: {{to: {{one: {{with: {{type: {_HEARD}}}}}}}}}
+  - tell:
+      emit: {{event: {{with: {{source: /history, type: com.example.history.told,
+                              data: '${{ .[0] }}'}}}}}}
+"""
+
+
+async def record_events(client: Client, output: pathlib.Path, store: pathlib.Path) -> pathlib.Path:
+    """Runs the event recording against an embedded NATS and a router (DslWorkflow's event
+    path: register with its backlog, the stigmer_event signal, unregister, publish)."""
+    server = nats_server.launch(store / "nats", log_path=store / "nats.log")
+    try:
+        await nats_server.wait_ready(server)
+        settings = broker_module.BrokerSettings(url=server.url)
+        broker = await broker_module.connect(settings, name="histories")
+        stop = asyncio.Event()
+        router = asyncio.ensure_future(run_router(broker, client, stop))
+        task_queue = "record-event-histories"
+        events = EventActivities(settings)
+        try:
+            async with build_worker(
+                client, task_queue, agent_activities=scenarios.FAKE_AGENT_ACTIVITIES, events=events
+            ):
+                handle = await client.start_workflow(
+                    DslWorkflow.run,
+                    DslRunInput(scenarios.inline(EVENTS_DOCUMENT), {}),
+                    id=f"history-{EVENTS_RECORDING}",
+                    task_queue=task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
+                )
+                await broker.publish(
+                    {
+                        "specversion": "1.0",
+                        "id": "history-heard-1",
+                        "source": "/history",
+                        "type": _HEARD,
+                        "datacontenttype": "application/json",
+                        "data": {"said": "hello"},
+                    }
+                )
+                await asyncio.wait_for(handle.result(), 60)
+        finally:
+            stop.set()
+            await asyncio.wait_for(router, 10)
+            await broker.close()
+            await events.close()
+    finally:
+        server.stop()
+    history = await handle.fetch_history()
+    path = output / f"{EVENTS_RECORDING}.json"
+    path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+    return path
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as logs:
         server = temporal_dev_server.launch(log_path=pathlib.Path(logs) / "temporal.log")
@@ -100,6 +164,7 @@ async def main() -> None:
             client = await Client.connect(server.address)
             for path in await record(client, scenarios.HISTORIES):
                 print(path)
+            print(await record_events(client, scenarios.HISTORIES, pathlib.Path(logs)))
         finally:
             server.stop()
 
