@@ -14,9 +14,11 @@ from temporalio.client import Client
 
 from backend.common import nats_server, temporal_dev_server
 from backend.workflow_runner.events import broker as broker_module
+from tests.events.dsl_events import cloud_event, publish_all, registered, signalled_event_ids, start
 from tests.events.listening import FINISH_SIGNAL, RECORD_QUERY, ListenArgs, Record
 from tests.support.eventually import eventually
 from tests.support.processes import Process, child_env, wait_for_log
+from tests.workflow_runner import scenarios
 
 WORKFLOWS = 100
 
@@ -135,3 +137,49 @@ def test_emit_as_a_process_prints_the_id_and_sequence(
         timeout=60,
     )
     assert unconfigured.returncode == 2 and "NATS_URL" in unconfigured.stderr
+
+
+async def test_kill_9_of_the_router_while_100_dsl_listens_wait(
+    tmp_path: pathlib.Path,
+    embedded_nats: nats_server.NatsServer,
+    temporal_server: temporal_dev_server.DevServer,
+    temporal_client: Client,
+    task_queue: str,
+    broker: broker_module.Broker,
+    dsl_worker: object,
+) -> None:
+    """The same outage with the runner's own DslWorkflow: each `listen` gets its event once
+    (the inbox drops a signal a redelivery repeats), and every workflow finishes."""
+    run = uuid.uuid4().hex[:8]
+    types = [f"test.dsl-kill.{run}.{i}" for i in range(WORKFLOWS)]
+    handles = [
+        await start(
+            temporal_client,
+            task_queue,
+            scenarios.inline(
+                f"do:\n  - wait:\n      listen: {{to: {{one: {{with: {{type: {t}}}}}}}}}\n"
+            ),
+        )
+        for t in types
+    ]
+    for handle in handles:
+        await registered(handle)
+    router = router_process(tmp_path, embedded_nats, temporal_server.address)
+    router.start()
+    try:
+        await wait_for_log(router, "router started")
+        events = [cloud_event(t, {"n": n}) for n, t in enumerate(types)]
+        half = WORKFLOWS // 2
+        await publish_all(broker, events[:half])
+        router.kill()  # Mid-delivery: some of the first half are routed, some are not.
+        await publish_all(broker, events[half:])  # The outage: nobody routes these yet.
+        router.start()
+        await wait_for_log(router, "router started")
+        outputs = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 90)
+    finally:
+        router.stop()
+    assert outputs == [[{"n": n}] for n in range(WORKFLOWS)]
+    for handle, event in zip(handles, events, strict=True):
+        # What reached the workflow: its one event, maybe signalled twice (a lost ack), taken
+        # once.
+        assert set(await signalled_event_ids(handle)) == {event["id"]}
