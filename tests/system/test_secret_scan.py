@@ -5,6 +5,7 @@ shows in a workflow history, a process log, a read response, the result or the c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import pathlib
 import sys
@@ -18,7 +19,10 @@ import pytest_asyncio
 import yaml
 from temporalio.client import Client
 
+from backend.common import nats_server
 from backend.workflow_runner.dsl import loader, model
+from backend.workflow_runner.events import broker as broker_module
+from backend.workflow_runner.events.router import run_router
 from tests.support import leaks
 from tests.support import stack as processes
 from tests.support.agents import ORG
@@ -34,8 +38,11 @@ AGENT = "scan-agent"
 API_KEY = "sk-scan S3CRET/api+1f7e"
 SIGNING_KEY = "sig-SCANKEY-93c4d0a7"
 
+# The events the document emits and waits for (a run takes only events after its start).
+ANNOUNCED = "ai.stigmer.scan.announced"
+HEARD = "ai.stigmer.scan.heard"
 # Every task type the runner has (set, call http, call agent, switch, for, fork, try/catch with
-# retry, raise, wait, do), with input.from, output.as, export.as and if; a secret wherever an
+# retry, raise, wait, do, emit, listen), with input.from, output.as, export.as and if; a secret wherever an
 # expression may hold one, and its placeholder carried through data (set, for, raise's detail).
 DOCUMENT = f"""
 document: {{dsl: 1.0.0, namespace: security, name: secret-scan, version: 1.0.0}}
@@ -101,6 +108,24 @@ do:
               body: {{id: "${{ $item.id }}", key: "${{ $item.key }}"}}
             output:
               as: '${{ $input + {{echoes: (($input.echoes // []) + [.headers["x-item-key"]])}} }}'
+  - announce:
+      emit:
+        event:
+          with:
+            source: /security/scan
+            type: {ANNOUNCED}
+            data:
+              key: ${{ $secrets.API_KEY }}
+              echoes: ${{ .echoes | length }}
+      output:
+        as: ${{ $input }}
+  - hear:
+      listen:
+        to:
+          one:
+            with: {{type: {HEARD}}}
+      output:
+        as: '${{ $input + {{heard: .[0].word}} }}'
   - together:
       fork:
         branches:
@@ -174,16 +199,43 @@ def test_the_document_is_valid_and_uses_every_task_type() -> None:
 
 
 @pytest_asyncio.fixture
-async def stack(tmp_path: pathlib.Path) -> AsyncIterator[Stack]:
+async def stack(
+    tmp_path: pathlib.Path, embedded_nats: nats_server.NatsServer
+) -> AsyncIterator[Stack]:
     async with processes.running(
         tmp_path,
         agent=AGENT,
         org=ORG,
         queue_prefix="scan",
         service_env=processes.FAST_SERVICE_ENV,
-        worker_env={"STIGMER_SECRET_API_KEY": API_KEY, "STIGMER_SECRET_SIGNING_KEY": SIGNING_KEY},
+        worker_env={
+            "STIGMER_SECRET_API_KEY": API_KEY,
+            "STIGMER_SECRET_SIGNING_KEY": SIGNING_KEY,
+            "NATS_URL": embedded_nats.url,
+        },
     ) as stack:
         yield stack
+
+
+@pytest_asyncio.fixture
+async def broker(embedded_nats: nats_server.NatsServer) -> AsyncIterator[broker_module.Broker]:
+    connected = await broker_module.connect(broker_module.BrokerSettings(url=embedded_nats.url))
+    yield connected
+    await connected.close()
+
+
+@contextlib.asynccontextmanager
+async def routing(broker: broker_module.Broker, client: Client) -> AsyncIterator[None]:
+    """An event router of the test's own (its own consumer) while the block runs."""
+    stop = asyncio.Event()
+    router = asyncio.ensure_future(
+        run_router(broker, client, stop, consumer=f"scan-{uuid.uuid4().hex[:8]}")
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(router, 15)
 
 
 async def _run_cli(stack: Stack, workflow_id: str, workflow_input: dict[str, Any]) -> bytes:
@@ -224,12 +276,33 @@ def _assert_server_got_the_values(received: list[Received]) -> None:
     assert [r.headers["x-item-key"] for r in echoed] == [SIGNING_KEY, API_KEY]
 
 
-async def test_no_secret_or_token_in_histories_logs_reads_or_output(stack: Stack) -> None:
+async def test_no_secret_or_token_in_histories_logs_reads_or_output(
+    stack: Stack, broker: broker_module.Broker
+) -> None:
     client = await Client.connect(stack.temporal.address)
     workflow_id = f"secret-scan-{uuid.uuid4()}"
+    start = await broker.last_sequence()
     with recording_server() as server:
-        cli_output = await _run_cli(stack, workflow_id, {"base": server.url, "ids": [1, 2, 3]})
+        async with routing(broker, client):
+            run = asyncio.ensure_future(
+                _run_cli(stack, workflow_id, {"base": server.url, "ids": [1, 2, 3]})
+            )
+
+            async def has_announced() -> None:
+                events, _ = await broker.replay(start, await broker.last_sequence(), [], 1 << 20)
+                assert any(e["type"] == ANNOUNCED for _, e in events), "not announced yet"
+
+            await eventually(has_announced, timeout=30, every=0.2)
+            # The reply to the announcement: the listen takes what comes after the run's emit.
+            heard = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "/scan"}
+            await broker.publish(heard | {"type": HEARD, "data": {"word": "go"}})
+            cli_output = await run
     _assert_server_got_the_values(server.received)
+    # The emitted event holds the secret's sealed placeholder, never its value.
+    events, _ = await broker.replay(start, await broker.last_sequence(), [], 1 << 20)
+    [announced] = [e for _, e in events if e["type"] == ANNOUNCED]
+    assert announced["data"]["echoes"] == 2
+    assert str(announced["data"]["key"]).startswith("{{secret:")
 
     result = await client.get_workflow_handle(workflow_id).result()
     # The echoes came back masked; the service resolved the agents' placeholders (the offline
@@ -261,6 +334,7 @@ async def test_no_secret_or_token_in_histories_logs_reads_or_output(stack: Stack
     blobs = histories | leaks.process_logs(stack) | reads.responses
     blobs["result"] = json.dumps(result).encode()
     blobs["workflow-runner run output"] = cli_output
+    blobs["the event stream"] = json.dumps(events).encode()
     assert len(leaks.process_logs(stack)) == 3
     leaks.assert_absent(
         blobs,
