@@ -77,6 +77,7 @@ class Executions:
             labels=dict(execution.metadata.labels),
             agent_id=agent_id,
             session_id=session_id or ids.new_session_id(),
+            new_session=not session_id,
             message=spec.message,
             config=convert.to_json(config),
             caller=convert.to_json(spec.caller),

@@ -119,6 +119,7 @@ class Delegation:
                 labels={},
                 agent_id=agent.id,
                 session_id=ids.new_session_id(),
+                new_session=True,
                 message=message,
                 config={},
                 caller=convert.to_json(

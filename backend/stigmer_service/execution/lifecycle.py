@@ -47,7 +47,7 @@ class Lifecycle:
         result = await self.store.create_execution(new)
         record = result.execution
         if result.created:
-            await self.start(record, timeout_seconds)
+            await self.start(record, timeout_seconds, may_queue=not new.new_session)
             log.info("execution created", **log_fields(record))
             return record
         log.info(
@@ -63,7 +63,11 @@ class Lifecycle:
             await self.redeliver(record)
         return record
 
-    async def start(self, record: ExecutionRecord, timeout_seconds: float | None) -> None:
+    async def start(
+        self, record: ExecutionRecord, timeout_seconds: float | None, *, may_queue: bool = True
+    ) -> None:
+        """Starts the execution's workflow. `may_queue`: its session may hold other executions
+        (False for a session drawn for it, which spares the create a query)."""
         # An agent with tools runs the agent loop; its budget is fixed for the run here. An
         # agent deleted meanwhile takes the one-call path, which ends the run as AgentNotFound.
         try:
@@ -80,7 +84,7 @@ class Lifecycle:
                     handshake_id=contract.handshake_id(record.idempotency_key),
                     max_steps=max_steps,
                     approval=approval.policy(spec) if max_steps else None,
-                    session_queue=await self.store.session_busy(record),
+                    session_queue=may_queue and await self.store.session_busy(record),
                 ),
                 id=workflow_id(record.id),
                 task_queue=self.settings.task_queue,

@@ -139,6 +139,9 @@ class NewExecution:
     created_by: str = ""
     # The execution that delegates to this one (a sub-agent's); empty for the API's own.
     parent_execution_id: str = ""
+    # The session id was drawn for this execution (none was named): nothing else can be in it
+    # yet, so it queues behind nothing.
+    new_session: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
