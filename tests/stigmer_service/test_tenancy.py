@@ -263,3 +263,44 @@ async def test_a_listed_idempotency_key_does_not_take_over_the_callback(scoped: 
         ).token == b"caller-token-2"
 
     await eventually(replaced, timeout=5)
+
+
+def by_reference(org: str, slug: str, scope: int) -> command_pb2.CreateAgentExecutionRequest:
+    """A create naming its agent by reference (what the workflow runner sends: one RPC)."""
+    request = execution("", org=org)
+    request.execution.spec.agent_ref.CopyFrom(
+        reference_pb2.ApiResourceReference(scope=scope, org=org, slug=slug)
+    )
+    return request
+
+
+async def test_a_create_by_reference_finds_only_what_the_caller_may_see(scoped: Stubs) -> None:
+    agent_id = await acme_agent(scoped)
+    org_scope = reference_pb2.API_RESOURCE_OWNER_SCOPE_ORGANIZATION
+    created = await scoped.executions.CreateAgentExecution(
+        by_reference("acme", "echo", org_scope), metadata=bearer(A_RUNNER)
+    )
+    assert created.spec.agent_id == agent_id and created.metadata.org == "acme"
+    # Another org's agent by reference does not exist for the caller, as by id.
+    foreign = by_reference("acme", "echo", org_scope)
+    foreign.execution.metadata.org = "beta"
+    assert (
+        await code_of(scoped.executions.CreateAgentExecution(foreign, metadata=bearer(B_USER)))
+        == grpc.StatusCode.NOT_FOUND
+    )
+    assert (
+        await code_of(
+            scoped.executions.CreateAgentExecution(
+                by_reference("acme", "nope", org_scope), metadata=bearer(A_USER)
+            )
+        )
+        == grpc.StatusCode.NOT_FOUND
+    )
+
+
+async def test_a_bad_reference_names_its_field(scoped: Stubs) -> None:
+    request = by_reference("acme", "", reference_pb2.API_RESOURCE_OWNER_SCOPE_ORGANIZATION)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await scoped.executions.CreateAgentExecution(request, metadata=bearer(A_USER))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "spec.agent_ref.slug" in (raised.value.details() or "")

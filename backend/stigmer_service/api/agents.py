@@ -11,12 +11,11 @@ from ai.stigmer.agentic.agent.v1 import (
     query_pb2,
     query_pb2_grpc,
 )
-from ai.stigmer.commons.apiresource import reference_pb2
 from google.protobuf import empty_pb2, field_mask_pb2
 
 from backend.stigmer_service import convert, ids
 from backend.stigmer_service.api import paging, tenancy, validation
-from backend.stigmer_service.errors import InvalidArgument, NotFound
+from backend.stigmer_service.errors import InvalidArgument
 from backend.stigmer_service.providers import agent_options
 from backend.stigmer_service.store.records import PageCursor
 from backend.stigmer_service.store.repository import Store
@@ -112,21 +111,9 @@ class AgentQueryService(query_pb2_grpc.AgentQueryServiceServicer):
     async def GetAgentByReference(
         self, request: query_pb2.GetAgentByReferenceRequest, context: Any
     ) -> api_pb2.Agent:
-        ref = request.ref
-        if ref.kind not in (
-            reference_pb2.API_RESOURCE_KIND_UNSPECIFIED,
-            reference_pb2.API_RESOURCE_KIND_AGENT,
-        ):
-            raise InvalidArgument("ref.kind", "must be API_RESOURCE_KIND_AGENT")
-        validation.required(ref.slug, "ref.slug")
-        if ref.scope == reference_pb2.API_RESOURCE_OWNER_SCOPE_ORGANIZATION:
-            validation.required(ref.org, "ref.org")
-        org = "" if ref.scope == reference_pb2.API_RESOURCE_OWNER_SCOPE_PLATFORM else ref.org
-        visible = tenancy.reference_visible(org)
-        record = await self.store.find_agent(org, ref.slug) if visible else None
-        if record is None:
-            raise NotFound(f"agent {org or '(platform)'}/{ref.slug} not found")
-        return convert.agent_to_proto(record)
+        return convert.agent_to_proto(
+            await tenancy.agent_by_reference(self.store, request.ref, "ref")
+        )
 
     async def ListAgents(
         self, request: query_pb2.ListAgentsRequest, context: Any

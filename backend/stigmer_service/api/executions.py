@@ -49,19 +49,29 @@ class Executions:
         self.settings = settings
         self.lifecycle = Lifecycle(store, client, settings)
 
-    async def _new_execution(self, execution: api_pb2.AgentExecution) -> NewExecution:
+    async def _new_execution(
+        self, execution: api_pb2.AgentExecution
+    ) -> tuple[NewExecution, dict[str, Any]]:
+        """The validated request, and the spec of the agent it runs."""
         if not execution.HasField("spec"):
             raise InvalidArgument("spec", "is required")
         spec = execution.spec
         validation.required(spec.message, "spec.message")
         agent_id, session_id = spec.agent_id, spec.session_id
-        if not agent_id and not session_id:
+        referenced = None
+        if not agent_id and spec.HasField("agent_ref"):
+            # One RPC for a caller that knows the agent by name (the workflow runner).
+            referenced = await tenancy.agent_by_reference(
+                self.store, spec.agent_ref, "spec.agent_ref"
+            )
+        elif not agent_id and not session_id:
             raise InvalidArgument(
-                "spec.agent_id", "must not be empty (or name an existing spec.session_id)"
+                "spec.agent_id",
+                "must not be empty (or give spec.agent_ref, or name an existing spec.session_id)",
             )
         # The org and the agent, as far as the caller may see them (NotFound otherwise).
         placed = await tenancy.place_execution(
-            self.store, execution.metadata.org, agent_id, session_id
+            self.store, execution.metadata.org, agent_id, session_id, referenced
         )
         agent_id = placed.agent_id
         config = spec.execution_config
@@ -71,7 +81,7 @@ class Executions:
         for name in spec.runtime_env:
             if not name:
                 raise InvalidArgument("spec.runtime_env", "keys must not be empty")
-        return NewExecution(
+        new = NewExecution(
             org=placed.org,
             name=execution.metadata.name,
             labels=dict(execution.metadata.labels),
@@ -86,16 +96,17 @@ class Executions:
             idempotency_key=spec.idempotency_key,
             created_by=identity.current().name,
         )
+        return new, placed.agent.spec
 
     async def create(self, request: command_pb2.CreateAgentExecutionRequest) -> ExecutionRecord:
         if not request.HasField("execution"):
             raise InvalidArgument("execution", "is required")
-        new = await self._new_execution(request.execution)
+        new, agent_spec = await self._new_execution(request.execution)
         config = request.execution.spec.execution_config
         timeout = (
             config.timeout.ToTimedelta().total_seconds() if config.HasField("timeout") else None
         )
-        return await self.lifecycle.create(new, timeout)
+        return await self.lifecycle.create(new, timeout, agent_spec=agent_spec)
 
     async def cancel(self, request: command_pb2.CancelAgentExecutionRequest) -> ExecutionRecord:
         execution_id = validation.required(request.id, "id")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from ai.stigmer.commons.apiresource import reference_pb2
+
 from backend.stigmer_service import identity
-from backend.stigmer_service.errors import NotFound, PermissionDenied
+from backend.stigmer_service.errors import InvalidArgument, NotFound, PermissionDenied
 from backend.stigmer_service.store.records import AgentRecord, ExecutionRecord
 from backend.stigmer_service.store.repository import Store
 
@@ -61,30 +63,59 @@ def reference_visible(org: str) -> bool:
     return org == PLATFORM or identity.current().sees(org)
 
 
+async def agent_by_reference(
+    store: Store, ref: reference_pb2.ApiResourceReference, field: str
+) -> AgentRecord:
+    """The agent a reference names, when the caller may see it (`field`: the reference's field
+    in the request, for errors)."""
+    if ref.kind not in (
+        reference_pb2.API_RESOURCE_KIND_UNSPECIFIED,
+        reference_pb2.API_RESOURCE_KIND_AGENT,
+    ):
+        raise InvalidArgument(f"{field}.kind", "must be API_RESOURCE_KIND_AGENT")
+    if not ref.slug:
+        raise InvalidArgument(f"{field}.slug", "is required")
+    if ref.scope == reference_pb2.API_RESOURCE_OWNER_SCOPE_ORGANIZATION and not ref.org:
+        raise InvalidArgument(f"{field}.org", "is required")
+    org = PLATFORM if ref.scope == reference_pb2.API_RESOURCE_OWNER_SCOPE_PLATFORM else ref.org
+    record = await store.find_agent(org, ref.slug) if reference_visible(org) else None
+    if record is None:
+        raise NotFound(f"agent {org or '(platform)'}/{ref.slug} not found")
+    return record
+
+
 @dataclasses.dataclass(frozen=True)
 class Placement:
     """The org a new execution belongs to and the agent it runs."""
 
     org: str
     agent_id: str
+    agent: AgentRecord  # As read for the check: the create starts its run from it.
 
 
 async def place_execution(
-    store: Store, requested_org: str, agent_id: str, session_id: str
+    store: Store,
+    requested_org: str,
+    agent_id: str,
+    session_id: str,
+    agent: AgentRecord | None = None,
 ) -> Placement:
     """An execution runs an agent of its own org or a platform one. Without `agent_id` the
-    agent is the session's (found by org and session id); an org left empty is the session's,
-    else the agent's, else the caller's only org."""
+    agent is `agent` (found by reference), else the session's (found by org and session id);
+    an org left empty is the session's, else the agent's, else the caller's only org."""
     caller = identity.current()
-    if not agent_id:
+    if agent is not None:
+        agent_id = agent.id
+    elif not agent_id:
         orgs = frozenset({requested_org}) if requested_org else caller.orgs
         start = await store.session_start(session_id, orgs)
         if start is None:
             raise NotFound(f"session {session_id} has no executions to take the agent from")
         agent_id, requested_org = start.agent_id, requested_org or start.org
-    agent = await readable_agent(store, agent_id)
+    if agent is None:
+        agent = await readable_agent(store, agent_id)
     only = next(iter(caller.orgs)) if caller.orgs is not None and len(caller.orgs) == 1 else ""
     org = require_org(requested_org or agent.org or only, "execution.metadata.org")
     if agent.org not in (org, PLATFORM):
         raise NotFound(f"agent {agent_id} not found")
-    return Placement(org, agent_id)
+    return Placement(org, agent_id, agent)

@@ -36,7 +36,7 @@ from backend.stigmer_service.execution.models import (
 )
 from backend.stigmer_service.execution.workflow_ids import SESSION_TURN_SIGNAL, workflow_id
 from backend.stigmer_service.metrics import ServiceMetrics
-from backend.stigmer_service.store.records import Delivery, ExecutionRecord, TokenUsage
+from backend.stigmer_service.store.records import Delivery, ExecutionRecord, StepRecord, TokenUsage
 from backend.stigmer_service.store.repository import Store
 
 log = logs.get(__name__)
@@ -79,8 +79,7 @@ class ExecutionActivities:
         here), records the answer and the end in one transaction, and calls the caller back
         at once: the agent's end reaches the caller without another activity or workflow task.
         The workflow retries a delivery that failed here."""
-        started = await self.store.mark_running(ref.execution_id)
-        execution = await self.store.get_execution(ref.execution_id)
+        execution, started = await self.store.start_run(ref.execution_id)
         fields = log_fields(execution)
         if execution.phase in states.TERMINAL_PHASES:
             # Cancelled before it ran, or a retry of an attempt that recorded the end but whose
@@ -98,10 +97,11 @@ class ExecutionActivities:
             log.info("model answer already recorded", attempt=activity.info().attempt, **fields)
             reply = recorded[-1].content
         else:
-            answer = await self.agent_run.answer(execution, fields)
+            answer = await self.agent_run.answer(execution, fields, fresh_session=ref.fresh_session)
             reply, slug, usage = answer.reply, answer.agent_slug, answer.usage
+        # The one-call path of an agent without tools: it has no steps to read for the payload.
         return await self._complete(
-            execution, reply, slug, append=not recorded, fields=fields, usage=usage
+            execution, reply, slug, append=not recorded, fields=fields, usage=usage, steps=[]
         )
 
     async def _complete(
@@ -113,10 +113,13 @@ class ExecutionActivities:
         append: bool,
         fields: dict[str, str],
         usage: TokenUsage,
+        steps: list[StepRecord] | None = None,
     ) -> RunAgentOutput:
         """Records the answer, what its model call used, and the end, then makes the first
         callback attempt."""
-        ended = await self.store.complete(execution.id, reply, append=append, usage=usage)
+        ended = await self.store.complete(
+            execution.id, reply, append=append, usage=usage, before=execution
+        )
         # None: another writer (a cancel) ended it first; its end is what the caller gets.
         wrote = ended is not None
         ended = ended or await self.store.for_delivery(execution.id)
@@ -127,11 +130,18 @@ class ExecutionActivities:
             overwritten=not wrote,
             **fields,
         )
-        return await self._ended(ended, agent_slug=slug)
+        return await self._ended(ended, agent_slug=slug, steps=steps)
 
-    async def _ended(self, ended: Delivery, *, agent_slug: str | None = None) -> RunAgentOutput:
+    async def _ended(
+        self,
+        ended: Delivery,
+        *,
+        agent_slug: str | None = None,
+        steps: list[StepRecord] | None = None,
+    ) -> RunAgentOutput:
+        """The first callback attempt of a recorded end (`agent_slug`, `steps`: when known)."""
         state = await self.deliveries.first_attempt(
-            ended, attempt=activity.info().attempt, agent_slug=agent_slug
+            ended, attempt=activity.info().attempt, agent_slug=agent_slug, steps=steps
         )
         await self._wake_session(ended.execution)
         return RunAgentOutput(phase=ended.execution.phase, callback_state=state)

@@ -72,10 +72,13 @@ class AgentRun:
         # The endpoints and keys are the operator's; an agent only names a provider.
         self.catalog = catalog.from_settings(settings)
 
-    async def answer(self, execution: ExecutionRecord, fields: dict[str, str]) -> Answer:
+    async def answer(
+        self, execution: ExecutionRecord, fields: dict[str, str], *, fresh_session: bool = False
+    ) -> Answer:
         """The model's answer to the execution's message; raises ApplicationError when the
-        agent is gone or the model call failed (retryable or not, as the provider says)."""
-        context = await self.context(execution)
+        agent is gone or the model call failed (retryable or not, as the provider says).
+        `fresh_session`: the session was drawn for this execution (no history to read)."""
+        context = await self.context(execution, fresh_session=fresh_session)
         reply, usage = await self.call(context, fields, complete)
         return Answer(placeholders.mask(reply, context.secret_values), context.agent.slug, usage)
 
@@ -91,14 +94,15 @@ class AgentRun:
                 category=ApplicationErrorCategory.BENIGN,
             ) from None
 
-    async def context(self, execution: ExecutionRecord) -> Context:
+    async def context(self, execution: ExecutionRecord, *, fresh_session: bool = False) -> Context:
         """The agent, the env in clear and the chat up to the execution's own message."""
         agent = await self.agent(execution)
         env, secrets = self.store.decrypt_env(execution)
         chat: list[ChatMessage] = []
         if agent.instructions:
             chat.append(ChatMessage("system", agent.instructions))
-        for earlier in await self.store.session_history(execution):
+        earlier_messages = [] if fresh_session else await self.store.session_history(execution)
+        for earlier in earlier_messages:
             chat.append(ChatMessage(_ROLE_NAMES[earlier.role], earlier.content))
         chat.append(ChatMessage("user", placeholders.substitute(execution.message, secrets)))
         return Context(execution, agent, env, secrets, chat)

@@ -74,10 +74,16 @@ async def _steps(store: Store, execution_id: str) -> list[StepRecord]:
 
 
 async def result_payload(
-    store: Store, execution: ExecutionRecord, agent_slug: str | None = None
+    store: Store,
+    execution: ExecutionRecord,
+    agent_slug: str | None = None,
+    steps: list[StepRecord] | None = None,
 ) -> dict[str, Any]:
     """The success payload, shaped like the runner's CallAgentOutput (with a summary of the
-    steps of an agent with tools: `steps`, empty for an agent without)."""
+    steps of an agent with tools: `steps`, empty for an agent without). `agent_slug`, `steps`:
+    when the caller knows them (each saves a query on the callback's path)."""
+    if steps is None:
+        steps = await _steps(store, execution.id)
     slug = agent_slug
     if slug is None:
         try:
@@ -90,7 +96,7 @@ async def result_payload(
         "agent": slug,
         "agent_id": execution.agent_id,
         "session_id": execution.session_id,
-        "steps": [step_summary(step) for step in await _steps(store, execution.id)],
+        "steps": [step_summary(step) for step in steps],
     }
 
 
@@ -101,6 +107,7 @@ async def send(
     execution: ExecutionRecord,
     rpc_timeout: float,
     agent_slug: str | None = None,
+    steps: list[StepRecord] | None = None,
 ) -> None:
     """One delivery attempt; raises the Temporal RPCError when it fails. `agent_slug`: the
     agent's, when the caller already has it (saves a query)."""
@@ -108,7 +115,7 @@ async def send(
     timeout = datetime.timedelta(seconds=rpc_timeout)
     if execution.phase == states.PHASE_COMPLETED:
         await handle.complete(
-            await result_payload(store, execution, agent_slug), rpc_timeout=timeout
+            await result_payload(store, execution, agent_slug, steps), rpc_timeout=timeout
         )
     elif execution.phase == states.PHASE_FAILED:
         error = ApplicationError(

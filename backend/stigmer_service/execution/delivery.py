@@ -30,7 +30,7 @@ from backend.stigmer_service.execution.fault_injection import FaultInjection, fr
 from backend.stigmer_service.execution.fields import log_fields
 from backend.stigmer_service.execution.heartbeating import heartbeating
 from backend.stigmer_service.metrics import ServiceMetrics
-from backend.stigmer_service.store.records import Delivery, ExecutionRecord
+from backend.stigmer_service.store.records import Delivery, ExecutionRecord, StepRecord
 from backend.stigmer_service.store.repository import Store
 
 # The failure of a delivery attempt that Temporal retries (the workflow's deliver_callback).
@@ -64,7 +64,12 @@ class Deliveries:
         self.faults = faults or from_settings(settings)
 
     async def first_attempt(
-        self, ended: Delivery, *, attempt: int, agent_slug: str | None = None
+        self,
+        ended: Delivery,
+        *,
+        attempt: int,
+        agent_slug: str | None = None,
+        steps: list[StepRecord] | None = None,
     ) -> int:
         """The first of the `callback_max_attempts` delivery attempts of a recorded end (the
         workflow makes the others); returns the callback state it leaves. `attempt`: the
@@ -77,6 +82,7 @@ class Deliveries:
                     attempt=attempt,
                     last_attempt=self.settings.callback_max_attempts <= 1,
                     agent_slug=agent_slug,
+                    steps=steps,
                 )
             ).state
         return state
@@ -122,6 +128,7 @@ class Deliveries:
         attempt: int,
         last_attempt: bool,
         agent_slug: str | None = None,
+        steps: list[StepRecord] | None = None,
     ) -> Attempt:
         execution, hashed = ended.execution, ended.token_hash
         fields = log_fields(execution) | {"token_hash": hashed}
@@ -146,6 +153,7 @@ class Deliveries:
                         execution,
                         self.settings.callback_rpc_timeout,
                         agent_slug,
+                        steps,
                     ),
                     self.settings.activity_heartbeat_interval,
                 )

@@ -4,6 +4,7 @@ the API does for a caller and a parent agent does for its sub-agents."""
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -40,14 +41,22 @@ class Lifecycle:
     def _rpc_timeout(self) -> datetime.timedelta:
         return datetime.timedelta(seconds=self.settings.start_rpc_timeout)
 
-    async def create(self, new: NewExecution, timeout_seconds: float | None) -> ExecutionRecord:
+    async def create(
+        self,
+        new: NewExecution,
+        timeout_seconds: float | None,
+        *,
+        agent_spec: dict[str, Any] | None = None,
+    ) -> ExecutionRecord:
         """Stores the execution and starts its workflow; with an idempotency key already used,
         the existing execution (its callback now going to `new.token`, re-delivered if it had
-        already ended)."""
+        already ended). `agent_spec`: the agent's, when the caller has just read it."""
         result = await self.store.create_execution(new)
         record = result.execution
         if result.created:
-            await self.start(record, timeout_seconds, may_queue=not new.new_session)
+            await self.start(
+                record, timeout_seconds, may_queue=not new.new_session, agent_spec=agent_spec
+            )
             log.info("execution created", **log_fields(record))
             return record
         log.info(
@@ -64,16 +73,24 @@ class Lifecycle:
         return record
 
     async def start(
-        self, record: ExecutionRecord, timeout_seconds: float | None, *, may_queue: bool = True
+        self,
+        record: ExecutionRecord,
+        timeout_seconds: float | None,
+        *,
+        may_queue: bool = True,
+        agent_spec: dict[str, Any] | None = None,
     ) -> None:
         """Starts the execution's workflow. `may_queue`: its session may hold other executions
-        (False for a session drawn for it, which spares the create a query)."""
+        (False for a session drawn for it, which spares the create a query). `agent_spec`: the
+        agent's, when known (read otherwise)."""
         # An agent with tools runs the agent loop; its budget is fixed for the run here. An
         # agent deleted meanwhile takes the one-call path, which ends the run as AgentNotFound.
-        try:
-            spec = (await self.store.get_agent(record.agent_id)).spec
-        except NotFound:
-            spec = {}
+        spec = agent_spec
+        if spec is None:
+            try:
+                spec = (await self.store.get_agent(record.agent_id)).spec
+            except NotFound:
+                spec = {}
         max_steps = documents.max_steps(spec)
         try:
             await self.client.start_workflow(
@@ -85,6 +102,7 @@ class Lifecycle:
                     max_steps=max_steps,
                     approval=approval.policy(spec) if max_steps else None,
                     session_queue=may_queue and await self.store.session_busy(record),
+                    fresh_session=not may_queue,
                 ),
                 id=workflow_id(record.id),
                 task_queue=self.settings.task_queue,

@@ -47,6 +47,8 @@ class ExecutionWorkflowInput:
     # Another execution of the session had not ended when this one was created: it waits for
     # the earlier ones to end before it runs (sessions run one execution at a time).
     session_queue: bool = False
+    # The session was drawn for this execution (none was named): it has no history to read.
+    fresh_session: bool = False
 
 
 @dataclasses.dataclass
@@ -68,6 +70,8 @@ class CallbackWorkflowOutput:
 @dataclasses.dataclass
 class ExecutionRef:
     execution_id: str
+    # As in ExecutionWorkflowInput: spares the run its query for the session's history.
+    fresh_session: bool = False
 
 
 @dataclasses.dataclass

@@ -97,7 +97,7 @@ class AgentExecutionWorkflow:
 
     @workflow.run
     async def run(self, request: ExecutionWorkflowInput) -> ExecutionWorkflowOutput:
-        ref = ExecutionRef(request.execution_id)
+        ref = ExecutionRef(request.execution_id, fresh_session=request.fresh_session)
         # The correlation id of the handshake, also in the runner's and the activities' lines.
         extra = {"execution_id": request.execution_id, "handshake_id": request.handshake_id}
         workflow.logger.info("execution workflow started", extra=extra)

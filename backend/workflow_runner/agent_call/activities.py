@@ -83,11 +83,19 @@ class CallAgentActivity:
         )
         runtime_env = _runtime_env(call.env, scope, values, service_seal)
 
-        reference = convert.agent_reference(call)
+        execution = convert.agent_execution(
+            call,
+            agent_ref=convert.agent_reference(call),
+            callback_token=token,
+            key=key,
+            caller=convert.caller_info(info),
+            runtime_env=runtime_env,
+        )
         try:
-            agent = await self._client.get_agent_by_reference(reference)
+            created = await self._client.create_execution(execution)
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
+                # The only thing a create by reference does not find is the agent.
                 metrics.agent_calls.labels("agent_not_found").inc()
                 log.warning("agent not found", scope=call.scope, org=call.org)
                 raise ApplicationError(
@@ -98,19 +106,6 @@ class CallAgentActivity:
                     non_retryable=True,
                     category=ApplicationErrorCategory.BENIGN,
                 ) from None
-            _raise_grpc(log, error, "resolving the agent")
-
-        execution = convert.agent_execution(
-            call,
-            agent_id=agent.metadata.id,
-            callback_token=token,
-            key=key,
-            caller=convert.caller_info(info),
-            runtime_env=runtime_env,
-        )
-        try:
-            created = await self._client.create_execution(execution)
-        except grpc.aio.AioRpcError as error:
             _raise_grpc(log, error, "creating the agent execution")
 
         execution_id = created.metadata.id
@@ -119,7 +114,7 @@ class CallAgentActivity:
         log.info(
             "agent execution created; waiting for its callback",
             execution_id=execution_id,
-            agent_id=agent.metadata.id,
+            agent_id=created.spec.agent_id,
             secrets=len(values),
         )
         # Recorded with the activity, so that a caller whose activity timed out (service lost)

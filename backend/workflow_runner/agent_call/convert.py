@@ -55,13 +55,18 @@ def timeout_seconds(call: CallAgentInput) -> float:
 
 
 def caller_info(info: activity.Info) -> spec_pb2.CallerInfo:
-    return spec_pb2.CallerInfo(
+    caller = spec_pb2.CallerInfo(
         workflow_id=info.workflow_id or "",
         run_id=info.workflow_run_id or "",
         activity_id=info.activity_id,
         namespace=info.namespace,
         task_queue=info.task_queue,
     )
+    # The service heartbeats the activity within a quarter of it, and no more often than it
+    # must: a longer timeout costs Temporal fewer RPCs per waiting call.
+    if info.heartbeat_timeout:
+        caller.heartbeat_timeout.FromTimedelta(info.heartbeat_timeout)
+    return caller
 
 
 def idempotency_key(info: activity.Info) -> str:
@@ -83,18 +88,19 @@ def execution_config(call: CallAgentInput) -> spec_pb2.ExecutionConfig:
 def agent_execution(
     call: CallAgentInput,
     *,
-    agent_id: str,
+    agent_ref: reference_pb2.ApiResourceReference,
     callback_token: bytes,
     key: str,
     caller: spec_pb2.CallerInfo,
     runtime_env: Mapping[str, spec_pb2.ExecutionValue],
 ) -> api_pb2.AgentExecution:
-    """The execution to create: the message keeps its placeholders, values travel in runtime_env."""
+    """The execution to create: the message keeps its placeholders, values travel in runtime_env.
+    The agent goes by its reference: the service resolves it within the create (one RPC)."""
     return api_pb2.AgentExecution(
         metadata=metadata_pb2.ApiResourceMetadata(org=call.org),
         spec=spec_pb2.AgentExecutionSpec(
             session_id=call.session_id,
-            agent_id=agent_id,
+            agent_ref=agent_ref,
             message=call.message,
             execution_config=execution_config(call),
             runtime_env=dict(runtime_env),

@@ -99,6 +99,15 @@ class FakeStigmer(
         if self.create_delay:
             await asyncio.sleep(self.create_delay)
         spec = request.execution.spec
+        agent_id = spec.agent_id
+        if not agent_id:
+            # A create by reference resolves the agent as GetAgentByReference does.
+            ref = spec.agent_ref
+            agent = self.agents.get((ref.scope, ref.org, ref.slug))
+            if agent is None:
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"agent {ref.slug} not found")
+            assert agent is not None
+            agent_id = agent.metadata.id
         execution_id = self.ids_by_key.setdefault(
             spec.idempotency_key, f"exe-{uuid.uuid4().hex[:8]}"
         )
@@ -109,6 +118,7 @@ class FakeStigmer(
         execution = api_pb2.AgentExecution()
         execution.CopyFrom(request.execution)
         execution.metadata.id = execution_id
+        execution.spec.agent_id = agent_id
         # Reads never return the token, like the real service.
         execution.spec.callback_token = b""
         return execution

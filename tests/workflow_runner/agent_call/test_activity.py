@@ -102,17 +102,17 @@ async def test_creates_the_execution_with_the_token_key_and_caller_then_stays_pe
     heartbeats = await run_pending(activities, the_call)
     await activities.close()
 
-    [ref_request] = service.agent_requests
-    assert ref_request.ref.slug == "summarizer"
-    assert ref_request.ref.org == "acme"
-    assert ref_request.ref.scope == reference_pb2.API_RESOURCE_OWNER_SCOPE_ORGANIZATION
-    assert ref_request.ref.kind == reference_pb2.API_RESOURCE_KIND_AGENT
-
+    # One RPC: the agent goes by its reference inside the create.
+    assert service.agent_requests == []
     [created] = service.creates
     spec = created.request.execution.spec
+    assert spec.agent_ref.slug == "summarizer"
+    assert spec.agent_ref.org == "acme"
+    assert spec.agent_ref.scope == reference_pb2.API_RESOURCE_OWNER_SCOPE_ORGANIZATION
+    assert spec.agent_ref.kind == reference_pb2.API_RESOURCE_KIND_AGENT
+    assert spec.agent_id == ""
     assert created.token == TOKEN  # byte-exact
     assert spec.idempotency_key == "wf-orders-7/run-0192/3"
-    assert spec.agent_id == "agt-summarizer"
     assert spec.message == "Summarize the report"
     assert spec.session_id == "ses-1"
     assert (spec.caller.workflow_id, spec.caller.run_id, spec.caller.activity_id) == (
@@ -271,8 +271,8 @@ async def test_platform_scope_sends_no_org(fake: tuple[FakeStigmer, str]) -> Non
     activities = CallAgentActivity(endpoint)
     await run_pending(activities, call(agent="helper", scope="platform"))
     await activities.close()
-    assert service.agent_requests[0].ref.org == ""
-    assert service.creates[0].request.execution.spec.agent_id == "agt-helper"
+    ref = service.creates[0].request.execution.spec.agent_ref
+    assert (ref.org, ref.slug) == ("", "helper")
 
 
 async def test_an_unknown_scope_is_a_non_retryable_bad_call(fake: tuple[FakeStigmer, str]) -> None:

@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from ai.stigmer.commons.apiresource import reference_pb2 as ai_dot_stigmer_dot_commons_dot_apiresource_dot_reference__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/ai/stigmer/agentic/agentexecution/v1/spec.proto\x12$ai.stigmer.agentic.agentexecution.v1\x1a\x1egoogle/protobuf/duration.proto\"\xd7\x03\n\x12\x41gentExecutionSpec\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12O\n\x10\x65xecution_config\x18\x04 \x01(\x0b\x32\x35.ai.stigmer.agentic.agentexecution.v1.ExecutionConfig\x12]\n\x0bruntime_env\x18\x05 \x03(\x0b\x32H.ai.stigmer.agentic.agentexecution.v1.AgentExecutionSpec.RuntimeEnvEntry\x12\x16\n\x0e\x63\x61llback_token\x18\x06 \x01(\x0c\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12@\n\x06\x63\x61ller\x18\x08 \x01(\x0b\x32\x30.ai.stigmer.agentic.agentexecution.v1.CallerInfo\x1ag\n\x0fRuntimeEnvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x43\n\x05value\x18\x02 \x01(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.ExecutionValue:\x02\x38\x01\"{\n\x0f\x45xecutionConfig\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x0btemperature\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_temperature\"2\n\x0e\x45xecutionValue\x12\r\n\x05value\x18\x01 \x01(\t\x12\x11\n\tis_secret\x18\x02 \x01(\x08\"m\n\nCallerInfo\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63tivity_id\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x12\n\ntask_queue\x18\x05 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/ai/stigmer/agentic/agentexecution/v1/spec.proto\x12$ai.stigmer.agentic.agentexecution.v1\x1a.ai/stigmer/commons/apiresource/reference.proto\x1a\x1egoogle/protobuf/duration.proto\"\xa0\x04\n\x12\x41gentExecutionSpec\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12O\n\x10\x65xecution_config\x18\x04 \x01(\x0b\x32\x35.ai.stigmer.agentic.agentexecution.v1.ExecutionConfig\x12]\n\x0bruntime_env\x18\x05 \x03(\x0b\x32H.ai.stigmer.agentic.agentexecution.v1.AgentExecutionSpec.RuntimeEnvEntry\x12\x16\n\x0e\x63\x61llback_token\x18\x06 \x01(\x0c\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12@\n\x06\x63\x61ller\x18\x08 \x01(\x0b\x32\x30.ai.stigmer.agentic.agentexecution.v1.CallerInfo\x12G\n\tagent_ref\x18\t \x01(\x0b\x32\x34.ai.stigmer.commons.apiresource.ApiResourceReference\x1ag\n\x0fRuntimeEnvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x43\n\x05value\x18\x02 \x01(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.ExecutionValue:\x02\x38\x01\"{\n\x0f\x45xecutionConfig\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x0btemperature\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_temperature\"2\n\x0e\x45xecutionValue\x12\r\n\x05value\x18\x01 \x01(\t\x12\x11\n\tis_secret\x18\x02 \x01(\x08\"\xa3\x01\n\nCallerInfo\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63tivity_id\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x12\n\ntask_queue\x18\x05 \x01(\t\x12\x34\n\x11heartbeat_timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Durationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +35,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AGENTEXECUTIONSPEC_RUNTIMEENVENTRY']._loaded_options = None
   _globals['_AGENTEXECUTIONSPEC_RUNTIMEENVENTRY']._serialized_options = b'8\001'
-  _globals['_AGENTEXECUTIONSPEC']._serialized_start=122
-  _globals['_AGENTEXECUTIONSPEC']._serialized_end=593
-  _globals['_AGENTEXECUTIONSPEC_RUNTIMEENVENTRY']._serialized_start=490
-  _globals['_AGENTEXECUTIONSPEC_RUNTIMEENVENTRY']._serialized_end=593
-  _globals['_EXECUTIONCONFIG']._serialized_start=595
-  _globals['_EXECUTIONCONFIG']._serialized_end=718
-  _globals['_EXECUTIONVALUE']._serialized_start=720
-  _globals['_EXECUTIONVALUE']._serialized_end=770
-  _globals['_CALLERINFO']._serialized_start=772
-  _globals['_CALLERINFO']._serialized_end=881
+  _globals['_AGENTEXECUTIONSPEC']._serialized_start=170
+  _globals['_AGENTEXECUTIONSPEC']._serialized_end=714
+  _globals['_AGENTEXECUTIONSPEC_RUNTIMEENVENTRY']._serialized_start=611
+  _globals['_AGENTEXECUTIONSPEC_RUNTIMEENVENTRY']._serialized_end=714
+  _globals['_EXECUTIONCONFIG']._serialized_start=716
+  _globals['_EXECUTIONCONFIG']._serialized_end=839
+  _globals['_EXECUTIONVALUE']._serialized_start=841
+  _globals['_EXECUTIONVALUE']._serialized_end=891
+  _globals['_CALLERINFO']._serialized_start=894
+  _globals['_CALLERINFO']._serialized_end=1057
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from ai.stigmer.commons.apiresource import reference_pb2 as _reference_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
@@ -57,12 +58,14 @@ class AgentExecutionSpec(_message.Message):
     CALLBACK_TOKEN_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     CALLER_FIELD_NUMBER: _builtins.int
+    AGENT_REF_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """The conversation session the execution belongs to; executions of one session share history.
     Optional; when empty the execution runs in a fresh session.
     """
     agent_id: _builtins.str
-    """The id of the agent to run. Required; the execution fails with error type "AgentNotFound"
+    """The id of the agent to run. Required unless `agent_ref` (or `session_id`, to continue a
+    session with its agent) names it; the execution fails with error type "AgentNotFound"
     if no such agent exists.
     """
     message: _builtins.str
@@ -123,7 +126,8 @@ class AgentExecutionSpec(_message.Message):
     delivery, for example a minute or two; a shorter one makes Temporal retry the caller
     while the execution still runs. A heartbeat timeout on the caller's activity is fine
     and recommended: the service keeps it alive by heartbeating well within it while the
-    execution runs, so a lost service is detected without waiting for the whole timeout.
+    execution runs (say it in `caller.heartbeat_timeout`; 60 s is assumed otherwise), so a
+    lost service is detected without waiting for the whole timeout.
     """
     idempotency_key: _builtins.str
     """A caller-supplied key that makes creation idempotent: there is at most one execution per
@@ -148,6 +152,14 @@ class AgentExecutionSpec(_message.Message):
         Optional; for logs and operators only (not secret, not used to deliver the callback).
         """
 
+    @_builtins.property
+    def agent_ref(self) -> _reference_pb2.ApiResourceReference:
+        """The agent to run, by its reference (scope, org and slug) instead of its id: the service
+        resolves it with the same visibility rules as AgentQueryService.GetAgentByReference, so a
+        caller that knows an agent by name creates its execution in one RPC. Optional; used only
+        when `agent_id` is empty. An agent it does not find is NOT_FOUND on the create.
+        """
+
     def __init__(
         self,
         *,
@@ -159,10 +171,11 @@ class AgentExecutionSpec(_message.Message):
         callback_token: _builtins.bytes = ...,
         idempotency_key: _builtins.str = ...,
         caller: Global___CallerInfo | None = ...,
+        agent_ref: _reference_pb2.ApiResourceReference | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "execution_config", b"execution_config"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent_ref", b"agent_ref", "caller", b"caller", "execution_config", b"execution_config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "callback_token", b"callback_token", "caller", b"caller", "execution_config", b"execution_config", "idempotency_key", b"idempotency_key", "message", b"message", "runtime_env", b"runtime_env", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_ref", b"agent_ref", "callback_token", b"callback_token", "caller", b"caller", "execution_config", b"execution_config", "idempotency_key", b"idempotency_key", "message", b"message", "runtime_env", b"runtime_env", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -235,7 +248,8 @@ Global___ExecutionValue: _TypeAlias = ExecutionValue  # noqa: Y015
 @_typing.final
 class CallerInfo(_message.Message):
     """CallerInfo identifies the Temporal activity that waits on an execution.
-    It is informational, for logs and operators; it is not secret.
+    It is informational, for logs and operators, except `heartbeat_timeout`, which paces the
+    service's heartbeats of the caller; it is not secret.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -245,6 +259,7 @@ class CallerInfo(_message.Message):
     ACTIVITY_ID_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
     TASK_QUEUE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_TIMEOUT_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """The workflow id of the caller's workflow. Optional."""
     run_id: _builtins.str
@@ -255,6 +270,16 @@ class CallerInfo(_message.Message):
     """The Temporal namespace of the caller's workflow. Optional."""
     task_queue: _builtins.str
     """The task queue of the caller's activity. Optional."""
+    @_builtins.property
+    def heartbeat_timeout(self) -> _duration_pb2.Duration:
+        """The heartbeat timeout of the caller's activity: the longest it may go without a heartbeat
+        before Temporal times it out. Optional; unset or zero means 60 s (what callers set before
+        this field existed). While the execution has not ended, the service heartbeats the caller
+        at least every quarter of it, and more often (every `STIGMER_CALLER_HEARTBEAT_INTERVAL`,
+        10 s by default) while its budget of heartbeats per second allows; so a longer timeout
+        costs fewer heartbeats in a large deployment, and a lost service is noticed later.
+        """
+
     def __init__(
         self,
         *,
@@ -263,10 +288,11 @@ class CallerInfo(_message.Message):
         activity_id: _builtins.str = ...,
         namespace: _builtins.str = ...,
         task_queue: _builtins.str = ...,
+        heartbeat_timeout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_timeout", b"heartbeat_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "namespace", b"namespace", "run_id", b"run_id", "task_queue", b"task_queue", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "heartbeat_timeout", b"heartbeat_timeout", "namespace", b"namespace", "run_id", b"run_id", "task_queue", b"task_queue", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
