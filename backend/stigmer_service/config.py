@@ -41,7 +41,9 @@ class Settings:
     secrets_key: str = ""  # A Fernet key; empty means the key file next to the database.
     # The execution's own timeout when its config sets none.
     default_execution_timeout: float = 600.0
-    # How often the service heartbeats the caller's activity (the caller's heartbeat timeout is 60 s).
+    # How often the service heartbeats each caller's activity while its budget allows (more
+    # callers stretch it; a quarter of the caller's own heartbeat timeout bounds it), and the
+    # longest round of the sweeper: a cancelled caller is noticed within it.
     caller_heartbeat_interval: float = 10.0
     # How often the agent activity heartbeats, and the timeout Temporal enforces on it.
     activity_heartbeat_interval: float = 2.0
@@ -53,10 +55,14 @@ class Settings:
     callback_max_attempts: int = 5
     callback_retry_initial_interval: float = 1.0
     callback_rpc_timeout: float = 10.0
-    # The caller sweeper's budget of Temporal RPCs per second (heartbeats and workflow checks),
-    # kept under the namespace's rate limit; the RPC timeout of each; how often it checks that a
-    # waiting execution's own workflow still runs.
-    caller_heartbeat_rps: float = 1000.0
+    # The caller sweeper's budget of Temporal RPCs per second (heartbeats and workflow checks)
+    # for the whole deployment (there is one sweeper); the RPC timeout of each; how often it
+    # checks that a waiting execution's own workflow still runs (stretched as the heartbeats
+    # are). 100/s keeps the base cadence up to about 850 waiting callers and spends the same
+    # 100/s on 10,000 of them (a heartbeat every ~2 min within their 10 min timeout): idle
+    # callers should not take a large share of the namespace's rate limit (Temporal's default
+    # is 2,400 RPS per frontend host), which the executions' own work needs.
+    caller_heartbeat_rps: float = 100.0
     caller_heartbeat_rpc_timeout: float = 5.0
     execution_check_interval: float = 60.0
     # RPC timeout of starting an execution's workflow, so an unreachable Temporal fails fast.

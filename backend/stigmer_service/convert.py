@@ -69,13 +69,16 @@ def agent_to_proto(record: AgentRecord) -> agent_api_pb2.Agent:
 
 
 def caller_to_proto(caller: CallerRef) -> spec_pb2.CallerInfo:
-    return spec_pb2.CallerInfo(
+    info = spec_pb2.CallerInfo(
         workflow_id=caller.workflow_id,
         run_id=caller.run_id,
         activity_id=caller.activity_id,
         namespace=caller.namespace,
         task_queue=caller.task_queue,
     )
+    if caller.heartbeat_timeout:
+        info.heartbeat_timeout.FromTimedelta(datetime.timedelta(seconds=caller.heartbeat_timeout))
+    return info
 
 
 def _step(step: StepRecord) -> status_pb2.AgentStep:

@@ -8,7 +8,7 @@ import contextlib
 import datetime
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -18,6 +18,7 @@ from backend.stigmer_service.store.repository import Store
 log = logs.get(__name__)
 
 CALLBACK_OUTCOMES = ("completed", "failed", "cancelled", "already_closed", "error")
+SWEEPER_RPC_KINDS = ("heartbeat", "workflow_check")
 PHASE_NAMES = {
     states.PHASE_PENDING: "PENDING",
     states.PHASE_RUNNING: "RUNNING",
@@ -69,6 +70,23 @@ class ServiceMetrics:
             "with this replica's key (counted once per sweep).",
             registry=self.registry,
         )
+        self.sweeper_rpcs = Counter(
+            "stigmer_caller_sweeper_rpcs",
+            "Temporal RPCs the caller sweeper sent, by kind: `heartbeat` (a waiting caller's "
+            "activity, retries after RESOURCE_EXHAUSTED included) or `workflow_check` (is a "
+            "waiting execution's own workflow still running).",
+            ["kind"],
+            registry=self.registry,
+        )
+        for kind in SWEEPER_RPC_KINDS:
+            self.sweeper_rpcs.labels(kind)
+        self.heartbeat_interval = Gauge(
+            "stigmer_caller_heartbeat_interval_seconds",
+            "How often the caller sweeper heartbeats each waiting caller now: the base "
+            "interval, stretched to keep many callers within the RPC budget (a caller with a "
+            "short heartbeat timeout is heartbeated more often).",
+            registry=self.registry,
+        )
         self._store_collector: StoreCollector | None = None
 
     def callback_delivered(self, phase: int, completed_at: datetime.datetime | None) -> None:
@@ -85,6 +103,12 @@ class ServiceMetrics:
 
     def caller_tokens_unreadable(self, count: int) -> None:
         self.unreadable_tokens.inc(count)
+
+    def caller_sweeper_rpc(self, kind: str) -> None:
+        self.sweeper_rpcs.labels(kind).inc()
+
+    def caller_heartbeat_interval(self, seconds: float) -> None:
+        self.heartbeat_interval.set(seconds)
 
     def observe_store(self, store: Store, loop: asyncio.AbstractEventLoop) -> None:
         """Adds the database-backed gauges, read on `loop` when Prometheus scrapes."""

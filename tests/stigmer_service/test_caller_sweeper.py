@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
+from backend.stigmer_service import states
 from backend.stigmer_service.config import Settings
 from backend.stigmer_service.execution import callers, worker
+from backend.stigmer_service.execution.caller_schedule import CallerSchedule
 from backend.stigmer_service.store.records import (
     CallerRef,
     UnreadableToken,
@@ -49,7 +52,7 @@ class Handle:
         self.token = token
         self.beats = beats
 
-    async def heartbeat(self, **_: Any) -> None:
+    async def heartbeat(self, *_: Any, **__: Any) -> None:
         if self.token == b"odd":
             raise ValueError("an odd token")
         self.beats.append(self.token)
@@ -90,7 +93,8 @@ class ScriptedHandle:
         self.client = client
         self.token = token
 
-    async def heartbeat(self, **kwargs: Any) -> None:
+    async def heartbeat(self, *details: Any, **kwargs: Any) -> None:
+        self.client.details.append(details)
         self.client.rpc_timeouts.append(kwargs.get("rpc_timeout"))
         self.client.sent.append((time.monotonic(), self.token))
         if self.token == b"hang":
@@ -108,6 +112,7 @@ class ScriptedClient:
         self.beats: list[bytes] = []
         self.sent: list[tuple[float, bytes]] = []
         self.rpc_timeouts: list[Any] = []
+        self.details: list[tuple[Any, ...]] = []
         self.throttled = throttled or {}
 
     def get_async_activity_handle(self, task_token: bytes) -> ScriptedHandle:
@@ -143,6 +148,9 @@ async def test_a_hanging_heartbeat_is_cut_by_its_rpc_timeout() -> None:
     assert time.monotonic() - began < 5
     assert sorted(client.beats) == [b"first", b"last"]
     assert client.rpc_timeouts == [timedelta(seconds=0.2)] * 3
+    # Each heartbeat says its execution (Temporal keeps only the last heartbeat's details).
+    assert sorted(d[0]["execution_id"] for d in client.details) == ["aex-0", "aex-1", "aex-2"]
+    assert all(len(d) == 1 and set(d[0]) == {"execution_id"} for d in client.details)
 
 
 async def test_a_sweep_keeps_to_its_rpc_budget() -> None:
@@ -190,8 +198,40 @@ async def test_an_unreadable_token_is_counted_and_the_others_heartbeated() -> No
 
     client = ScriptedClient()
     heartbeats = sweeper(StoreWithUnreadable([b"first", b"last"]), client)
+    clock = [0.0]
+    heartbeats.schedule = CallerSchedule(heartbeats.settings, clock=lambda: clock[0])
     assert await heartbeats.sweep() == 2
+    clock[0] += heartbeats.settings.caller_heartbeat_interval  # Both are due again.
     await heartbeats.sweep()
     assert sorted(client.beats) == [b"first", b"first", b"last", b"last"]
     counted = heartbeats.metrics.registry.get_sample_value("stigmer_caller_tokens_unreadable_total")
     assert counted == 2
+
+
+async def test_a_caller_whose_execution_ended_during_the_round_is_left_alone() -> None:
+    """A round sends its heartbeats over several seconds: an execution that ended after the
+    round read it has had its callback, so the heartbeat's NOT_FOUND is expected, and neither
+    the caller's workflow is described nor the execution signalled."""
+
+    class Gone(ScriptedHandle):
+        async def heartbeat(self, *details: Any, **kwargs: Any) -> None:
+            raise RPCError("activity not found", RPCStatusCode.NOT_FOUND, b"")
+
+    class GoneClient(ScriptedClient):
+        def get_async_activity_handle(self, task_token: bytes) -> ScriptedHandle:
+            return Gone(self, task_token)
+
+        def get_workflow_handle(self, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("no describe and no signal for an ended execution")
+
+    class EndedStore(ScriptedStore):
+        async def for_delivery(self, execution_id: str) -> Any:
+            record = SimpleNamespace(phase=states.PHASE_COMPLETED)
+            return SimpleNamespace(execution=record, token_hash="hash-0")
+
+    client = GoneClient()
+    store = EndedStore([b"ended"])
+    waiting = (await store.waiting_callers()).callers[0]
+    waiting.caller = CallerRef(workflow_id="caller-workflow")
+    heartbeats = sweeper(store, client)
+    await heartbeats._heartbeat(waiting)

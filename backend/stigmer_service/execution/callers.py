@@ -4,9 +4,16 @@ A caller's agent-call activity has a heartbeat timeout, so that a lost execution
 waiting for days. The service heartbeats it with the callback token. One activity per execution
 doing that held a worker slot for the execution's whole life and cost every call an extra
 activity start and cancel; instead one long activity sweeps all executions that have not ended,
-every `caller_heartbeat_interval` seconds. It runs in a workflow with a fixed id per task queue,
-so there is one sweeper however many replicas serve, and when its replica dies Temporal retries
-it on another one after its heartbeat timeout.
+in rounds of at most `caller_heartbeat_interval` seconds: each round reads the waiting callers
+once and heartbeats those that are due (`caller_schedule.py`: every caller at the base interval
+while the budget allows, stretched beyond it in a large deployment, never beyond a quarter of
+the caller's own heartbeat timeout). It runs in a workflow with a fixed id per task queue, so
+there is one sweeper however many replicas serve, and when its replica dies Temporal retries it
+on another one after its heartbeat timeout.
+
+A heartbeat carries the execution id as its details: Temporal keeps only the last heartbeat's
+details, and the caller reads the execution to cancel from them (when its workflow is cancelled,
+or when its activity timed out because this service was gone).
 
 A sweep also notices callers that went away: a cancelled caller's heartbeat raises
 `AsyncActivityCancelledError`, a closed caller's returns NOT_FOUND; either way the execution
@@ -14,15 +21,18 @@ workflow gets the `cancel` signal, ends CANCELLED, and its callback tells the ca
 that it had already closed).
 
 A sweep is bounded: each RPC has its own timeout, all its RPCs share a budget per second
-(`caller_heartbeat_rps`, under the namespace's rate limit) and a RESOURCE_EXHAUSTED answer
-pauses them all and is retried (back-off, not a failure). A token that does not decrypt skips
+(`caller_heartbeat_rps`, under the namespace's rate limit; more only when the callers' own
+heartbeat timeouts need more) and a RESOURCE_EXHAUSTED answer pauses them all and is retried
+(back-off, not a failure). A token that does not decrypt skips
 its caller only; an execution whose own workflow is gone is ended (`lost_executions`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from temporalio import activity, workflow
@@ -31,9 +41,11 @@ from temporalio.client import AsyncActivityCancelledError, Client
 from temporalio.service import RPCError, RPCStatusCode
 
 with workflow.unsafe.imports_passed_through():
-    from backend.stigmer_service import logs
+    from backend.stigmer_service import logs, states
     from backend.stigmer_service.config import Settings
+    from backend.stigmer_service.errors import NotFound
     from backend.stigmer_service.execution import callback, policies
+    from backend.stigmer_service.execution.caller_schedule import CallerSchedule, Due
     from backend.stigmer_service.execution.lost_executions import LostExecutions
     from backend.stigmer_service.execution.models import CallerSweepInput
     from backend.stigmer_service.execution.rate_limit import TokenBucket
@@ -71,38 +83,63 @@ class CallerHeartbeats:
         self.metrics = metrics or ServiceMetrics()
         self.bucket = TokenBucket(settings.caller_heartbeat_rps)
         self.lost = LostExecutions(store, client, settings, self.bucket)
+        self.schedule = CallerSchedule(settings)
         self._reported: set[str] = set()  # Unreadable tokens already logged by this sweeper.
+        self._round_seconds = settings.caller_heartbeat_interval
+        self._over_budget = False
 
     @activity.defn
     async def heartbeat_callers(self, request: CallerSweepInput) -> None:
-        """Sweeps every interval for `run_seconds`, then returns (the workflow continues as new)."""
+        """Sweeps a round at a time for `run_seconds`, then returns (the workflow continues as
+        new; this object, and so the schedule, stays with the worker)."""
         deadline = time.monotonic() + request.run_seconds
         while time.monotonic() < deadline:
             began = time.monotonic()
             await self.sweep()
-            next_sweep = began + self.settings.caller_heartbeat_interval
+            next_sweep = began + self._round_seconds
             while (remaining := next_sweep - time.monotonic()) > 0:
                 # Alive while it waits, whatever the interval (the SDK throttles these).
                 activity.heartbeat()
                 await asyncio.sleep(min(remaining, 1.0))
 
     async def sweep(self) -> int:
-        """Heartbeats every caller that waits now; returns how many it tried."""
+        """One round: checks and heartbeats the waiting callers that are due before the next
+        round, each at its own time (`caller_schedule.py`); returns how many it handled."""
         found = await self.store.waiting_callers()
         self._report(found.unreadable)
-        waiting = found.callers
-        due = self.lost.due(waiting)
+        plan = self.schedule.plan(found.callers)
+        began = time.monotonic()
+        self._round_seconds = plan.seconds
+        self.metrics.caller_heartbeat_interval(plan.heartbeat_interval)
+        self._pace(plan.rps)
         gate = asyncio.Semaphore(SWEEP_CONCURRENCY)
 
-        async def one(caller: WaitingCaller) -> None:
+        async def one(due: Due) -> None:
+            if (wait := began + due.at - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
             async with gate:
-                if caller.execution_id not in due or not await self._lost(caller):
-                    await self._heartbeat(caller)
-                if activity.in_activity():
-                    activity.heartbeat()  # A sweep of many callers outlasts the timeout.
+                lost = due.check and await self._lost(due.caller)
+                if due.heartbeat and not lost:
+                    await self._heartbeat(due.caller)
 
-        await asyncio.gather(*(one(caller) for caller in waiting))
-        return len(waiting)
+        async with _keeping_alive():
+            await asyncio.gather(*(one(due) for due in plan.due))
+        return len(plan.due)
+
+    def _pace(self, rps: float) -> None:
+        """Paces the RPCs to the round's rate; says so when the callers' timeouts need more
+        than the budget (once, until they fit again)."""
+        over = rps > self.settings.caller_heartbeat_rps > 0
+        if over and not self._over_budget:
+            log.warning(
+                "the waiting callers' heartbeat timeouts need more RPCs than "
+                "STIGMER_CALLER_HEARTBEAT_RPS; sending what they need",
+                rps=round(rps, 1),
+                budget=self.settings.caller_heartbeat_rps,
+            )
+        self._over_budget = over
+        if rps != self.bucket.rate:
+            self.bucket.set_rate(rps)
 
     def _report(self, unreadable: list[UnreadableToken]) -> None:
         """Counts the callers skipped for an unreadable token; logs each once (never the token)."""
@@ -119,6 +156,8 @@ class CallerHeartbeats:
         self._reported = {row.execution_id for row in unreadable}
 
     async def _lost(self, caller: WaitingCaller) -> bool:
+        self.schedule.checked(caller.execution_id)
+        self.metrics.caller_sweeper_rpc("workflow_check")
         try:
             return await self.lost.end_if_lost(caller)
         except Exception as error:
@@ -132,11 +171,14 @@ class CallerHeartbeats:
 
     async def _heartbeat(self, caller: WaitingCaller) -> None:
         fields = {"execution_id": caller.execution_id, "token_hash": caller.token_hash}
+        self.schedule.heartbeated(caller)
         try:
             await self._send(caller)
         except AsyncActivityCancelledError:
             await self._stop(caller, "the caller's activity was cancelled")
         except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND and not await self._still_waiting(caller):
+                return  # Ended (or a new token came) since the round read it: nothing to do.
             if error.status == RPCStatusCode.NOT_FOUND and await self._caller_closed(caller):
                 await self._stop(caller, "the caller's workflow has closed")
                 return
@@ -158,10 +200,15 @@ class CallerHeartbeats:
         backoff = THROTTLE_BACKOFF
         for attempt in range(1, THROTTLE_ATTEMPTS + 1):
             await self.bucket.acquire()
+            self.metrics.caller_sweeper_rpc("heartbeat")
             try:
                 # The SDK's own deadline, and ours: a call that ignores it still ends.
                 await asyncio.wait_for(
-                    handle.heartbeat(rpc_timeout=timedelta(seconds=timeout)), timeout + 1.0
+                    handle.heartbeat(
+                        {"execution_id": caller.execution_id},
+                        rpc_timeout=timedelta(seconds=timeout),
+                    ),
+                    timeout + 1.0,
                 )
                 return
             except TimeoutError:
@@ -188,6 +235,20 @@ class CallerHeartbeats:
                 execution_id=caller.execution_id,
             )
 
+    async def _still_waiting(self, caller: WaitingCaller) -> bool:
+        """Whether the execution still waits with this token: a round sends its heartbeats
+        over several seconds, and an execution that ended meanwhile has had its callback."""
+        try:
+            current = await self.store.for_delivery(caller.execution_id)
+        except NotFound:
+            return False
+        except Exception:
+            return True  # Cannot tell: as if it waits.
+        return current.token_hash == caller.token_hash and current.execution.phase in (
+            states.PHASE_PENDING,
+            states.PHASE_RUNNING,
+        )
+
     async def _caller_closed(self, caller: WaitingCaller) -> bool:
         handle = callback.caller_workflow(self.client, caller.caller)
         if handle is None:
@@ -200,6 +261,26 @@ class CallerHeartbeats:
             description.raw_description.workflow_execution_info.status
             != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
         )
+
+
+@contextlib.asynccontextmanager
+async def _keeping_alive() -> AsyncIterator[None]:
+    """Heartbeats the sweeper's own activity through a round, however long it waits between
+    its callers (the SDK throttles these)."""
+    if not activity.in_activity():
+        yield
+        return
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(1.0)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 @workflow.defn

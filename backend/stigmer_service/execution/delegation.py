@@ -130,6 +130,11 @@ class Delegation:
                             activity_id=info.activity_id,
                             namespace=info.workflow_namespace or "",
                             task_queue=info.task_queue,
+                            heartbeat_timeout=(
+                                info.heartbeat_timeout.total_seconds()
+                                if info.heartbeat_timeout
+                                else 0.0
+                            ),
                         )
                     )
                 ),

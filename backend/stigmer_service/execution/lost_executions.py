@@ -1,13 +1,12 @@
 """Waiting executions whose own workflow is gone (terminated by an operator, or otherwise
 closed without recording an end): nobody will end them, so their callers must not be kept
-alive for ever. The sweeper checks each waiting execution's workflow now and then, ends a lost
-one CANCELLED (a guarded write: an end recorded meanwhile wins) and has its callback delivered,
-so the caller gets a non-retryable ExecutionCancelled instead of heartbeats."""
+alive for ever. The sweeper checks each waiting execution's workflow now and then (when
+`caller_schedule.py` says it is due), ends a lost one CANCELLED (a guarded write: an end
+recorded meanwhile wins) and has its callback delivered, so the caller gets a non-retryable
+ExecutionCancelled instead of heartbeats."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -40,30 +39,11 @@ class LostExecutions:
         client: Client,
         settings: Settings,
         bucket: TokenBucket,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.client = client
         self.settings = settings
         self.bucket = bucket
-        self._clock = clock
-        # When each waiting execution's workflow is next checked. An execution is first checked
-        # one interval after the sweeper first sees it, which leaves its workflow time to start.
-        self._next_check: dict[str, float] = {}
-
-    def due(self, waiting: list[WaitingCaller]) -> set[str]:
-        """The executions among `waiting` whose workflow is due for a check (and forgets those
-        that no longer wait)."""
-        now, interval = self._clock(), self.settings.execution_check_interval
-        current = {caller.execution_id for caller in waiting}
-        for execution_id in self._next_check.keys() - current:
-            del self._next_check[execution_id]
-        due = set()
-        for execution_id in current:
-            if self._next_check.setdefault(execution_id, now + interval) <= now:
-                due.add(execution_id)
-                self._next_check[execution_id] = now + interval
-        return due
 
     async def end_if_lost(self, caller: WaitingCaller) -> bool:
         """True when the execution's workflow is gone (it is then ended and its callback

@@ -22,6 +22,7 @@ class TokenBucket:
     ) -> None:
         self.rate = rate
         self.burst = max(1.0, burst if burst is not None else rate / 10)
+        self._burst_given = burst is not None
         self._clock = clock
         self._sleep = sleep
         self._tokens = self.burst
@@ -43,6 +44,13 @@ class TokenBucket:
                 self._tokens -= 1
                 return
             await self._sleep((1 - self._tokens) / self.rate)
+
+    def set_rate(self, rate: float) -> None:
+        """A new rate from now on (and a tenth of it as the burst, unless one was given)."""
+        self.rate = rate
+        if not self._burst_given:
+            self.burst = max(1.0, rate / 10)
+            self._tokens = min(self._tokens, self.burst)
 
     def pause(self, seconds: float) -> None:
         """No token for `seconds` from now, for anyone (and none saved up meanwhile)."""

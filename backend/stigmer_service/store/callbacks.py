@@ -40,6 +40,7 @@ class CallbackStore(StoreBase):
                         executions.c.token_enc,
                         executions.c.token_hash,
                         executions.c.caller,
+                        executions.c.created_at,
                     ).where(
                         executions.c.phase.in_([states.PHASE_PENDING, states.PHASE_RUNNING])
                         & executions.c.token_enc.is_not(None)
@@ -59,6 +60,7 @@ class CallbackStore(StoreBase):
                     token=token,
                     token_hash=row.token_hash,
                     caller=documents.caller(row.caller),
+                    created_at=utc(row.created_at),
                 )
             )
         return waiting

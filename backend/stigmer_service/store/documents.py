@@ -40,7 +40,12 @@ def caller(document: dict[str, Any] | None) -> CallerRef:
         activity_id=str(document.get("activityId", "")),
         namespace=str(document.get("namespace", "")),
         task_queue=str(document.get("taskQueue", "")),
+        heartbeat_timeout=_seconds(duration(document.get("heartbeatTimeout"))),
     )
+
+
+def _seconds(value: datetime.timedelta | None) -> float:
+    return 0.0 if value is None else value.total_seconds()
 
 
 def model_options(spec: dict[str, Any]) -> ModelOptions:

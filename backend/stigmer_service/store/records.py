@@ -16,6 +16,8 @@ class CallerRef:
     activity_id: str = ""
     namespace: str = ""
     task_queue: str = ""
+    # The caller activity's heartbeat timeout (s); 0: not said (an older caller).
+    heartbeat_timeout: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,6 +268,8 @@ class WaitingCaller:
     token: bytes
     token_hash: str
     caller: CallerRef
+    # When the execution was created (its caller's activity had just started); None: unknown.
+    created_at: datetime.datetime | None = None
 
     def __repr__(self) -> str:
         return f"WaitingCaller({self.execution_id}, token_hash={self.token_hash})"

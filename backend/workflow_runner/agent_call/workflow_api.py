@@ -21,9 +21,14 @@ from backend.workflow_runner.agent_call.models import (
 # Same default as the activity sends to the service, so both sides agree on the execution timeout.
 DEFAULT_TIMEOUT = timedelta(minutes=10)
 MIN_MARGIN = timedelta(seconds=30)
-# The Stigmer service heartbeats the waiting activity about every 10 s; a lost service shows up
-# within this, and it is how a workflow cancellation reaches the running agent.
-HEARTBEAT_TIMEOUT = timedelta(seconds=60)
+# The Stigmer service heartbeats the waiting activity (every 10 s in a small deployment, and
+# at least every quarter of this timeout, which the activity tells it, in a large one); the
+# heartbeats are also how a workflow cancellation reaches the running agent. A lost service or
+# execution shows up within this timeout: 10 min instead of the earlier 60 s, because every
+# heartbeat is a Temporal RPC and a longer timeout lets a deployment with many waiting calls send
+# fewer of them (caller_schedule.py in the service). The start-to-close timeout still bounds the
+# whole call (and Temporal caps this at it, so a short call's is shorter).
+HEARTBEAT_TIMEOUT = timedelta(minutes=10)
 # Transient failures (service unavailable, deadline, lost heartbeats) retry with the same
 # idempotency key, so a retry never starts a second agent run.
 RETRY_POLICY = RetryPolicy(

@@ -23,6 +23,10 @@ from temporalio.worker import Worker
 
 from backend.workflow_runner.agent_call.activities import agent_call_activities
 from backend.workflow_runner.agent_call.models import CallAgentInput
+from backend.workflow_runner.agent_call.workflow_api import (
+    HEARTBEAT_TIMEOUT,
+    start_to_close_timeout,
+)
 from tests.workflow_runner.agent_call.agent_call_workflow import AgentCallWorkflow
 from tests.workflow_runner.agent_call.fake_stigmer import Created, FakeStigmer, serve_fake
 
@@ -73,6 +77,12 @@ async def test_the_agent_result_completes_the_call(
     assert spec.idempotency_key == f"{handle.id}/{handle.result_run_id}/1"
     assert spec.caller.workflow_id == handle.id
     assert spec.caller.task_queue == task_queue
+    # The service paces its heartbeats of the caller by it (at least every quarter of it);
+    # Temporal caps it at the start-to-close timeout, which this short call's is under.
+    assert spec.caller.heartbeat_timeout.ToTimedelta() == min(
+        HEARTBEAT_TIMEOUT, start_to_close_timeout(call)
+    )
+    assert start_to_close_timeout(call) < HEARTBEAT_TIMEOUT
 
     # The activity waits without a slot: the workflow is running, its activity started and open.
     description = await handle.describe()
