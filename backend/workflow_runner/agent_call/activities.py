@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from backend.common import contract, secret_placeholders
 from backend.common.contract import handshake_id, token_hash
 from backend.workflow_runner import metrics
-from backend.workflow_runner.agent_call import convert, errors, secrets
+from backend.workflow_runner.agent_call import cancelled_calls, convert, errors, secrets
 from backend.workflow_runner.agent_call.client import DEFAULT_DEADLINE_SECONDS, StigmerClient
 from backend.workflow_runner.agent_call.models import (
     CALL_AGENT_ACTIVITY,
@@ -124,10 +124,20 @@ class CallAgentActivity:
 
     @activity.defn(name=CANCEL_AGENT_CALL_ACTIVITY)
     async def cancel_agent_call(self, request: CancelAgentCallInput) -> CancelAgentCallOutput:
-        """Cancels an execution whose caller went away; tolerates one that has already ended."""
-        log = logger.bind(execution_id=request.execution_id)
+        """Cancels an execution whose caller went away; tolerates one that has already ended.
+        Without an execution id, those of the workflow's calls it asked to cancel."""
+        if request.execution_id:
+            return await self._cancel(request.execution_id, request.reason)
+        found = await cancelled_calls.cancel_requested_executions(
+            activity.client(), activity.info()
+        )
+        results = [await self._cancel(execution_id, request.reason) for execution_id in found]
+        return CancelAgentCallOutput(cancelled=any(result.cancelled for result in results))
+
+    async def _cancel(self, execution_id: str, reason: str) -> CancelAgentCallOutput:
+        log = logger.bind(execution_id=execution_id)
         try:
-            await self._client.cancel_execution(request.execution_id, request.reason)
+            await self._client.cancel_execution(execution_id, reason)
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
                 log.info("agent execution already ended", grpc_status=error.code().name)

@@ -91,7 +91,9 @@ class CallAgentOutput:
 
 @dataclasses.dataclass
 class CancelAgentCallInput:
-    """Cancels the agent execution of a cancelled agent call (ids only, never the token)."""
+    """Cancels the agent execution of a cancelled agent call (ids only, never the token).
+    Empty `execution_id`: the executions of the calling workflow's agent calls whose
+    cancellation it requested (the activity finds them: cancelled_calls.py)."""
 
     execution_id: str
     reason: str = "the calling workflow was cancelled"

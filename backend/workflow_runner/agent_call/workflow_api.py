@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from backend.workflow_runner.agent_call.models import (
     NON_RETRYABLE_ERROR_TYPES,
     CallAgentInput,
     CancelAgentCallInput,
+    CancelAgentCallOutput,
 )
 
 # Same default as the activity sends to the service, so both sides agree on the execution timeout.
@@ -39,6 +41,11 @@ RETRY_POLICY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
 )
 CLEANUP_TIMEOUT = timedelta(seconds=30)
+# New commands on a cancelled call (the cancel activity at once): histories recorded before
+# replay without them.
+PROMPT_CANCEL_PATCH = "agent-call-cancels-its-execution-at-once"
+# The cancel activity's request for the executions of this workflow's cancelled calls.
+OF_CANCELLED_CALLS = CancelAgentCallInput(execution_id="")
 
 
 def start_to_close_timeout(call: CallAgentInput) -> timedelta:
@@ -51,44 +58,65 @@ async def run_agent_call(call: CallAgentInput) -> dict[str, Any]:
     """Calls the agent and returns its result object (`output`, `execution_id`, `steps`, ...).
 
     A failure of the agent or of the call is raised as the `ActivityError` Temporal reports. On
-    cancellation of the workflow the activity's cancellation is awaited: the service sees it on
-    its next heartbeat, cancels the execution and reports back; the cancellation then propagates.
+    cancellation of the workflow (or of the task, by a DSL `timeout`) the activity is cancelled
+    and its execution with it, at once (the cancel activity finds the execution in the
+    activity's heartbeat details); then the activity's cancellation is awaited: the service
+    reports it when the execution has ended, and the cancellation propagates. Workflows that
+    started before this waited for the service's next heartbeat of the caller instead (minutes
+    in a large deployment), and still do when replayed.
     """
+    prompt_cancel = workflow.patched(PROMPT_CANCEL_PATCH)
+    handle = workflow.start_activity(
+        CALL_AGENT_ACTIVITY,
+        call,
+        result_type=dict,
+        start_to_close_timeout=start_to_close_timeout(call),
+        heartbeat_timeout=HEARTBEAT_TIMEOUT,
+        retry_policy=RETRY_POLICY,
+        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        summary=f"call agent {call.agent}" + (f" at {call.task_path}" if call.task_path else ""),
+    )
+    cancelled_at_once = False
     try:
-        result = await workflow.execute_activity(
-            CALL_AGENT_ACTIVITY,
-            call,
-            result_type=dict,
-            start_to_close_timeout=start_to_close_timeout(call),
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=RETRY_POLICY,
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            summary=f"call agent {call.agent}"
-            + (f" at {call.task_path}" if call.task_path else ""),
-        )
+        if not prompt_cancel:
+            result = await handle
+        else:
+            try:
+                # Shielded: a cancellation reaches this code first, not the activity.
+                result = await asyncio.shield(handle)
+            except asyncio.CancelledError:
+                handle.cancel()  # Before the cancel activity: it finds the request recorded.
+                cancelled_at_once = await _cancel_execution(OF_CANCELLED_CALLS)
+                result = await handle
     except ActivityError as error:
         execution_id = _known_execution_id(error)
-        if execution_id:
-            await _cancel_execution(execution_id)
+        if execution_id and not cancelled_at_once:
+            await _cancel_execution(CancelAgentCallInput(execution_id))
         raise
     # An older service sends no `steps`: the DSL sees an empty list all the same.
     return {"steps": [], **result}
 
 
-async def _cancel_execution(execution_id: str) -> None:
-    """Nobody waits on the execution any more: make sure it does not keep running (best effort)."""
+async def _cancel_execution(request: CancelAgentCallInput) -> bool:
+    """Nobody waits on the execution any more: make sure it does not keep running (best
+    effort); True when it was cancelled now."""
     try:
-        await workflow.execute_activity(
+        done = await workflow.execute_activity(
             CANCEL_AGENT_CALL_ACTIVITY,
-            CancelAgentCallInput(execution_id),
+            request,
+            result_type=CancelAgentCallOutput,
             start_to_close_timeout=CLEANUP_TIMEOUT,
             retry_policy=RetryPolicy(maximum_attempts=3),
         )
     except ActivityError as cleanup_error:
         # The call's own failure is what the workflow must see, not the cleanup's.
         workflow.logger.warning(
-            "could not cancel agent execution %s: %s", execution_id, cleanup_error.cause
+            "could not cancel agent execution %s: %s",
+            request.execution_id or "(of the cancelled call)",
+            cleanup_error.cause,
         )
+        return False
+    return done.cancelled
 
 
 def _known_execution_id(error: ActivityError) -> str:

@@ -173,5 +173,5 @@ async def test_cancelling_the_workflow_reaches_the_service_by_heartbeat(
         await asyncio.wait_for(handle.result(), WAIT)
     assert isinstance(raised.value.cause, CancelledError)
     assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
-    # The reported execution is cancelled once more on the way out, which the service tolerates.
+    # The runner cancelled the execution itself as well, at once (test_prompt_cancel.py).
     assert await asyncio.wait_for(service.cancelled.get(), WAIT) == created.execution_id
