@@ -27,12 +27,12 @@ async def temporal() -> AsyncIterator[tuple[temporal_dev_server.DevServer, Clien
     """An in-memory dev server of its own, so no run sees another's leftover workflows."""
     server = await temporal_dev_server.start(db_filename=None)
     try:
-        yield server, await Client.connect(server.address, runtime=_quiet_runtime())
+        yield server, await Client.connect(server.address, runtime=quiet_runtime())
     finally:
         server.stop()
 
 
-def _quiet_runtime() -> Runtime:
+def quiet_runtime() -> Runtime:
     """SDK core logs at ERROR only: late heartbeats of finished executions warn once each."""
     quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
     return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet)))

@@ -28,6 +28,8 @@ from benchmarks import (
     throughput,
 )
 from benchmarks.models import HANDSHAKE, POLLING
+from benchmarks.system import rig as system_rig
+from benchmarks.system import run as system_run
 
 app = typer.Typer(add_completion=False, help=__doc__)
 SLOTS = 4
@@ -138,12 +140,46 @@ def main(
         float, typer.Option(help="events per second of the paced event delivery runs")
     ] = event_delivery.PACED_RATE,
     max_minutes: Annotated[
-        float, typer.Option(help="time box of the capacity runs; later repetitions are skipped")
-    ] = 6.0,
+        float | None,
+        typer.Option(
+            help="time box of the capacity runs (6; later repetitions are skipped), or of the "
+            "whole --system run (30; what is left is skipped, a run in progress stops waiting)"
+        ),
+    ] = None,
+    system: Annotated[
+        bool,
+        typer.Option(
+            help="only the system measurements (measurement 5): every component its own "
+            "process; system capacity for each N (--sizes 1000,10000) and the scale-out "
+            "comparison (--throughput-calls M, 200; --latency-calls, 50)"
+        ),
+    ] = False,
+    database: Annotated[
+        str, typer.Option(help="--system capacity runs: postgres or sqlite")
+    ] = system_rig.POSTGRES,
+    replicas: Annotated[
+        int, typer.Option(help="--system capacity runs: Stigmer service replicas (1 or 2)")
+    ] = 1,
+    workers: Annotated[
+        int, typer.Option(help="--system capacity runs: workflow runner workers (1 or 2)")
+    ] = 1,
 ) -> None:
     """Waiting capacity, callback latency, throughput and event delivery, each against its
     baseline."""
     started = time.monotonic()
+    # Checked before anything starts (SQLite with two replicas is refused here).
+    system_options = (
+        system_run.options(
+            quick=quick,
+            sizes=_sizes(sizes) if sizes else None,
+            layout=system_rig.Layout(database, replicas, workers),
+            burst=throughput_calls,
+            latency_calls=latency_calls,
+            minutes=max_minutes or 30.0,
+        )
+        if system
+        else None
+    )
     repeat = repeat or (2 if quick else 3)
     size_list = _sizes(sizes) if sizes else ([50] if quick else [100, 1000, 10_000])
     # Below 100 concurrent calls: the service's worker has 100 activity slots, and each running
@@ -168,6 +204,9 @@ def main(
 
     async def everything() -> None:
         # The fixed-size measurements first, the capacity runs (which grow with N) last.
+        if system_options is not None:
+            await system_run.measure(results.system, system_options, work_dir)
+            return
         if events_only:
             await _events(results, events, event_rate, work_dir)
             return
@@ -176,7 +215,7 @@ def main(
                 results, repeat, latency_calls, throughput_calls, work_dir, out
             )
             await _events(results, events, event_rate, work_dir)
-        deadline = started + max_minutes * 60
+        deadline = started + (max_minutes or 6.0) * 60
         await _capacity(
             results, size_list, repeat, 2.0 if quick else 5.0, full_slots_up_to, work_dir, deadline
         )

@@ -20,6 +20,8 @@ from benchmarks.latency import CALLS_PER_SECOND, END_AFTER_SECONDS, LatencyResul
 from benchmarks.models import BARE, HANDSHAKE, HANDSHAKE_SERVICE
 from benchmarks.profiling import ProfileRow
 from benchmarks.stats import Summary
+from benchmarks.system import report as system_report
+from benchmarks.system.run import SystemResults
 from benchmarks.throughput import DSL, PROCESSES, ThroughputResult
 
 RSS_TARGET_MB = 300.0
@@ -38,6 +40,7 @@ class Results:
     throughput: list[list[ThroughputResult]] = dataclasses.field(default_factory=list)
     profiles: dict[str, list[ProfileRow]] = dataclasses.field(default_factory=dict)
     events: list[EventResult] = dataclasses.field(default_factory=list)
+    system: SystemResults = dataclasses.field(default_factory=SystemResults)
     notes: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
 
@@ -213,6 +216,7 @@ def markdown(results: Results) -> str:
     out += _latency_section(results)
     out += _throughput_section(results)
     out += event_report.markdown(results.events)
+    out += system_report.markdown(results.system)
     for name, rows in results.profiles.items():
         out += [f"## Profile: {name} (top by own time)", ""]
         out += ["| function | calls | own s | cumulative s |", "| --- | --- | --- | --- |"]

@@ -57,6 +57,8 @@ class DevServer:
     db_filename: pathlib.Path | None
     log_path: pathlib.Path | None
     process: subprocess.Popen[bytes]
+    # The server's Prometheus endpoint (`/metrics` on this port): its own request counters.
+    metrics_port: int | None = None
 
     @property
     def address(self) -> str:
@@ -87,6 +89,7 @@ def launch(
 ) -> DevServer:
     """Starts the server process; `wait_ready` tells when it serves."""
     port = port or free_port(host)
+    metrics_port = free_port(host)
     argv = [
         str(find_temporal_cli()),
         "server",
@@ -98,7 +101,7 @@ def launch(
         "--http-port",
         str(free_port(host)),
         "--metrics-port",
-        str(free_port(host)),
+        str(metrics_port),
         "--log-level",
         "warn",
     ]
@@ -121,7 +124,7 @@ def launch(
     finally:
         if log_path:
             output.close()  # type: ignore[union-attr]
-    return DevServer(host, port, ui_port, db_filename, log_path, process)
+    return DevServer(host, port, ui_port, db_filename, log_path, process, metrics_port)
 
 
 async def wait_ready(server: DevServer, namespace: str = "default", timeout: float = 60.0) -> None:

@@ -1,0 +1,1 @@
+"""System-scale benchmark: every component its own process (measurement 5)."""
