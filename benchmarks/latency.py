@@ -43,7 +43,9 @@ async def _results(handles: list[Any], timeout: float) -> list[BenchCallOutput]:
     return list(await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout))
 
 
-async def run_fake_side(rig: Rig, design: str, calls: int) -> LatencyResult:
+async def run_fake_side(
+    rig: Rig, design: str, calls: int, rate: float = CALLS_PER_SECOND
+) -> LatencyResult:
     """The floor (`bare`: the token is completed) or polling (the status flips), same schedule."""
     loop = asyncio.get_running_loop()
     ends: dict[str, float] = {}
@@ -77,7 +79,7 @@ async def run_fake_side(rig: Rig, design: str, calls: int) -> LatencyResult:
             design,
             [f"latency {i}" for i in range(calls)],
             rig.fake_endpoint,
-            CALLS_PER_SECOND,
+            rate,
         )
         outputs = await _results(handles, 60 + calls * 0.5)
     finally:
@@ -85,12 +87,12 @@ async def run_fake_side(rig: Rig, design: str, calls: int) -> LatencyResult:
     return _summarize(design, [o.resumed_at - ends[str(o.result["execution_id"])] for o in outputs])
 
 
-async def run_service(rig: Rig, calls: int) -> LatencyResult:
+async def run_service(rig: Rig, calls: int, rate: float = CALLS_PER_SECOND) -> LatencyResult:
     """The real handshake: the service's agent ends (its answer is stored), then calls back."""
     low, high = END_AFTER_SECONDS
     messages = [f"latency {i} #sleep={random.uniform(low, high):.3f}" for i in range(calls)]
     handles = await driver.start_bench_calls(
-        rig.client, rig.queue, HANDSHAKE_SERVICE, messages, rig.fake_endpoint, CALLS_PER_SECOND
+        rig.client, rig.queue, HANDSHAKE_SERVICE, messages, rig.fake_endpoint, rate
     )
     outputs = await _results(handles, 60 + calls * 0.5)
     latencies: list[float] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import datetime
 import os
@@ -27,7 +28,9 @@ from benchmarks import (
     stack,
     throughput,
 )
+from benchmarks import hot_path as hot_path_bench
 from benchmarks.models import HANDSHAKE, POLLING
+from benchmarks.system import baseline as system_baseline
 from benchmarks.system import rig as system_rig
 from benchmarks.system import run as system_run
 
@@ -163,6 +166,24 @@ def main(
     workers: Annotated[
         int, typer.Option(help="--system capacity runs: workflow runner workers (1 or 2)")
     ] = 1,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="--system: a git revision whose service and runner also run each one-replica "
+            "scale-out layout, beside this code (before/after in one run)"
+        ),
+    ] = None,
+    scale_out_only: Annotated[
+        bool, typer.Option(help="--system: the scale-out runs only (no capacity runs)")
+    ] = False,
+    hot_path: Annotated[
+        bool,
+        typer.Option(
+            "--hot-path",
+            help="the handshake against the floor on SQLite and PostgreSQL (throughput, latency "
+            "at 5/s and at 80%% of the maximum); alone, or first with --system",
+        ),
+    ] = False,
 ) -> None:
     """Waiting capacity, callback latency, throughput and event delivery, each against its
     baseline."""
@@ -204,8 +225,22 @@ def main(
 
     async def everything() -> None:
         # The fixed-size measurements first, the capacity runs (which grow with N) last.
+        if hot_path:
+            for database in (stack.SQLITE, stack.POSTGRES):
+                typer.echo(f"hot path: {database}, {throughput_calls} calls + latency")
+                results.hot_path.append(
+                    await hot_path_bench.run(database, work_dir, throughput_calls, latency_calls)
+                )
+            if system_options is None:
+                return
         if system_options is not None:
-            await system_run.measure(results.system, system_options, work_dir)
+            with contextlib.ExitStack() as trees:
+                if baseline:
+                    system_options.baseline = trees.enter_context(
+                        system_baseline.checkout(baseline, work_dir)
+                    )
+                system_options.scale_out_only = scale_out_only
+                await system_run.measure(results.system, system_options, work_dir)
             return
         if events_only:
             await _events(results, events, event_rate, work_dir)

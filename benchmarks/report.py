@@ -13,9 +13,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
-from benchmarks import event_report
+from benchmarks import event_report, hot_path
 from benchmarks.capacity import CapacityResult
 from benchmarks.event_delivery import EventResult
+from benchmarks.hot_path import HotPathResult
 from benchmarks.latency import CALLS_PER_SECOND, END_AFTER_SECONDS, LatencyResult
 from benchmarks.models import BARE, HANDSHAKE, HANDSHAKE_SERVICE
 from benchmarks.profiling import ProfileRow
@@ -41,6 +42,7 @@ class Results:
     profiles: dict[str, list[ProfileRow]] = dataclasses.field(default_factory=dict)
     events: list[EventResult] = dataclasses.field(default_factory=list)
     system: SystemResults = dataclasses.field(default_factory=SystemResults)
+    hot_path: list[HotPathResult] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
 
@@ -217,6 +219,7 @@ def markdown(results: Results) -> str:
     out += _throughput_section(results)
     out += event_report.markdown(results.events)
     out += system_report.markdown(results.system)
+    out += hot_path.markdown(results.hot_path)
     for name, rows in results.profiles.items():
         out += [f"## Profile: {name} (top by own time)", ""]
         out += ["| function | calls | own s | cumulative s |", "| --- | --- | --- | --- |"]

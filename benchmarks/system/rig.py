@@ -24,6 +24,7 @@ from temporalio.client import Client
 
 from backend.common import temporal_dev_server
 from benchmarks import driver
+from benchmarks.system import baseline
 from tests.support import postgres, tickets, tickets_http
 from tests.support.processes import Process, child_env, wait_for_log, wait_ready, wait_serving
 
@@ -40,6 +41,8 @@ class Layout:
     database: str = POSTGRES
     replicas: int = 1
     workers: int = 1
+    # The service's and the runners' code: another revision's tree (`--baseline`), else this one.
+    source: pathlib.Path | None = None
 
     def __post_init__(self) -> None:
         if self.database not in (SQLITE, POSTGRES):
@@ -51,7 +54,13 @@ class Layout:
     def label(self) -> str:
         service = "replica" if self.replicas == 1 else "replicas"
         worker = "worker" if self.workers == 1 else "workers"
-        return f"{self.database}, {self.replicas} {service} + {self.workers} {worker}"
+        code = f", code of {baseline.short(self.source)}" if self.source else ""
+        return f"{self.database}, {self.replicas} {service} + {self.workers} {worker}{code}"
+
+    def env(self, extra: Mapping[str, str]) -> dict[str, str]:
+        """A service's or a runner's environment: `extra`, and the baseline's code if any."""
+        code = {"PYTHONPATH": baseline.python_path(self.source)} if self.source else {}
+        return child_env(dict(extra) | code)
 
 
 @dataclasses.dataclass
@@ -81,13 +90,24 @@ class SystemRig:
         return named
 
 
+def _python(layout: Layout, module: str) -> list[str]:
+    # -P: the working directory (this checkout) must not come before the baseline's code.
+    return [sys.executable, *(["-P"] if layout.source else []), "-m", module]
+
+
 def _service(
-    name: str, address: str, db_url: str, temporal: str, env: Mapping[str, str], log: pathlib.Path
+    layout: Layout,
+    name: str,
+    address: str,
+    db_url: str,
+    temporal: str,
+    env: Mapping[str, str],
+    log: pathlib.Path,
 ) -> Process:
     return Process(
         name,
-        [sys.executable, "-m", "backend.stigmer_service.main", "serve"],
-        child_env(
+        [*_python(layout, "backend.stigmer_service.main"), "serve"],
+        layout.env(
             {
                 "STIGMER_LISTEN": address,
                 "STIGMER_DB_URL": db_url,
@@ -100,11 +120,12 @@ def _service(
     )
 
 
-def _worker(name: str, queue: str, endpoint: str, temporal: str, log: pathlib.Path) -> Process:
-    argv = [sys.executable, "-m", "backend.workflow_runner.main", "worker", "--task-queue", queue]
-    return Process(
-        name, argv, child_env({"TEMPORAL_ADDRESS": temporal, "STIGMER_ENDPOINT": endpoint}), log
-    )
+def _worker(
+    layout: Layout, name: str, queue: str, endpoint: str, temporal: str, log: pathlib.Path
+) -> Process:
+    argv = [*_python(layout, "backend.workflow_runner.main"), "worker", "--task-queue", queue]
+    env = layout.env({"TEMPORAL_ADDRESS": temporal, "STIGMER_ENDPOINT": endpoint})
+    return Process(name, argv, env, log)
 
 
 @contextlib.asynccontextmanager
@@ -151,13 +172,16 @@ async def running(
         } | dict(service_env or {})
         addresses = [f"127.0.0.1:{temporal_dev_server.free_port()}" for _ in range(layout.replicas)]
         services = [
-            _service(name, address, db_url, temporal.address, env, work_dir / f"{run}-{name}.log")
+            _service(
+                layout, name, address, db_url, temporal.address, env, work_dir / f"{run}-{name}.log"
+            )
             for name, address in ((f"service-{i + 1}", a) for i, a in enumerate(addresses))
         ]
         queue = driver.task_queue("dsl")
         workers = [
             # With as many replicas as workers, worker i talks to replica i.
             _worker(
+                layout,
                 f"worker-{i + 1}",
                 queue,
                 addresses[i % layout.replicas],

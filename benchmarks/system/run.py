@@ -29,6 +29,9 @@ class Options:
     window: float  # seconds of the waiting sample
     settle: float
     deadline: float  # time.monotonic() of the time box's end
+    # Another revision's tree: each one-replica scale-out layout runs its code too, right after.
+    baseline: pathlib.Path | None = None
+    scale_out_only: bool = False
 
 
 @dataclasses.dataclass
@@ -69,13 +72,15 @@ def _sleep_for(n: int, opts: Options, rate: float | None) -> float:
 
 async def measure(results: SystemResults, opts: Options, work_dir: pathlib.Path) -> None:
     """The fixed-size scale-out runs first, then the capacity runs, which grow with N."""
-    for layout in SCALE_OUT_LAYOUTS:
+    for layout in _scale_out_layouts(opts):
         if _late(results, opts, f"scale-out {layout.label}"):
             return
         typer.echo(f"system scale-out: {layout.label}, {opts.burst} calls + latency")
         compared = await scale_out.run(layout, work_dir, opts.burst, opts.latency_calls)
         typer.echo(f"  {compared}")
         results.scale_out.append(compared)
+    if opts.scale_out_only:
+        return
     rate: float | None = None
     for n in opts.sizes:
         # The slow model first: its S is fixed before it starts, while an approval run is
@@ -92,6 +97,16 @@ async def measure(results: SystemResults, opts: Options, work_dir: pathlib.Path)
             results.notes += held.notes
             if scenario == scenarios.SLOW_MODEL and held.in_flight == n:
                 rate = n / held.reach_seconds
+
+
+def _scale_out_layouts(opts: Options) -> list[rig.Layout]:
+    """Each layout, and with a baseline, each one-replica layout again on the baseline's code."""
+    layouts = []
+    for layout in SCALE_OUT_LAYOUTS:
+        layouts.append(layout)
+        if opts.baseline is not None and layout.replicas == 1:
+            layouts.append(dataclasses.replace(layout, source=opts.baseline))
+    return layouts
 
 
 def _late(results: SystemResults, opts: Options, what: str) -> bool:
