@@ -99,6 +99,24 @@ def _scale_out_rows(results: Sequence[ScaleOutResult]) -> list[str]:
     return out
 
 
+def _cost_rows(results: Sequence[ScaleOutResult]) -> list[str]:
+    out = [
+        "| layout | Temporal RPCs per call | of which (the largest) | history events per call "
+        "| history KB per call | database KB per call |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        if r.costs is None:
+            continue
+        largest = sorted(r.costs.rpcs.items(), key=lambda item: -item[1])[:6]
+        out.append(
+            f"| {r.layout} | {_f(r.costs.rpcs_total)} "
+            f"| {', '.join(f'{op} {n:.1f}' for op, n in largest)} | {r.costs.history_events} "
+            f"| {_f(r.costs.history_bytes / 1024)} | {_f(r.costs.db_bytes / 1024)} |"
+        )
+    return out
+
+
 def markdown(results: SystemResults) -> list[str]:
     if not results.capacity and not results.scale_out:
         return []
@@ -135,6 +153,14 @@ def markdown(results: SystemResults) -> list[str]:
             "next workflow task started (its history).",
             "",
             *_scale_out_rows(results.scale_out),
+            "",
+            "What one call costs besides CPU, over the same burst: Temporal frontend requests "
+            "per call (the dev server's counter, every process's requests), the workflow "
+            "history of one call (the caller's DSL workflow and the execution workflow), and "
+            "the database's growth per call (SQLite: file + WAL; PostgreSQL: "
+            "pg_database_size, which grows in whole pages):",
+            "",
+            *_cost_rows(results.scale_out),
             "",
         ]
     if results.notes:

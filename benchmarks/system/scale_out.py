@@ -25,7 +25,7 @@ from temporalio.client import WorkflowHandle
 
 from benchmarks.latency import CALLS_PER_SECOND, END_AFTER_SECONDS
 from benchmarks.stats import percentile
-from benchmarks.system import calls, rig, sampling
+from benchmarks.system import calls, costs, rig, sampling
 
 RESULT_TIMEOUT = 120.0
 
@@ -40,6 +40,7 @@ class ScaleOutResult:
     latency_calls: int = 0
     p50_ms: float = float("nan")
     p99_ms: float = float("nan")
+    costs: costs.CallCosts | None = None
 
     @property
     def per_second(self) -> float:
@@ -71,19 +72,23 @@ async def _results(handles: list[WorkflowHandle[Any, Any]]) -> list[Any]:
 async def _throughput(system: rig.SystemRig, burst: int) -> ScaleOutResult:
     pids = system.pids()
     messages = [f"call {i}" for i in range(burst)]
+    counted = await costs.before(system)
     cpu_before = sampling.cpu_seconds(pids)
     began = time.monotonic()
     handles = await calls.start(system, calls.PLAIN_AGENT, messages)
     results = await _results(handles)
     elapsed = time.monotonic() - began
     cpu_after = sampling.cpu_seconds(pids)
+    call_costs = None
+    if not isinstance(results[0], BaseException):
+        call_costs = await costs.after(system, counted, burst, handles[0], results[0])
     failed = sum(
         1
         for result, message in zip(results, messages, strict=True)
         if isinstance(result, BaseException) or not calls.came_back(result, message, gated=False)
     )
     cpu = {name: (cpu_after[name] - cpu_before[name]) * 1000 / burst for name in pids}
-    return ScaleOutResult(system.layout.label, burst, elapsed, failed, cpu)
+    return ScaleOutResult(system.layout.label, burst, elapsed, failed, cpu, costs=call_costs)
 
 
 async def _latency(system: rig.SystemRig, count: int) -> list[float]:
