@@ -265,7 +265,9 @@ async def test_a_listed_idempotency_key_does_not_take_over_the_callback(scoped: 
     await eventually(replaced, timeout=5)
 
 
-def by_reference(org: str, slug: str, scope: int) -> command_pb2.CreateAgentExecutionRequest:
+def by_reference(
+    org: str, slug: str, scope: reference_pb2.ApiResourceOwnerScope.ValueType
+) -> command_pb2.CreateAgentExecutionRequest:
     """A create naming its agent by reference (what the workflow runner sends: one RPC)."""
     request = execution("", org=org)
     request.execution.spec.agent_ref.CopyFrom(
