@@ -21,9 +21,9 @@ def _run_label(result: CapacityResult) -> str:
 def _capacity_rows(results: Sequence[CapacityResult]) -> list[str]:
     out = [
         "| scenario | N | layout | in flight at once | back (failed) | s until in flight "
-        "| s until all back | decide → back s | Temporal RPC/s while waiting "
+        "| s until all back | decide → back s | waiting in window | Temporal RPC/s while waiting "
         "| heartbeat RPC/s | heartbeats per waiting call per hour | DB MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         rates = r.waiting.rpcs_per_second
@@ -33,7 +33,7 @@ def _capacity_rows(results: Sequence[CapacityResult]) -> list[str]:
         out.append(
             f"| {scenario} | {r.n} | {r.layout} | {r.in_flight} | {r.back} ({r.failed}) "
             f"| {_f(r.reach_seconds)} | {_f(r.back_seconds)} "
-            f"| {_f(r.release_seconds) if r.scenario == APPROVAL else '-'} "
+            f"| {_f(r.release_seconds) if r.scenario == APPROVAL else '-'} | {r.sampled} "
             f"| {_f(rates.get('total', 0.0))} | {_f(rates.get(sampling.HEARTBEAT, 0.0))} "
             f"| {_f(r.heartbeats_per_call_hour, 2)} | {_f(r.db_bytes / 2**20)} |"
         )

@@ -65,8 +65,9 @@ def options(
 def _sleep_for(n: int, opts: Options, rate: float | None) -> float:
     """The slow model's S: every call must still sleep once the last one is in flight and the
     waiting has been sampled. `rate`: calls in flight per second in the slow model run of a
-    smaller N (halved: more waiting calls slow the next ones down); else a cautious guess."""
-    per_second = rate / 2 if rate else ASSUMED_RATE
+    smaller N, divided by 3 (more waiting calls slow the next ones down: on 2 cores, 30/s at
+    N = 1000 fell to 12/s at N = 10,000, and lower once the first calls ended); else a guess."""
+    per_second = rate / 3 if rate else ASSUMED_RATE
     return round(n / per_second + opts.settle + opts.window + (5 if n <= 100 else 30))
 
 

@@ -35,6 +35,7 @@ class CapacityResult:
     n: int
     layout: str
     in_flight: int  # the most calls seen waiting at once
+    sampled: int  # calls waiting when the window began (N when all are in flight)
     back: int  # DSL workflows that completed with the agent's real answer
     failed: int  # DSL workflows that failed, timed out, or never closed
     reach_seconds: float  # from the first start until all N were in flight (or gave up)
@@ -47,10 +48,11 @@ class CapacityResult:
 
     @property
     def heartbeats_per_call_hour(self) -> float:
-        """The idle cost of one waiting call: heartbeat RPCs per second x 3600 / N."""
-        if not self.in_flight:
+        """The idle cost of one waiting call: heartbeat RPCs per second x 3600 / the calls
+        waiting in the window."""
+        if not self.sampled:
             return float("nan")
-        return self.waiting.rpcs_per_second.get(sampling.HEARTBEAT, 0.0) * 3600 / self.in_flight
+        return self.waiting.rpcs_per_second.get(sampling.HEARTBEAT, 0.0) * 3600 / self.sampled
 
 
 @dataclasses.dataclass
@@ -183,6 +185,7 @@ async def _measure(
     db_bytes = await probe.size_bytes()
     # The start burst's last workflow tasks end; then only the waiting is left.
     await asyncio.sleep(timing.settle)
+    sampled = await waiting()
     window = await sampling.window(system.pids(), system.metrics_url, timing.window)
     release = time.monotonic()
     if gated:
@@ -206,6 +209,7 @@ async def _measure(
         n=n,
         layout=system.layout.label,
         in_flight=in_flight,
+        sampled=sampled,
         back=back,
         failed=failed,
         reach_seconds=reach_seconds,

@@ -31,6 +31,14 @@ def _rows(report: str, first_cell: str) -> list[list[str]]:
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
 
 
+def _first_table_after(report: str, heading: str) -> list[list[str]]:
+    """The body rows of the first table after `heading` (other tables follow it)."""
+    lines = report.split(heading, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[start:end][2:]]
+
+
 def _holding_files_in(folder: pathlib.Path) -> list[str]:
     """Processes that still have a file of `folder` open (each child's log is its stdout)."""
     holders = []
@@ -77,16 +85,17 @@ def test_quick_system_benchmark_reports_every_run_and_cleans_up(tmp_path: pathli
         rows = [r for r in _rows(report, scenario) if r[1] == str(N)]
         assert len(rows) == 1, (scenario, report)
         assert rows[0][3] == str(N) and rows[0][4] == f"{N} (0)", rows[0]
+        assert rows[0][8] == str(N), rows[0]  # all N waited through the sampling window
     # Every process of the rig measured while they wait.
     for run_row in (f"{APPROVAL} N={N}", f"{SLOW_MODEL} N={N}"):
         cells = _rows(report, run_row)[0]
         assert len(cells) == 6 and all(" MB, " in cell for cell in cells[1:]), cells
     assert _rows(report, "RecordActivityTaskHeartbeat"), report
     # The scale-out layouts, every call back.
-    for layout in SCALE_OUT_LAYOUTS:
-        rows = _rows(report, layout.label)
-        assert len(rows) == 1 and rows[0][3] == "0", (layout.label, report)
-        assert "nan" not in " ".join(rows[0]), rows[0]
+    scale_out = _first_table_after(report, "### Scale-out")
+    assert [row[0] for row in scale_out] == [layout.label for layout in SCALE_OUT_LAYOUTS]
+    for row in scale_out:
+        assert row[3] == "0" and "nan" not in " ".join(row), row
 
     work = out / "work"
     assert _holding_files_in(work) == []
