@@ -10,12 +10,12 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 
-import psutil  # type: ignore[import-untyped]
 from temporalio.client import Client
 
 from backend.common import nats_server, temporal_dev_server
 from backend.workflow_runner.events import broker as broker_module
 from benchmarks import driver, process
+from benchmarks.system import sampling
 from tests.support.processes import Process, child_env, wait_for_log
 
 # As the workflow runner's default: slots are not what limits these runs.
@@ -43,14 +43,7 @@ class EventRig:
             self.nats.process.pid,
             os.getpid(),
         ]
-        seconds = {}
-        for name, pid in zip(PROCESSES, pids, strict=True):
-            try:
-                times = psutil.Process(pid).cpu_times()
-                seconds[name] = times.user + times.system
-            except psutil.Error:
-                seconds[name] = 0.0
-        return seconds
+        return sampling.cpu_seconds(dict(zip(PROCESSES, pids, strict=True)))
 
 
 def _router(work_dir: pathlib.Path, env: dict[str, str]) -> Process:

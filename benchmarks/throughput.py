@@ -9,7 +9,6 @@ import time
 import uuid
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
 from temporalio.client import WorkflowHandle
 
 from backend.workflow_runner.agent_call.models import CallAgentInput
@@ -17,6 +16,7 @@ from backend.workflow_runner.models import DslRunInput
 from benchmarks import driver, fake_agent
 from benchmarks.models import BARE, BenchCallInput
 from benchmarks.stack import Rig
+from benchmarks.system import sampling
 from benchmarks.workflows import BenchCallWorkflow
 
 ONE_CALL: dict[str, Any] = {
@@ -58,14 +58,7 @@ class ThroughputResult:
 
 def _cpu_seconds(rig: Rig) -> dict[str, float]:
     pids = [rig.server.process.pid, rig.worker.pid if rig.worker else 0, os.getpid()]
-    seconds = {}
-    for name, pid in zip(PROCESSES, pids, strict=True):
-        try:
-            times = psutil.Process(pid).cpu_times()
-            seconds[name] = times.user + times.system
-        except psutil.Error:
-            seconds[name] = 0.0
-    return seconds
+    return sampling.cpu_seconds(dict(zip(PROCESSES, pids, strict=True)))
 
 
 async def _timed(
