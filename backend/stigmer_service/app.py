@@ -39,7 +39,9 @@ async def open_store(settings: Settings) -> Store:
         # database may be shared by replicas on other hosts.
         shared_database=not db.is_sqlite(settings.db_url),
     )
-    engine = db.create_engine(settings.db_url)
+    engine = db.create_engine(
+        settings.db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
     await db.migrate(engine)
     return Store(engine, crypto.Cipher(key))
 

@@ -78,6 +78,13 @@ class Settings:
     # Activity slots of the execution worker: one per running agent (`run_agent` awaits the model)
     # plus the short activities; size it for the concurrent calls one replica should carry.
     max_concurrent_activities: int = 2000
+    # Database connections per replica (PostgreSQL; a SQLite file keeps SQLAlchemy's default):
+    # the pool and what it may open beyond it under a burst. 5 + 10 (SQLAlchemy's default) ran
+    # dry at 1,000 agent calls going in flight at once (`./pants bench --system`): activities
+    # waited 30 s for a connection and failed. 20 + 20 per replica leaves PostgreSQL's default
+    # 100 connections for two replicas and the operator.
+    db_pool_size: int = 20
+    db_max_overflow: int = 20
     # HOST:PORT of the Prometheus endpoint of our metrics, and of Temporal's SDK metrics;
     # empty: not served.
     metrics_listen: str = ""
@@ -139,6 +146,8 @@ class Settings:
             max_concurrent_activities=int(
                 _float("STIGMER_MAX_CONCURRENT_ACTIVITIES", defaults.max_concurrent_activities)
             ),
+            db_pool_size=int(_float("STIGMER_DB_POOL_SIZE", defaults.db_pool_size)),
+            db_max_overflow=int(_float("STIGMER_DB_MAX_OVERFLOW", defaults.db_max_overflow)),
             metrics_listen=os.environ.get("STIGMER_METRICS_LISTEN", ""),
             temporal_metrics_listen=os.environ.get("STIGMER_TEMPORAL_METRICS_LISTEN", ""),
             test_callback_delay=_float("STIGMER_TEST_CALLBACK_DELAY", 0.0),

@@ -39,12 +39,13 @@ def sqlite_path(url: str) -> pathlib.Path | None:
     return pathlib.Path(path).expanduser()
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 20) -> AsyncEngine:
     """An async engine; SQLite files get their directory, foreign keys and a busy timeout.
 
     Bound parameters are request data (messages, outputs, encrypted tokens): `hide_parameters`
     keeps them out of statement logging (echo) and out of the text of database errors, which a
-    crashed RPC logs with its traceback."""
+    crashed RPC logs with its traceback. `pool_size`, `max_overflow`: the connections of a
+    server database (Settings.db_pool_size)."""
     if is_sqlite(url):
         path = sqlite_path(url)
         if path is not None:
@@ -59,7 +60,13 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        hide_parameters=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+    )
 
 
 def _upgrade(connection: sa.Connection) -> None:
