@@ -136,6 +136,43 @@ async def test_a_start_whose_answer_was_lost_keeps_its_execution(
     await eventually(completed, timeout=WAIT, every=0.05)
 
 
+async def test_a_create_whose_caller_gave_up_before_the_start_still_runs(
+    stigmer: Stubs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller's deadline cancelled the create between its row and its workflow's start: the
+    row used to stay without a workflow, the caller's retry (same key) found it and waited
+    until the sweeper ended it as lost (seen at 1,000 calls in flight). Now the start runs to
+    its end regardless, and the retry gets the running execution."""
+    client = stigmer.service.client
+    start = client.start_workflow
+
+    async def slow_start(*args: Any, **kwargs: Any) -> Any:
+        if str(kwargs.get("id", "")).startswith("agent-execution-"):
+            await asyncio.sleep(1.0)  # Past the caller's deadline below.
+        return await start(*args, **kwargs)
+
+    monkeypatch.setattr(client, "start_workflow", slow_start)
+    agent = await stigmer.agent("echo")
+    request = command_pb2.CreateAgentExecutionRequest(
+        execution=api_pb2.AgentExecution(
+            spec=spec_pb2.AgentExecutionSpec(
+                agent_id=agent.metadata.id, message="#reply=ran", idempotency_key="k-deadline"
+            )
+        )
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as gave_up:
+        await stigmer.executions.CreateAgentExecution(request, timeout=0.3)
+    assert gave_up.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    retried = await stigmer.executions.CreateAgentExecution(request)
+
+    async def completed() -> None:
+        execution = await stored(stigmer, retried.metadata.id)
+        assert execution.status.phase == status_pb2.EXECUTION_PHASE_COMPLETED
+        assert execution.status.output == "ran"
+
+    await eventually(completed, timeout=WAIT, every=0.05)
+
+
 async def test_a_caller_whose_execution_workflow_was_terminated_is_told(
     temporal_client: Client, tmp_path: pathlib.Path, caller_queue: str
 ) -> None:

@@ -3,6 +3,7 @@ the API does for a caller and a parent agent does for its sub-agents."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from typing import Any
 
@@ -31,6 +32,13 @@ from backend.stigmer_service.store.repository import Store
 log = logs.get(__name__)
 
 
+def _settle(task: asyncio.Future[ExecutionRecord]) -> None:
+    """Retrieves the outcome of a create whose caller may have gone away: a failure is logged
+    where it happens (`start`), not again as a never-retrieved task exception."""
+    if not task.cancelled():
+        task.exception()
+
+
 class Lifecycle:
     def __init__(self, store: Store, client: Client, settings: Settings) -> None:
         self.store = store
@@ -50,7 +58,18 @@ class Lifecycle:
     ) -> ExecutionRecord:
         """Stores the execution and starts its workflow; with an idempotency key already used,
         the existing execution (its callback now going to `new.token`, re-delivered if it had
-        already ended). `agent_spec`: the agent's, when the caller has just read it."""
+        already ended). `agent_spec`: the agent's, when the caller has just read it.
+
+        The row and its workflow's start run to their end even when the caller gives up between
+        them (its RPC deadline cancels the handler): a row without a workflow would be found by
+        the caller's retry (same key) and wait until the sweeper ended it as lost."""
+        creating = asyncio.ensure_future(self._create(new, timeout_seconds, agent_spec))
+        creating.add_done_callback(_settle)
+        return await asyncio.shield(creating)
+
+    async def _create(
+        self, new: NewExecution, timeout_seconds: float | None, agent_spec: dict[str, Any] | None
+    ) -> ExecutionRecord:
         result = await self.store.create_execution(new)
         record = result.execution
         if result.created:
