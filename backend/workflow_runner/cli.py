@@ -16,7 +16,10 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from backend.common import logs, tracing
 from backend.workflow_runner import schedule_cli
 from backend.workflow_runner import worker as worker_module
-from backend.workflow_runner.dsl import durations, loader
+from backend.workflow_runner.claim_check import config as claim_check
+from backend.workflow_runner.claim_check.errors import ClaimCheckConfigError
+from backend.workflow_runner.dsl import dialects, durations, loader
+from backend.workflow_runner.dsl.dialects import zigflow
 from backend.workflow_runner.dsl.errors import DslError
 from backend.workflow_runner.events import cli as events_cli
 from backend.workflow_runner.models import DslRunInput, ProgressEntry
@@ -94,6 +97,9 @@ def worker(
                 temporal_metrics_listen=temporal_metrics_listen,
             )
         )
+    except ClaimCheckConfigError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
     finally:
         tracing.shutdown()
 
@@ -101,19 +107,33 @@ def worker(
 events_cli.register(app, _env)
 
 
+DialectOption = Annotated[
+    str,
+    typer.Option(
+        help="How to read the document: standard (DSL 1.0), zigflow (the original system's "
+        "dialect) or auto (zigflow when the document block has taskQueue, workflowType or "
+        "description).",
+    ),
+]
+
+
 @app.command()
 def validate(
     file: Annotated[pathlib.Path, typer.Argument(help="A workflow document, YAML or JSON.")],
+    dialect: DialectOption = dialects.AUTO,
 ) -> None:
     """Check a workflow document; print every problem with its path (exit 1 when any)."""
     try:
-        loader.load_file(file)
+        document = loader.load_file(file, dialect)
     except loader.InvalidDocumentError as invalid:
         for problem in invalid.problems:
             typer.echo(f"{file}: {problem}", err=True)
         typer.echo(f"{len(invalid.problems)} problem(s) found", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"{file}: valid")
+    chosen = dialects.resolve(document, dialect)
+    typer.echo(
+        f"{file}: valid" + (" (zigflow dialect)" if chosen is dialects.Dialect.ZIGFLOW else "")
+    )
 
 
 @app.command()
@@ -130,6 +150,14 @@ def run(
         bool, typer.Option("--no-wait", help="Start the workflow and print its ids only.")
     ] = False,
     task_queue: TaskQueueOption = worker_module.TASK_QUEUE,
+    dialect: DialectOption = dialects.AUTO,
+    workflow_type: Annotated[
+        str | None,
+        typer.Option(
+            help="Zigflow: which workflow of a file that defines several to run (default: the "
+            "first)."
+        ),
+    ] = None,
     execution_timeout: Annotated[
         str | None,
         typer.Option(
@@ -144,29 +172,44 @@ def run(
     Env: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE.
     """
     try:
-        document = loader.load_file(file)
+        document = loader.load_file(file, dialect)
     except loader.InvalidDocumentError as invalid:
         for problem in invalid.problems:
             typer.echo(f"{file}: {problem}", err=True)
         raise typer.Exit(1) from None
+    chosen = dialects.resolve(document, dialect)
+    name = document["document"].get("name")
+    if chosen is dialects.Dialect.ZIGFLOW:
+        try:
+            document = zigflow.select(zigflow.normalized(document), workflow_type)
+        except KeyError as unknown:
+            typer.echo(f"--workflow-type: {unknown.args[0]}", err=True)
+            raise typer.Exit(1) from None
+        name = document["document"]["workflowType"]
+    elif workflow_type is not None:
+        typer.echo("--workflow-type: only a Zigflow document defines workflow types", err=True)
+        raise typer.Exit(1)
     workflow_input = _read_input(input_)
     problems = loader.validate_input(document, workflow_input)
     if problems:
         for problem in problems:
             typer.echo(f"input: {problem}", err=True)
         raise typer.Exit(1)
-    workflow_id = workflow_id or f"{document['document']['name']}-{uuid.uuid4()}"
+    workflow_id = workflow_id or f"{name}-{uuid.uuid4()}"
     limit = _duration("--execution-timeout", execution_timeout)
     try:
         exit_code = asyncio.run(
             _run(
-                DslRunInput(document, workflow_input),
+                DslRunInput(document, workflow_input, chosen.value),
                 workflow_id,
                 task_queue,
                 wait=not no_wait,
                 execution_timeout=limit,
             )
         )
+    except ClaimCheckConfigError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
     finally:
         tracing.shutdown()
     raise typer.Exit(exit_code)
@@ -215,6 +258,8 @@ async def _run(
     client = await Client.connect(
         _env("TEMPORAL_ADDRESS", worker_module.DEFAULT_TEMPORAL_ADDRESS),
         namespace=_env("TEMPORAL_NAMESPACE", worker_module.DEFAULT_TEMPORAL_NAMESPACE),
+        # The worker's codec: a large input is offloaded, a large output restored.
+        data_converter=claim_check.data_converter(),
         interceptors=tracing.temporal_interceptors(),
     )
     handle: WorkflowHandle[Any, Any] = await client.start_workflow(

@@ -14,12 +14,14 @@ from typing import Any, Protocol, TypeVar
 
 import jsonschema
 
-from backend.workflow_runner import calls, error_handling, event_tasks, timing
+from backend.workflow_runner import calls, error_handling, event_tasks, timing, zigflow_tasks
 from backend.workflow_runner.agent_call.models import CallAgentInput
 from backend.workflow_runner.agent_call.secrets import run_scope
 from backend.workflow_runner.dsl import budgets, durations, errors, expressions, model
+from backend.workflow_runner.dsl.dialects import Dialect
 from backend.workflow_runner.dsl.errors import DslError, DslException
 from backend.workflow_runner.models import HttpCallInput, ProgressEntry
+from backend.workflow_runner.zigflow_runtime import ZigflowRun
 
 _T = TypeVar("_T")
 
@@ -27,7 +29,7 @@ RUNTIME_NAME = "stigmer-workflow-runner"
 RUNTIME_VERSION = "0.1.0"
 
 
-class TaskRunners(event_tasks.EventRunners, Protocol):
+class TaskRunners(event_tasks.EventRunners, zigflow_tasks.ZigflowRunners, Protocol):
     """The side effects the interpreter needs; they raise DslException on failure."""
 
     async def call_http(self, call: HttpCallInput) -> Any: ...
@@ -74,6 +76,9 @@ class Interpreter:
         runners: TaskRunners,
         workflow_id: str,
         passthrough: tuple[type[Exception], ...] = (),
+        dialect: Dialect = Dialect.STANDARD,
+        workflow_facts: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.document = document
         self.runners = runners
@@ -88,6 +93,12 @@ class Interpreter:
         self.secrets = self.secret_scope.placeholders()
         self.workflow_descriptor: dict[str, Any] = {}
         self.listens: dict[str, int] = {}  # Listen tasks started, by path: their listener ids.
+        self.dialect = dialect
+        # The Zigflow dialect's state ($data, $env, messages); None for a standard document.
+        self.zigflow: ZigflowRun | None = None
+        if dialect is Dialect.ZIGFLOW:
+            self.zigflow = ZigflowRun(workflow_facts or {}, env or {})
+            self.zigflow.evaluator = self
 
     async def run(self, workflow_input: Any) -> Any:
         """The workflow's output, or DslException with the error that ended it."""
@@ -97,6 +108,8 @@ class Interpreter:
             "input": workflow_input,
             "startedAt": timing.date_time(self.runners.now()),
         }
+        if self.zigflow is not None:
+            self.zigflow.begin(workflow_input)
         try:
             timeout = self.document.get("timeout", {}).get("after")
             if timeout is None:
@@ -155,6 +168,8 @@ class Interpreter:
             "input": raw_input,
             "startedAt": timing.date_time(self.runners.now()),
         }
+        if self.zigflow is not None:
+            self.zigflow.task_started(item.name, self.runners)
         variables = self._variables(scope, raw_input, None, descriptor)
         if "if" in task and not self._condition(task["if"], raw_input, variables, item.path):
             self.progress.append(ProgressEntry(item.path, "skipped"))
@@ -174,6 +189,9 @@ class Interpreter:
                 seconds = durations.to_seconds(timeout)
                 raw_output, directive = await timing.deadline(execution, seconds, "Task", item.path)
             descriptor["output"] = raw_output
+            if self.zigflow is not None:
+                kind = model.task_type(task) or ("run" if "run" in task else None)
+                self.zigflow.task_produced(item.name, kind, raw_output)
             variables = self._variables(scope, data, raw_output, descriptor)
             output = self._transform(
                 task.get("output", {}).get("as"), raw_output, variables, item.path
@@ -192,12 +210,18 @@ class Interpreter:
             self.progress.append(ProgressEntry(item.path, "failed", converted.error.type))
             raise converted from unexpected
         self.progress.append(ProgressEntry(item.path, "completed"))
+        if self.zigflow is not None:
+            self.zigflow.task_completed(model.task_type(task), output)
         return output, directive if directive is not None else task.get("then")
 
     async def _execute(
         self, item: model.TaskItem, data: Any, variables: dict[str, Any], scope: _Scope
     ) -> tuple[Any, str | None]:
         task, path = item.definition, item.path
+        if self.zigflow is not None:
+            handled, result = await zigflow_tasks.execute(self, item, data, variables, scope)
+            if handled:
+                return result, None
         kind = model.task_type(task)
         if kind == "set":
             return self._evaluate(task["set"], data, variables, path), None
@@ -338,8 +362,15 @@ class Interpreter:
     # Expressions and data.
 
     def _variables(
-        self, scope: _Scope, data: Any, output: Any, task: dict[str, Any] | None
+        self,
+        scope: _Scope,
+        data: Any,
+        output: Any,
+        task: dict[str, Any] | None,
+        drawing: bool = True,
     ) -> dict[str, Any]:
+        if self.zigflow is not None:
+            return zigflow_tasks.variables(self, scope.extras, task, drawing)
         return {
             "context": self.context,
             "input": data,
@@ -350,6 +381,10 @@ class Interpreter:
             "runtime": {"name": RUNTIME_NAME, "version": RUNTIME_VERSION},
             **scope.extras,
         }
+
+    def evaluate(self, value: Any, path: str) -> Any:
+        """`value` with the run's variables as they are now (Zigflow's listeners; `.` is null)."""
+        return self._evaluate(value, None, self._variables(_Scope(), None, None, None, False), path)
 
     def _evaluate(self, value: Any, data: Any, variables: Mapping[str, Any], path: str) -> Any:
         try:

@@ -12,6 +12,22 @@ class DslRunInput:
 
     document: dict[str, Any]
     input: Any = None
+    # `standard` or `zigflow` (dsl/dialects): how the document is read; chosen by the client.
+    dialect: str = "standard"
+
+
+@dataclasses.dataclass
+class ActivityCallInput:
+    """A Zigflow `call: activity`: an activity of another worker, by name, on its task queue;
+    the options come from `metadata.activityOptions` (None: the runner's default)."""
+
+    name: str
+    task_queue: str
+    arguments: list[Any] = dataclasses.field(default_factory=list)
+    start_to_close_seconds: float | None = None
+    heartbeat_seconds: float | None = None
+    maximum_attempts: int | None = None
+    task_path: str = ""
 
 
 @dataclasses.dataclass

@@ -32,6 +32,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from backend.workflow_runner import worker as worker_module
+from backend.workflow_runner.claim_check import config as claim_check
 from backend.workflow_runner.dsl import durations, loader
 from backend.workflow_runner.models import DslRunInput
 from backend.workflow_runner.workflows import WORKFLOW_NAME
@@ -82,6 +83,8 @@ async def _connect() -> Client:
     return await Client.connect(
         os.environ.get("TEMPORAL_ADDRESS") or worker_module.DEFAULT_TEMPORAL_ADDRESS,
         namespace=os.environ.get("TEMPORAL_NAMESPACE") or worker_module.DEFAULT_TEMPORAL_NAMESPACE,
+        # A schedule's action holds the workflow input, which can be large.
+        data_converter=claim_check.data_converter(),
     )
 
 

@@ -17,8 +17,10 @@ from backend.common import sandbox, tracing
 from backend.workflow_runner import metrics
 from backend.workflow_runner.activities import call_http
 from backend.workflow_runner.agent_call.activities import agent_call_activities
+from backend.workflow_runner.claim_check import config as claim_check
 from backend.workflow_runner.events.activities import EventActivities
 from backend.workflow_runner.events.broker import BrokerSettings
+from backend.workflow_runner.workflow_env import read_workflow_env
 from backend.workflow_runner.workflows import DslWorkflow
 
 TASK_QUEUE = "stigmer-workflows"
@@ -51,7 +53,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[DslWorkflow],
-        activities=[call_http, *agent_activities, *events.all()],
+        activities=[call_http, read_workflow_env, *agent_activities, *events.all()],
         max_concurrent_activities=max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_runner=sandbox.workflow_runner(),
@@ -80,6 +82,8 @@ async def run_worker(
     client = await Client.connect(
         address,
         namespace=namespace,
+        # Large payloads go to the claim-check store; history keeps references.
+        data_converter=claim_check.data_converter(),
         interceptors=tracing.temporal_interceptors(),
         runtime=endpoints.temporal_runtime(temporal_metrics_listen)
         if temporal_metrics_listen
@@ -105,6 +109,7 @@ async def run_worker(
         await stop.wait()
         log.info("worker stopping", task_queue=task_queue)
     await events.close()
+    await claim_check.close(client.data_converter)
     if metrics_server is not None:
         metrics_server.stop()
     for signum in (signal.SIGTERM, signal.SIGINT):

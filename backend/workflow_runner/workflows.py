@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -27,16 +29,19 @@ with workflow.unsafe.imports_passed_through():
     from backend.workflow_runner.agent_call.models import CallAgentInput
     from backend.workflow_runner.agent_call.workflow_api import run_agent_call
     from backend.workflow_runner.dsl import errors, loader
+    from backend.workflow_runner.dsl.dialects import Dialect
     from backend.workflow_runner.dsl.errors import DslError, DslException
     from backend.workflow_runner.event_inbox import EventInbox
     from backend.workflow_runner.events import contract
     from backend.workflow_runner.interpreter import Interpreter
     from backend.workflow_runner.models import (
+        ActivityCallInput,
         DslRunInput,
         HttpCallInput,
         HttpCallOutput,
         ProgressEntry,
     )
+    from backend.workflow_runner.workflow_env import READ_ENV_ACTIVITY
 
 WORKFLOW_NAME = "DslWorkflow"
 PROGRESS_QUERY = "progress"
@@ -111,6 +116,36 @@ class _WorkflowRunners:
             raise DslException(
                 activity_failure(error, call.task_path, "Agent call failed")
             ) from None
+
+    async def call_activity(self, call: ActivityCallInput) -> Any:
+        attempts = call.maximum_attempts
+        try:
+            return await workflow.execute_activity(
+                call.name,
+                args=call.arguments,
+                task_queue=call.task_queue,
+                start_to_close_timeout=timedelta(
+                    seconds=call.start_to_close_seconds or DEFAULT_HTTP_TIMEOUT.total_seconds()
+                ),
+                heartbeat_timeout=(
+                    timedelta(seconds=call.heartbeat_seconds) if call.heartbeat_seconds else None
+                ),
+                retry_policy=RetryPolicy(maximum_attempts=attempts) if attempts else None,
+                summary=f"activity {call.name} on {call.task_queue}",
+            )
+        except ActivityError as error:
+            if _is_cancellation(error):
+                raise
+            raise DslException(
+                activity_failure(error, call.task_path, "Activity call failed")
+            ) from None
+
+    async def wait_condition(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        try:
+            await workflow.wait_condition(ready, timeout=timeout)
+        except builtins.TimeoutError:
+            return False
+        return True
 
     async def sleep(self, seconds: float) -> None:
         # A durable timer: asyncio.sleep inside a workflow is turned into one by the SDK.
@@ -207,6 +242,12 @@ class _WorkflowRunners:
             raise DslException(activity_failure(error, "", title)) from None
 
 
+def _first_argument(args: Sequence[RawValue]) -> Any:
+    if not args:
+        return None
+    return workflow.payload_converter().from_payload(args[0].payload)
+
+
 def _failed(error: DslError) -> ApplicationError:
     return ApplicationError(error.describe(), error.to_dict(), type=error.type, non_retryable=True)
 
@@ -233,11 +274,13 @@ class DslWorkflow:
     def __init__(self) -> None:
         self._progress: list[ProgressEntry] = []
         self._inbox = EventInbox(workflow.wait_condition)
+        self._interpreter: Interpreter | None = None
+        self._early_signals: list[tuple[str, Any]] = []
 
     @workflow.run
     async def run(self, run_input: DslRunInput) -> Any:
         try:
-            problems = loader.validate(run_input.document)
+            problems = loader.validate(run_input.document, run_input.dialect)
         except Exception as unexpected:  # A document shape the validator did not foresee.
             raise _failed(error_handling.unexpected_error(unexpected, "/").error) from unexpected
         if problems:
@@ -245,12 +288,37 @@ class DslWorkflow:
             raise _failed(
                 DslError(errors.CONFIGURATION, 400, "Invalid workflow document", details, "/")
             )
+        dialect = Dialect(run_input.dialect)
+        info = workflow.info()
+        facts = {
+            "workflow_execution_id": info.workflow_id,
+            "workflow_execution_run_id": info.run_id,
+            "workflow_type_name": run_input.document.get("document", {}).get("workflowType")
+            or info.workflow_type,
+            "task_queue_name": info.task_queue,
+            "namespace": info.namespace,
+            "attempt": info.attempt,
+            "workflow_start_time": info.start_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        env: dict[str, str] = {}
+        if dialect is Dialect.ZIGFLOW and "$env" in str(run_input.document):
+            env = await workflow.execute_local_activity(
+                READ_ENV_ACTIVITY, result_type=dict, start_to_close_timeout=timedelta(seconds=10)
+            )
         interpreter = Interpreter(
             run_input.document,
             _WorkflowRunners(self._inbox),
-            workflow.info().workflow_id,
+            info.workflow_id,
             passthrough=(TemporalError,),
+            dialect=dialect,
+            workflow_facts=facts,
+            env=env,
         )
+        self._interpreter = interpreter
+        if interpreter.zigflow is not None:
+            for name, payload in self._early_signals:
+                interpreter.zigflow.on_signal(name, payload)
+        self._early_signals.clear()
         self._progress = interpreter.progress
         try:
             return await interpreter.run(run_input.input)
@@ -261,6 +329,41 @@ class DslWorkflow:
     def deliver_event(self, delivered: contract.DeliveredEvent) -> None:
         """An event for one of this run's listeners (from the event router)."""
         self._inbox.deliver(delivered)
+
+    # Zigflow's listen tasks on Temporal messages (zigflow_runtime.py): any other name.
+
+    @workflow.signal(dynamic=True)
+    def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        run = self._interpreter.zigflow if self._interpreter else None
+        payload = _first_argument(args)
+        if run is None:
+            if self._interpreter is None and len(self._early_signals) < 100:
+                self._early_signals.append((name, payload))  # Before run() started.
+            return
+        if not run.on_signal(name, payload):
+            workflow.logger.warning("signal %r dropped: too many signals waiting", name)
+
+    @workflow.query(dynamic=True)
+    def on_query(self, name: str, args: Sequence[RawValue]) -> Any:
+        run = self._interpreter.zigflow if self._interpreter else None
+        if run is None or name not in run.queries:
+            raise ApplicationError(f"no listener for query {name!r} (yet)", type="QueryNotFound")
+        return run.on_query(name)
+
+    @workflow.update(dynamic=True)
+    def on_update(self, name: str, args: Sequence[RawValue]) -> Any:
+        run = self._interpreter.zigflow if self._interpreter else None
+        assert run is not None
+        try:
+            return run.on_update(name, _first_argument(args))
+        except DslException as failure:
+            raise ApplicationError(failure.error.describe(), type=failure.error.type) from None
+
+    @on_update.validator
+    def check_update(self, name: str, args: Sequence[RawValue]) -> None:
+        run = self._interpreter.zigflow if self._interpreter else None
+        if run is None or name not in run.updates:
+            raise ApplicationError(f"no listener for update {name!r} (yet)", type="UpdateNotFound")
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> list[ProgressEntry]:

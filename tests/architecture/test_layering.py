@@ -46,6 +46,8 @@ RANKS: dict[str, int] = {
     "backend.workflow_runner.models": 1,
     "backend.workflow_runner.timing": 1,
     "backend.workflow_runner.dsl": 1,
+    # Claim check (issue 18): the codec and its blob stores, below every client that uses them.
+    "backend.workflow_runner.claim_check": 1,
     # Events (issue 16): the contract and the CloudEvent check at the bottom, the broker and the
     # registrations over them, the activities beside the HTTP ones, the router and the ingress
     # (which start DslWorkflows) above the workflows, their commands beside the CLI.
@@ -62,6 +64,10 @@ RANKS: dict[str, int] = {
     "backend.workflow_runner.error_handling": 4,
     "backend.workflow_runner.activities": 4,
     "backend.workflow_runner.event_tasks": 4,
+    # The Zigflow dialect (issue 18): its state under its tasks, both under the interpreter.
+    "backend.workflow_runner.zigflow_runtime": 3,
+    "backend.workflow_runner.zigflow_tasks": 4,
+    "backend.workflow_runner.workflow_env": 4,
     "backend.workflow_runner.interpreter": 5,
     "backend.workflow_runner.workflows": 6,
     "backend.workflow_runner.worker": 7,

@@ -16,6 +16,8 @@ from typing import Any
 
 import jq
 
+from backend.workflow_runner.dsl.dialects import zigflow
+
 # The arguments every expression sees ($context, $input, ...); loops and catches add their own.
 STANDARD_VARIABLES = ("context", "input", "output", "secrets", "task", "workflow", "runtime")
 
@@ -46,6 +48,8 @@ ITERATIONS = "expressionIterations"
 OUTPUT_BYTES = "expressionOutputBytes"
 
 _IDENTIFIER_REFERENCE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+# A call of one of the Zigflow dialect's built-in functions (uuid, timestamp, ...).
+_ZIGFLOW_CALL = re.compile(r"(?<![$.\w])(?:" + "|".join(zigflow.FUNCTIONS) + r")(?!\w)")
 _EXPRESSION = re.compile(r"^\s*\$\{(?P<body>.*)\}\s*$", re.DOTALL)
 
 
@@ -84,7 +88,10 @@ def check(program: str, variables: Iterable[str]) -> str | None:
     """Compiles `program` with the given argument names; returns the compile error, if any."""
     try:
         # The bare program first: its errors name columns of the program as the document has it.
-        jq.compile(program, args=dict.fromkeys(variables))
+        functions = (
+            zigflow.function_prelude() + " " if zigflow.FUNCTIONS_VARIABLE in variables else ""
+        )
+        jq.compile(functions + program, args=dict.fromkeys(variables))
         _compiled(program, _referenced(program, variables), Limits())
     except ValueError as error:
         return _first_line(str(error))
@@ -222,8 +229,11 @@ def _compiled(program: str, names: tuple[str, ...], limits: Limits) -> Any:
     its first result is computed, as JSON text (whose length the caller checks). The newline
     ends a `# comment` the program may end with."""
     binding = ".[1] as {" + ", ".join("$" + name for name in names) + "} | " if names else ""
+    # The dialect's functions go after the binding: they read its argument.
+    functions = zigflow.function_prelude() if zigflow.FUNCTIONS_VARIABLE in names else ""
     return jq.compile(
-        f"{_prelude(limits)} {binding}{{}} as $ENV | .[0] | limit(1; ({program}\n)) | tojson"
+        f"{_prelude(limits)} {binding}{functions} {{}} as $ENV | .[0] | "
+        f"limit(1; ({program}\n)) | tojson"
     )
 
 
@@ -231,6 +241,8 @@ def _referenced(program: str, variables: Iterable[str]) -> tuple[str, ...]:
     """The argument names `program` may use; a name it does not mention is not serialised. A
     `$name` inside a string literal counts too, which only costs its serialisation."""
     mentioned = set(_IDENTIFIER_REFERENCE.findall(program))
+    if zigflow.FUNCTIONS_VARIABLE in variables and _ZIGFLOW_CALL.search(program):
+        mentioned.add(zigflow.FUNCTIONS_VARIABLE)
     return tuple(sorted(name for name in variables if name in mentioned))
 
 

@@ -13,6 +13,7 @@ import yaml
 
 from backend.workflow_runner.dsl import (
     budgets,
+    dialects,
     durations,
     event_schema,
     expressions,
@@ -20,6 +21,7 @@ from backend.workflow_runner.dsl import (
     schema,
     secret_references,
 )
+from backend.workflow_runner.dsl.dialects import Dialect, zigflow
 from backend.workflow_runner.dsl.event_checks import EventChecks
 
 _TASK_SCHEMAS = {**schema.TASK_SCHEMAS, **event_schema.TASK_SCHEMAS}
@@ -69,27 +71,40 @@ def parse(text: str) -> Any:
         raise InvalidDocumentError([Problem("", f"not valid YAML or JSON: {error}")]) from error
 
 
-def load_file(path: pathlib.Path) -> dict[str, Any]:
-    """Reads, parses and validates a document; raises InvalidDocumentError listing every problem."""
+def load_file(path: pathlib.Path, dialect: str | None = None) -> dict[str, Any]:
+    """Reads, parses and validates a document; raises InvalidDocumentError listing every problem.
+    `dialect`: see `validate`."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise InvalidDocumentError([Problem("", f"cannot read {path}: {error}")]) from error
-    return load_text(text)
+    return load_text(text, dialect)
 
 
-def load_text(text: str) -> dict[str, Any]:
+def load_text(text: str, dialect: str | None = None) -> dict[str, Any]:
     document = parse(text)
-    problems = validate(document)
+    problems = validate(document, dialect)
     if problems:
         raise InvalidDocumentError(problems)
     assert isinstance(document, dict)
     return document
 
 
-def validate(document: Any) -> list[Problem]:
-    """Every structural, expression and reference problem of `document`, in document order."""
-    problems = _Validator(document).run()
+def validate(document: Any, dialect: str | None = None) -> list[Problem]:
+    """Every structural, expression and reference problem of `document`, in document order.
+
+    `dialect` is `standard`, `zigflow`, or `auto`/None (detected from the document block: see
+    dsl/dialects). A Zigflow document is first checked against Zigflow's own schema."""
+    try:
+        chosen = dialects.resolve(document, dialect)
+    except dialects.UnknownDialectError as error:
+        return [Problem("", str(error))]
+    if chosen is Dialect.ZIGFLOW and isinstance(document, dict):
+        document = zigflow.normalized(document)
+        structural = zigflow.structural_problems(document)
+        if structural:
+            return [Problem(path, message) for path, message in structural]
+    problems = _Validator(document, chosen).run()
     if isinstance(document, dict):
         problems += [Problem(u.path, u.message) for u in secret_references.undeclared(document)]
     return problems
@@ -111,17 +126,23 @@ def validate_input(document: dict[str, Any], value: Any) -> list[Problem]:
 
 
 class _Validator(EventChecks):
-    def __init__(self, document: Any) -> None:
+    def __init__(self, document: Any, dialect: Dialect = Dialect.STANDARD) -> None:
         self.document = document
         self.problems: list[Problem] = []
+        # Zigflow: its schema checked the structure; tasks may share a name; `run` tasks and
+        # `call: activity|grpc` are checked there too; `$data`, `$env` and uuid() & co. exist.
+        self.zigflow = dialect is Dialect.ZIGFLOW
 
     def run(self) -> list[Problem]:
         if not isinstance(self.document, dict):
             return [Problem("", "a workflow document must be a mapping")]
-        self._schema(self.document, schema.DOCUMENT, "", skip_task_lists=True)
+        if not self.zigflow:
+            self._schema(self.document, schema.DOCUMENT, "", skip_task_lists=True)
         for path, message in budgets.problems(self.document):
             self._add(path, message)
-        variables = expressions.STANDARD_VARIABLES
+        variables: tuple[str, ...] = expressions.STANDARD_VARIABLES
+        if self.zigflow:
+            variables += (*zigflow.VARIABLES, zigflow.FUNCTIONS_VARIABLE)
         workflow_input = self.document.get("input")
         if isinstance(workflow_input, dict):
             self._input_schema(workflow_input.get("schema"), "/input/schema")
@@ -130,7 +151,7 @@ class _Validator(EventChecks):
         if isinstance(output, dict):
             self._transform(output.get("as"), "/output/as", variables)
         self._duration_at(self.document.get("timeout"), "after", "/timeout", required=False)
-        if isinstance(self.document.get("schedule"), dict):
+        if isinstance(self.document.get("schedule"), dict) and not self.zigflow:
             self._schedule(self.document["schedule"], list(variables))
         uses = self.document.get("use")
         if isinstance(uses, dict) and isinstance(uses.get("retries"), dict):
@@ -175,7 +196,7 @@ class _Validator(EventChecks):
             if not isinstance(definition, dict):
                 self._add(task_path, "a task definition must be a mapping")
                 continue
-            if name in names:
+            if name in names and not self.zigflow:
                 self._add(task_path, f"duplicate task name {name!r} in this list")
             names.append(str(name))
             entries.append((str(name), definition, task_path))
@@ -183,6 +204,8 @@ class _Validator(EventChecks):
             self._task(definition, task_path, list(variables), names)
 
     def _then(self, target: Any, path: str, siblings: list[str]) -> None:
+        if self.zigflow and target in zigflow.workflow_types(self.document):
+            return  # Zigflow runs another workflow of the file as a child, in the task's place.
         if isinstance(target, str) and target not in model.FLOW_DIRECTIVES + tuple(siblings):
             self._add(
                 path,
@@ -194,6 +217,9 @@ class _Validator(EventChecks):
         self, task: dict[str, Any], path: str, variables: list[str], siblings: list[str]
     ) -> None:
         kind = model.task_type(task)
+        if kind is None and self.zigflow and "run" in task:
+            self._value_expressions(task["run"], path + "/run", variables)
+            return
         if kind is None:
             unsupported = [key for key in model.UNSUPPORTED_TASK_TYPES if key in task]
             if unsupported:
@@ -230,6 +256,9 @@ class _Validator(EventChecks):
         self, task: dict[str, Any], path: str, variables: list[str], _: list[str]
     ) -> None:
         function = task["call"]
+        if self.zigflow and function in ("activity", "grpc"):
+            self._value_expressions(task.get("with", {}), path + "/with", variables)
+            return
         with_schema = schema.CALL_WITH_SCHEMAS.get(function)
         if with_schema is None:
             self._add(
@@ -326,6 +355,9 @@ class _Validator(EventChecks):
     def _task_wait(
         self, task: dict[str, Any], path: str, variables: list[str], _: list[str]
     ) -> None:
+        if self.zigflow and zigflow.is_wait_extension(task["wait"]):
+            self._value_expressions(task["wait"], path + "/wait", variables)
+            return
         self._duration(task["wait"], path + "/wait")
 
     def _task_do(self, task: dict[str, Any], path: str, variables: list[str], _: list[str]) -> None:

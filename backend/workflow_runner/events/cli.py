@@ -21,6 +21,7 @@ from temporalio.client import Client
 from backend.common import logs
 from backend.common import metrics as endpoints
 from backend.workflow_runner import metrics
+from backend.workflow_runner.claim_check import config as claim_check
 from backend.workflow_runner.events import broker as broker_module
 from backend.workflow_runner.events import contract, ingress, router
 from backend.workflow_runner.events.activities import record_publish
@@ -110,7 +111,10 @@ def register(app: typer.Typer, env: Callable[[str, str], str]) -> None:
         namespace = env("TEMPORAL_NAMESPACE", "default")
 
         async def route(broker: broker_module.Broker) -> None:
-            temporal = await Client.connect(address, namespace=namespace)
+            # Events start and signal DslWorkflows: a large one goes to the claim-check store.
+            temporal = await Client.connect(
+                address, namespace=namespace, data_converter=claim_check.data_converter()
+            )
             served = endpoints.serve(metrics_listen, metrics.REGISTRY) if metrics_listen else None
             try:
                 await router.run_router(broker, temporal, _stop_on_signals(), ack_wait)

@@ -1,0 +1,1 @@
+"""Claim check: large Temporal payloads live in a blob store, history holds references."""

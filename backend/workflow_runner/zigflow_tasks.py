@@ -1,0 +1,184 @@
+"""The interpreter's Zigflow-dialect tasks: message listeners, loops, the `wait` extension,
+`call: activity` and `run`; and the dialect's expression variables.
+
+Kept apart from interpreter.py so that a standard document never reaches this code; see
+zigflow_runtime.py for the state these tasks read and write, docs/zigflow.md for the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from backend.workflow_runner import zigflow_runtime
+from backend.workflow_runner.dsl import errors, model
+from backend.workflow_runner.dsl.dialects import zigflow
+from backend.workflow_runner.dsl.errors import DslError, DslException
+from backend.workflow_runner.models import ActivityCallInput
+from backend.workflow_runner.zigflow_runtime import FreshFunctions, ZigflowRun
+
+RUNTIME = {"name": "stigmer-workflow-runner", "dialect": "zigflow"}
+
+
+class ZigflowRunners(zigflow_runtime.MessageRunners, Protocol):
+    async def call_activity(self, call: ActivityCallInput) -> Any:
+        """Runs an activity of another worker (`call: activity`); raises DslException."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class Host(Protocol):
+    """What these tasks use of the interpreter (interpreter.Interpreter)."""
+
+    context: Any
+    secrets: dict[str, str]
+    workflow_descriptor: dict[str, Any]
+    zigflow: ZigflowRun | None
+    document: dict[str, Any]
+
+    @property
+    def runners(self) -> ZigflowRunners: ...
+
+    @property
+    def meter(self) -> Any: ...
+
+    def _evaluate(self, value: Any, data: Any, variables: Mapping[str, Any], path: str) -> Any: ...
+
+    def _condition(
+        self, value: Any, data: Any, variables: Mapping[str, Any], path: str
+    ) -> bool: ...
+
+    def _expression(
+        self, value: Any, data: Any, variables: Mapping[str, Any], path: str
+    ) -> Any: ...
+
+    def _variables(
+        self, scope: Any, data: Any, output: Any, task: dict[str, Any] | None
+    ) -> dict[str, Any]: ...
+
+    async def _run_list(self, tasks: list[Any], path: str, data: Any, scope: Any) -> Any: ...
+
+
+def variables(
+    host: Host, extras: Mapping[str, Any], task: dict[str, Any] | None, drawing: bool
+) -> dict[str, Any]:
+    """Zigflow's variables: `$input` is the workflow input, `$output` the latest task's output,
+    `$data` and `$env` the run's; uuid() & co. draw from the runners when an expression calls
+    them (not in a query: `drawing` False)."""
+    run = host.zigflow
+    assert run is not None
+    values = {
+        "context": host.context,
+        "input": run.workflow_input,
+        "output": run.last_output,
+        "secrets": host.secrets,
+        "task": task,
+        "workflow": host.workflow_descriptor,
+        "runtime": RUNTIME,
+        **extras,
+        **run.variables(),
+    }
+    return FreshFunctions(values, run.functions(host.runners, drawing))
+
+
+async def execute(
+    host: Host, item: model.TaskItem, data: Any, variables: dict[str, Any], scope: Any
+) -> tuple[bool, Any]:
+    """(True, output) when the task is one the dialect runs its own way; (False, None) when the
+    standard interpreter runs it."""
+    task, path = item.definition, item.path
+    run = host.zigflow
+    assert run is not None
+    if "listen" in task and zigflow_runtime.is_message_listen(task):
+        await run.listen(item.name, task, host.runners, path)
+        return True, None
+    if "wait" in task and zigflow.is_wait_extension(task["wait"]):
+        now = host.runners.now()
+        try:
+            seconds = zigflow_runtime.wait_seconds(
+                task["wait"], lambda value: host._evaluate(value, data, variables, path), now
+            )
+        except ValueError as error:
+            raise DslException(
+                DslError(errors.VALIDATION, 400, "Invalid wait", str(error), path)
+            ) from None
+        await host.runners.sleep(seconds)
+        return True, data
+    if task.get("call") == "activity":
+        arguments = host._evaluate(task["with"], data, variables, path)
+        return True, await host.runners.call_activity(_activity_call(host, task, arguments, path))
+    if "for" in task and "do" in task:
+        return True, await _for(host, item, data, variables, scope)
+    if "run" in task and model.task_type(task) is None:
+        raise DslException(
+            DslError(
+                errors.CONFIGURATION,
+                400,
+                "Unsupported task",
+                f"run: {', '.join(task['run'])} is not supported by this runner",
+                path,
+            )
+        )
+    if task.get("call") == "grpc":
+        raise DslException(
+            DslError(
+                errors.CONFIGURATION, 400, "Unsupported task", "call: grpc is not supported", path
+            )
+        )
+    return False, None
+
+
+async def _for(
+    host: Host, item: model.TaskItem, data: Any, variables: dict[str, Any], scope: Any
+) -> Any:
+    """Zigflow's loop: over a list, an object (key, value) or a count; `$data.<each>` is the
+    element; the output lists every iteration's output (an object, over an object)."""
+    task, path = item.definition, item.path
+    run = host.zigflow
+    assert run is not None
+    loop = task["for"]
+    collection = host._expression(loop["in"], data, variables, path + "/for/in")
+    size = int(collection) if isinstance(collection, int | float) else collection
+    if isinstance(size, int) and not isinstance(size, bool):
+        host.meter.for_collection(range(min(size, 1 << 62)), path)  # the forItems budget
+    elif collection is not None:
+        host.meter.for_collection(collection, path)
+    each = loop.get("each", model.DEFAULT_EACH)
+    at = loop.get("at", model.DEFAULT_AT)
+    by_key = isinstance(collection, dict)
+    outputs: dict[str, Any] | list[Any] = {} if by_key else []
+    current = data
+    for key, element in zigflow_runtime.iteration(collection if collection is not None else []):
+        inner = scope.with_values(**{each: element, at: key})
+        run.loop_item(each, at, element, key)
+        if "while" in task:
+            check = host._variables(inner, current, None, variables["task"])
+            if not host._condition(task["while"], current, check, path + "/while"):
+                break
+        current = await host._run_list(task["do"], path + "/do", current, inner)
+        run.data[item.name] = current
+        if isinstance(outputs, dict):
+            outputs[str(key)] = current
+        else:
+            outputs.append(current)
+    return outputs
+
+
+def _activity_call(
+    host: Host, task: dict[str, Any], arguments: dict[str, Any], path: str
+) -> ActivityCallInput:
+    options = zigflow.activity_options(host.document, task)
+    return ActivityCallInput(
+        name=str(arguments["name"]),
+        task_queue=str(arguments["taskQueue"]),
+        arguments=list(arguments.get("arguments") or []),
+        start_to_close_seconds=options.get("start_to_close_seconds"),
+        heartbeat_seconds=options.get("heartbeat_seconds"),
+        maximum_attempts=_int_or_none(options.get("maximum_attempts")),
+        task_path=path,
+    )
+
+
+def _int_or_none(value: float | None) -> int | None:
+    return None if value is None else int(value)

@@ -1,0 +1,184 @@
+"""The Zigflow dialect on the real dev server: `$data`, `$env`, functions and Temporal messages.
+
+The vendored fixtures (zigflow_fixtures/) run in test_zigflow_fixtures.py; these tests pin the
+dialect's semantics one by one, with small documents of our own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+
+from backend.workflow_runner.dsl import loader
+from backend.workflow_runner.models import DslRunInput
+from backend.workflow_runner.worker import build_worker
+from backend.workflow_runner.workflows import DslWorkflow
+from tests.workflow_runner.scenarios import FAKE_AGENT_ACTIVITIES
+
+pytestmark = pytest.mark.timeout(60)
+
+HEADER = """
+document:
+  dsl: 1.0.0
+  taskQueue: zigflow
+  workflowType: probe
+  version: 0.0.1
+"""
+
+
+def _document(tasks: str) -> dict[str, Any]:
+    document = loader.load_text(HEADER + tasks)
+    return document
+
+
+async def _start(
+    client: Client, task_queue: str, document: dict[str, Any], workflow_input: Any = None
+) -> Any:
+    return await client.start_workflow(
+        DslWorkflow.run,
+        DslRunInput(document, workflow_input, "zigflow"),
+        id=f"zf-{uuid.uuid4()}",
+        task_queue=task_queue,
+    )
+
+
+async def test_data_accumulates_set_keys_task_results_and_the_input(
+    temporal_client: Client, task_queue: str
+) -> None:
+    document = _document(
+        """
+do:
+  - first:
+      set:
+        a: ${ $input.x + 1 }
+        id: ${ uuid }
+        other: ${ uuid }
+  - second:
+      set:
+        b: ${ $data.a * 10 }
+        fromInput: ${ $data.x }
+        typeName: ${ $data.workflow.workflow_type_name }
+        taskName: ${ $data.task.name }
+        stamp: ${ timestamp_iso8601 }
+  - loop:
+      for:
+        each: item
+        in: ${ [1, 2, 3] }
+      do:
+        - double:
+            set:
+              value: ${ $data.item * 2 }
+  - last:
+      output:
+        as: ${ $data }
+      set:
+        done: true
+"""
+    )
+    async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
+        handle = await _start(temporal_client, task_queue, document, {"x": 4})
+        data = await asyncio.wait_for(handle.result(), 30)
+    assert data["x"] == 4 and data["a"] == 5 and data["b"] == 50
+    assert data["first"]["a"] == 5 and data["second"]["b"] == 50
+    assert re.fullmatch(r"[0-9a-f-]{36}", data["id"]) and data["id"] != data["other"]
+    assert data["fromInput"] == 4 and data["typeName"] == "probe" and data["taskName"] == "second"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", data["stamp"])
+    assert data["loop"] == [{"value": 2}, {"value": 4}, {"value": 6}]  # every iteration
+    assert data["done"] is True
+
+
+async def test_signal_query_and_update_listeners(temporal_client: Client, task_queue: str) -> None:
+    document = _document(
+        """
+do:
+  - state:
+      listen:
+        to:
+          one:
+            with:
+              id: get_state
+              type: query
+              data:
+                status: ${ $data.status }
+  - start:
+      set:
+        status: waiting
+  - approve:
+      metadata:
+        timeout: 20s
+      listen:
+        to:
+          one:
+            with:
+              id: approve
+              type: signal
+              acceptIf: ${ $data.approve.ok }
+  - vitals:
+      metadata:
+        timeout: 20s
+      listen:
+        to:
+          all:
+            - with:
+                id: temperature
+                type: update
+                acceptIf: ${ $data.temperature > 38 }
+                data:
+                  seen: ${ $data.temperature }
+  - finish:
+      set:
+        status: done
+        approver: ${ $data.approve.by }
+        temperature: ${ $data.temperature }
+"""
+    )
+    async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
+        handle = await _start(temporal_client, task_queue, document)
+        await handle.signal("approve", {"ok": False, "by": "mallory"})  # Not accepted.
+        for _ in range(100):
+            try:
+                if await handle.query("get_state") == {"status": "waiting"}:
+                    break
+            except Exception:  # - the query listener is not registered yet
+                pass
+            await asyncio.sleep(0.1)
+        assert await handle.query("get_state") == {"status": "waiting"}
+        await handle.signal("approve", {"ok": True, "by": "ada"})
+        for _ in range(100):
+            try:
+                reply = await handle.execute_update("temperature", 37)
+                break
+            except WorkflowUpdateFailedError:
+                await asyncio.sleep(0.1)
+        assert reply == {"seen": 37}
+        assert await handle.execute_update("temperature", 39.5) == {"seen": 39.5}
+        result = await asyncio.wait_for(handle.result(), 30)
+        assert await handle.query("get_state") == {"status": "done"}  # Still answered.
+    assert result == {"status": "done", "approver": "ada", "temperature": 39.5}
+
+
+async def test_a_listen_timeout_fails_the_run(temporal_client: Client, task_queue: str) -> None:
+    document = _document(
+        """
+do:
+  - approve:
+      metadata:
+        timeout: 1s
+      listen:
+        to:
+          one:
+            with:
+              id: approve
+              type: signal
+"""
+    )
+    async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
+        handle = await _start(temporal_client, task_queue, document)
+        with pytest.raises(WorkflowFailureError) as failure:
+            await asyncio.wait_for(handle.result(), 30)
+    assert "no message after 1 s" in str(failure.value.cause)
