@@ -6,11 +6,13 @@ import pathlib
 
 import pytest
 import temporalio.converter
+from typer.testing import CliRunner
 
 from backend.workflow_runner.claim_check import config
 from backend.workflow_runner.claim_check.codec import ClaimCheckCodec
 from backend.workflow_runner.claim_check.errors import ClaimCheckConfigError
 from backend.workflow_runner.claim_check.stores import FileStore, PostgresStore
+from backend.workflow_runner.cli import app
 
 
 def test_the_default_store_is_a_directory_under_xdg_state_home() -> None:
@@ -75,3 +77,20 @@ def test_a_store_url_is_never_echoed(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ClaimCheckConfigError) as error:
         config.ClaimCheckSettings.from_env({config.STORE_ENV: "mysql://user:hunter2@db/x"})
     assert "hunter2" not in str(error.value)
+
+
+@pytest.mark.parametrize("command", [["worker"], ["run", "{document}"]])
+def test_the_commands_exit_1_naming_a_malformed_variable(
+    command: list[str], tmp_path: pathlib.Path
+) -> None:
+    document = tmp_path / "doc.yaml"
+    document.write_text(
+        "document: {dsl: 1.0.0, namespace: t, name: n, version: '1'}\n"
+        "do:\n  - a: {set: {x: 1}}\n"
+    )
+    args = [part.format(document=document) for part in command]
+    result = CliRunner(
+        env={"TEMPORAL_ADDRESS": "127.0.0.1:1", config.STORE_ENV: "s3://bucket"}
+    ).invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "STIGMER_CLAIM_CHECK_STORE: expected file:///absolute/directory" in result.output
