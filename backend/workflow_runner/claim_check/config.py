@@ -34,7 +34,8 @@ MAX_BYTES_ENV = "STIGMER_CLAIM_CHECK_MAX_BYTES"
 OFF = "off"
 # A reference is about 200 bytes: a lower threshold would offload payloads no larger than it.
 MIN_THRESHOLD_BYTES = 1024
-_POSTGRES_SCHEMES = ("postgresql", "postgres")
+# The last is SQLAlchemy's spelling (STIGMER_DB_URL's), accepted so one URL serves both.
+_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +99,7 @@ def open_store(url: str) -> BlobStore:
             raise ClaimCheckConfigError(f"{STORE_ENV}: a file store is file:///absolute/directory")
         return FileStore(pathlib.Path(urllib.parse.unquote(parsed.path)))
     if parsed.scheme in _POSTGRES_SCHEMES:
-        return PostgresStore(url)
+        return PostgresStore(url.replace("postgresql+asyncpg://", "postgresql://", 1))
     raise ClaimCheckConfigError(
         f"{STORE_ENV}: expected file:///absolute/directory, postgresql://... or off"
     )

@@ -35,6 +35,9 @@ def test_each_store_url_opens_its_store() -> None:
     assert file_store.directory == pathlib.Path("/srv/claim check")
     assert isinstance(config.open_store("postgresql://u:pw@db/stigmer"), PostgresStore)
     assert isinstance(config.open_store("postgres://db/stigmer"), PostgresStore)
+    sqlalchemy_style = config.open_store("postgresql+asyncpg://db/stigmer")
+    assert isinstance(sqlalchemy_style, PostgresStore)
+    assert sqlalchemy_style._url == "postgresql://db/stigmer"
 
 
 def test_off_turns_the_codec_off() -> None:
