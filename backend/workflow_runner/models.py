@@ -31,6 +31,38 @@ class ActivityCallInput:
 
 
 @dataclasses.dataclass
+class RunProcessInput:
+    """A Zigflow `run: shell` or `run: script` task with every expression evaluated: one process
+    on the worker (run_tasks.py), which runs it only when its operator allows the kind."""
+
+    kind: str  # shell | script
+    # shell: the program, run with `arguments` as its argv (never through a shell).
+    command: str = ""
+    arguments: list[str] = dataclasses.field(default_factory=list)
+    # The process's whole environment besides PATH: the worker's own never reaches it.
+    environment: dict[str, str] = dataclasses.field(default_factory=dict)
+    # script: `js` or `python`, and either its code or a `file://` source.
+    language: str = ""
+    code: str = ""
+    source: str = ""
+    stdin: str | None = None
+    # stdout | stderr | code | all | none (the DSL's `run.return`).
+    return_mode: str = "stdout"
+    timeout_seconds: float = 60.0
+    heartbeat_seconds: float | None = None
+    heartbeat_timeout_seconds: float | None = None
+    maximum_attempts: int | None = None
+    task_path: str = ""
+
+
+@dataclasses.dataclass
+class RunProcessOutput:
+    """The task's raw output, already shaped by the return mode."""
+
+    value: Any
+
+
+@dataclasses.dataclass
 class ProgressEntry:
     """A task that finished (completed, skipped or failed), as the `progress` query reports it."""
 

@@ -20,6 +20,7 @@ from backend.workflow_runner.agent_call.activities import agent_call_activities
 from backend.workflow_runner.claim_check import config as claim_check
 from backend.workflow_runner.events.activities import EventActivities
 from backend.workflow_runner.events.broker import BrokerSettings
+from backend.workflow_runner.run_tasks import RunTasks, RunTaskSettings
 from backend.workflow_runner.workflow_env import read_workflow_env
 from backend.workflow_runner.workflows import DslWorkflow
 
@@ -39,21 +40,31 @@ def build_worker(
     stigmer_endpoint: str = DEFAULT_STIGMER_ENDPOINT,
     agent_activities: Sequence[Callable[..., Any]] | None = None,
     events: EventActivities | None = None,
+    run_tasks: RunTaskSettings | None = None,
 ) -> Worker:
     """The worker; tests pass `agent_activities` to stand in for the Stigmer service.
 
     The event activities are always registered; without NATS_URL (`events` None and nothing in
-    the environment) they fail a workflow that uses events, and nothing else changes.
+    the environment) they fail a workflow that uses events, and nothing else changes. So is the
+    `run: shell|script` activity: it runs only the kinds `run_tasks` (by default
+    STIGMER_RUN_TASKS) allows, and fails the others with a configuration error.
     """
     if agent_activities is None:
         agent_activities = agent_call_activities(stigmer_endpoint)
     if events is None:
         events = EventActivities(BrokerSettings.from_env())
+    processes = RunTasks(run_tasks if run_tasks is not None else RunTaskSettings.from_env())
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[DslWorkflow],
-        activities=[call_http, read_workflow_env, *agent_activities, *events.all()],
+        activities=[
+            call_http,
+            read_workflow_env,
+            processes.run_process,
+            *agent_activities,
+            *events.all(),
+        ],
         max_concurrent_activities=max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_runner=sandbox.workflow_runner(),

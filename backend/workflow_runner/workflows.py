@@ -40,6 +40,13 @@ with workflow.unsafe.imports_passed_through():
         HttpCallInput,
         HttpCallOutput,
         ProgressEntry,
+        RunProcessInput,
+        RunProcessOutput,
+    )
+    from backend.workflow_runner.run_tasks import (
+        RUN_PROCESS_ACTIVITY,
+        TIMEOUT_GRACE_SECONDS,
+        heartbeat_timeout,
     )
     from backend.workflow_runner.workflow_env import READ_ENV_ACTIVITY
 
@@ -139,6 +146,28 @@ class _WorkflowRunners:
             raise DslException(
                 activity_failure(error, call.task_path, "Activity call failed")
             ) from None
+
+    async def run_process(self, call: RunProcessInput) -> Any:
+        # The process has its own timeout; the activity's is a little longer, so that it ends
+        # with the activity's clear error. One attempt unless the document asks for more:
+        # running the document's process again is not always safe.
+        try:
+            result = await workflow.execute_activity(
+                RUN_PROCESS_ACTIVITY,
+                call,
+                result_type=RunProcessOutput,
+                start_to_close_timeout=timedelta(
+                    seconds=call.timeout_seconds + TIMEOUT_GRACE_SECONDS
+                ),
+                heartbeat_timeout=timedelta(seconds=heartbeat_timeout(call)),
+                retry_policy=RetryPolicy(maximum_attempts=call.maximum_attempts or 1),
+                summary=f"run {call.kind} {call.command or call.language}",
+            )
+        except ActivityError as error:
+            if _is_cancellation(error):
+                raise
+            raise DslException(activity_failure(error, call.task_path, "Run task failed")) from None
+        return result.value
 
     async def wait_condition(self, ready: Callable[[], bool], timeout: float | None) -> bool:
         try:

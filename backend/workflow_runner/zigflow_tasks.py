@@ -10,19 +10,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from backend.workflow_runner import zigflow_runtime
-from backend.workflow_runner.dsl import errors, model
+from backend.workflow_runner import calls, zigflow_runtime
+from backend.workflow_runner.dsl import durations, errors, model
 from backend.workflow_runner.dsl.dialects import zigflow
 from backend.workflow_runner.dsl.errors import DslError, DslException
-from backend.workflow_runner.models import ActivityCallInput
+from backend.workflow_runner.models import ActivityCallInput, RunProcessInput
 from backend.workflow_runner.zigflow_runtime import FreshFunctions, ZigflowRun
 
 RUNTIME = {"name": "stigmer-workflow-runner", "dialect": "zigflow"}
+# A run task's process timeout when `activityOptions.startToCloseTimeout` names none.
+DEFAULT_RUN_TIMEOUT = 60.0
 
 
 class ZigflowRunners(zigflow_runtime.MessageRunners, Protocol):
     async def call_activity(self, call: ActivityCallInput) -> Any:
         """Runs an activity of another worker (`call: activity`); raises DslException."""
+        ...
+
+    async def run_process(self, call: RunProcessInput) -> Any:
+        """Runs a `run: shell` / `run: script` process on the worker; raises DslException."""
         ...
 
     async def sleep(self, seconds: float) -> None: ...
@@ -110,7 +116,12 @@ async def execute(
         return True, await host.runners.call_activity(_activity_call(host, task, arguments, path))
     if "for" in task and "do" in task:
         return True, await _for(host, item, data, variables, scope)
+    if "run" in task and ({"shell", "script"} & set(task["run"])):
+        return True, await host.runners.run_process(
+            _run_process_call(host, task, data, variables, path)
+        )
     if "run" in task and model.task_type(task) is None:
+        # `run: container` (no container runtime on the worker).
         raise DslException(
             DslError(
                 errors.CONFIGURATION,
@@ -175,6 +186,60 @@ def _activity_call(
         arguments=list(arguments.get("arguments") or []),
         start_to_close_seconds=options.get("start_to_close_seconds"),
         heartbeat_seconds=options.get("heartbeat_seconds"),
+        maximum_attempts=_int_or_none(options.get("maximum_attempts")),
+        task_path=path,
+    )
+
+
+def _run_process_call(
+    host: Host, task: dict[str, Any], data: Any, variables: dict[str, Any], path: str
+) -> RunProcessInput:
+    """`run: shell` / `run: script` as the process the worker runs (run_tasks.py); as in Zigflow
+    the arguments, environment and script source are evaluated, the script's code is not."""
+    run = task["run"]
+    kind = "shell" if "shell" in run else "script"
+    if run.get("await") is False:
+        raise DslException(
+            DslError(
+                errors.CONFIGURATION,
+                400,
+                "Unsupported task",
+                f"run: {kind} with await: false (the process would outlive its task)",
+                path,
+            )
+        )
+    process = run[kind]
+
+    def evaluated(key: str, default: Any) -> Any:
+        value = process.get(key, default)
+        return host._evaluate(value, data, variables, f"{path}/run/{kind}/{key}")
+
+    arguments = evaluated("arguments", [])
+    if not isinstance(arguments, list):
+        raise DslException(
+            DslError(errors.VALIDATION, 400, "Invalid run task", "arguments: not a list", path)
+        )
+    environment = evaluated("environment", {}) or {}
+    source = evaluated("source", {}) if "source" in process else {}
+    endpoint = source.get("endpoint", "") if isinstance(source, dict) else ""
+    stdin = evaluated("stdin", None)
+    options = zigflow.activity_options(host.document, task)
+    interval = (task.get("metadata") or {}).get("heartbeat")
+    return RunProcessInput(
+        kind=kind,
+        command=str(evaluated("command", "")) if kind == "shell" else "",
+        arguments=[calls.text(value) for value in arguments],
+        environment={
+            str(k): "" if v is None else calls.text(v) for k, v in dict(environment).items()
+        },
+        language=str(process.get("language", "")),
+        code=str(process.get("code") or ""),
+        source=str(endpoint.get("uri", "") if isinstance(endpoint, dict) else endpoint),
+        stdin=None if stdin is None else calls.text(stdin),
+        return_mode=str(run.get("return", "stdout")),
+        timeout_seconds=float(options.get("start_to_close_seconds") or DEFAULT_RUN_TIMEOUT),
+        heartbeat_seconds=durations.to_seconds(interval) if interval is not None else None,
+        heartbeat_timeout_seconds=options.get("heartbeat_seconds"),
         maximum_attempts=_int_or_none(options.get("maximum_attempts")),
         task_path=path,
     )
