@@ -14,7 +14,7 @@ import typer
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from backend.common import logs, tracing
-from backend.workflow_runner import schedule_cli
+from backend.workflow_runner import migrate_cli, schedule_cli
 from backend.workflow_runner import worker as worker_module
 from backend.workflow_runner.claim_check import config as claim_check
 from backend.workflow_runner.claim_check.errors import ClaimCheckConfigError
@@ -105,6 +105,7 @@ def worker(
 
 
 events_cli.register(app, _env)
+migrate_cli.register(app)
 
 
 DialectOption = Annotated[

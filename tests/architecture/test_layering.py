@@ -73,6 +73,7 @@ RANKS: dict[str, int] = {
     "backend.workflow_runner.workflows": 6,
     "backend.workflow_runner.worker": 7,
     "backend.workflow_runner.schedule_cli": 8,
+    "backend.workflow_runner.migrate_cli": 8,
     "backend.workflow_runner.cli": 8,
     "backend.workflow_runner.main": 9,
 }
