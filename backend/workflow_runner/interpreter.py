@@ -79,6 +79,7 @@ class Interpreter:
         dialect: Dialect = Dialect.STANDARD,
         workflow_facts: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
+        workflows: dict[str, list[Any]] | None = None,
     ) -> None:
         self.document = document
         self.runners = runners
@@ -97,7 +98,7 @@ class Interpreter:
         # The Zigflow dialect's state ($data, $env, messages); None for a standard document.
         self.zigflow: ZigflowRun | None = None
         if dialect is Dialect.ZIGFLOW:
-            self.zigflow = ZigflowRun(workflow_facts or {}, env or {})
+            self.zigflow = ZigflowRun(workflow_facts or {}, env or {}, workflows or {})
             self.zigflow.evaluator = self
 
     async def run(self, workflow_input: Any) -> Any:
@@ -140,10 +141,11 @@ class Interpreter:
 
     async def _run_list(self, tasks: list[Any], path: str, data: Any, scope: _Scope) -> Any:
         items = model.task_items(tasks, path)
+        names = frozenset(item.name for item in items)
         index = 0
         while index < len(items):
             item = items[index]
-            data, directive = await self._run_task(item, data, scope)
+            data, directive = await self._run_task(item, data, scope, names)
             if directive in (None, "continue"):
                 index += 1
             elif directive == "exit":
@@ -156,7 +158,11 @@ class Interpreter:
         return data
 
     async def _run_task(
-        self, item: model.TaskItem, raw_input: Any, scope: _Scope
+        self,
+        item: model.TaskItem,
+        raw_input: Any,
+        scope: _Scope,
+        siblings: frozenset[str] = frozenset(),
     ) -> tuple[Any, Any]:
         task = item.definition
         if self.meter.task_started():
@@ -188,6 +194,9 @@ class Interpreter:
             else:
                 seconds = durations.to_seconds(timeout)
                 raw_output, directive = await timing.deadline(execution, seconds, "Task", item.path)
+            if self.zigflow is not None and self.zigflow.redirects(directive, siblings):
+                raw_output = await zigflow_tasks.run_workflow(self, str(directive), data, item.path)
+                directive = None
             descriptor["output"] = raw_output
             if self.zigflow is not None:
                 kind = model.task_type(task) or ("run" if "run" in task else None)
@@ -381,6 +390,9 @@ class Interpreter:
             "runtime": {"name": RUNTIME_NAME, "version": RUNTIME_VERSION},
             **scope.extras,
         }
+
+    def root_scope(self) -> _Scope:
+        return _Scope()
 
     def evaluate(self, value: Any, path: str) -> Any:
         """`value` with the run's variables as they are now (Zigflow's listeners; `.` is null)."""

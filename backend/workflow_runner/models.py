@@ -14,6 +14,9 @@ class DslRunInput:
     input: Any = None
     # `standard` or `zigflow` (dsl/dialects): how the document is read; chosen by the client.
     dialect: str = "standard"
+    # Zigflow: which workflow of a file that defines several (None: the first); the whole file
+    # travels, since its workflows can run one another (`run: workflow`, `then: <workflow>`).
+    workflow_type: str | None = None
 
 
 @dataclasses.dataclass

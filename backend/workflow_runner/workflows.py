@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from backend.workflow_runner.agent_call.models import CallAgentInput
     from backend.workflow_runner.agent_call.workflow_api import run_agent_call
     from backend.workflow_runner.dsl import errors, loader
-    from backend.workflow_runner.dsl.dialects import Dialect
+    from backend.workflow_runner.dsl.dialects import Dialect, zigflow
     from backend.workflow_runner.dsl.errors import DslError, DslException
     from backend.workflow_runner.event_inbox import EventInbox
     from backend.workflow_runner.events import contract
@@ -300,11 +300,15 @@ class DslWorkflow:
     error ends the run as a DSL error: a document's own failures as they are, anything
     unexpected as a `runtime` error (the interpreter names the task)."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, run_input: DslRunInput) -> None:
         self._progress: list[ProgressEntry] = []
         self._inbox = EventInbox(workflow.wait_condition)
         self._interpreter: Interpreter | None = None
         self._early_signals: list[tuple[str, Any]] = []
+        self._update_names: frozenset[str] = frozenset()
+        if run_input.dialect == Dialect.ZIGFLOW.value:
+            self._update_names = zigflow.update_names(run_input.document)
 
     @workflow.run
     async def run(self, run_input: DslRunInput) -> Any:
@@ -318,11 +322,22 @@ class DslWorkflow:
                 DslError(errors.CONFIGURATION, 400, "Invalid workflow document", details, "/")
             )
         dialect = Dialect(run_input.dialect)
+        document, workflows = run_input.document, {}
+        if dialect is Dialect.ZIGFLOW:
+            try:
+                document = zigflow.select(zigflow.normalized(document), run_input.workflow_type)
+            except KeyError as unknown:
+                raise _failed(
+                    DslError(
+                        errors.CONFIGURATION, 400, "Unknown workflow type", unknown.args[0], "/"
+                    )
+                ) from None
+            workflows = zigflow.workflow_bodies(zigflow.normalized(run_input.document))
         info = workflow.info()
         facts = {
             "workflow_execution_id": info.workflow_id,
             "workflow_execution_run_id": info.run_id,
-            "workflow_type_name": run_input.document.get("document", {}).get("workflowType")
+            "workflow_type_name": document.get("document", {}).get("workflowType")
             or info.workflow_type,
             "task_queue_name": info.task_queue,
             "namespace": info.namespace,
@@ -335,13 +350,14 @@ class DslWorkflow:
                 READ_ENV_ACTIVITY, result_type=dict, start_to_close_timeout=timedelta(seconds=10)
             )
         interpreter = Interpreter(
-            run_input.document,
+            document,
             _WorkflowRunners(self._inbox),
             info.workflow_id,
             passthrough=(TemporalError,),
             dialect=dialect,
             workflow_facts=facts,
             env=env,
+            workflows=workflows,
         )
         self._interpreter = interpreter
         if interpreter.zigflow is not None:
@@ -380,7 +396,14 @@ class DslWorkflow:
         return run.on_query(name)
 
     @workflow.update(dynamic=True)
-    def on_update(self, name: str, args: Sequence[RawValue]) -> Any:
+    async def on_update(self, name: str, args: Sequence[RawValue]) -> Any:
+        # An update may come before its listen task has started (even before the run has):
+        # it waits for it, as Zigflow's handler is there from the start.
+        await workflow.wait_condition(
+            lambda: self._interpreter is not None
+            and self._interpreter.zigflow is not None
+            and name in self._interpreter.zigflow.updates
+        )
         run = self._interpreter.zigflow if self._interpreter else None
         assert run is not None
         try:
@@ -390,9 +413,9 @@ class DslWorkflow:
 
     @on_update.validator
     def check_update(self, name: str, args: Sequence[RawValue]) -> None:
-        run = self._interpreter.zigflow if self._interpreter else None
-        if run is None or name not in run.updates:
-            raise ApplicationError(f"no listener for update {name!r} (yet)", type="UpdateNotFound")
+        # Refused at once when the document has no listen task for it.
+        if name not in self._update_names:
+            raise ApplicationError(f"no listener for update {name!r}", type="UpdateNotFound")
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> list[ProgressEntry]:

@@ -88,7 +88,14 @@ class _UpdateListener:
 class ZigflowRun:
     """The Zigflow state of one run, and the handling of its messages."""
 
-    def __init__(self, workflow_facts: dict[str, Any], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        workflow_facts: dict[str, Any],
+        env: dict[str, str],
+        workflows: dict[str, list[Any]] | None = None,
+    ) -> None:
+        # The other workflows of a multi-workflow file: `run: workflow` and `then: <name>`.
+        self.workflows = workflows or {}
         self.workflow_input: Any = None
         self.data: dict[str, Any] = {"workflow": dict(workflow_facts)}
         self.env = dict(env)
@@ -146,6 +153,12 @@ class ZigflowRun:
         # A switch only routes: the output before it stays the latest (as in Zigflow).
         if kind != "switch":
             self.last_output = output
+
+    def redirects(self, directive: Any, siblings: frozenset[str]) -> bool:
+        """`then: <name>` naming another workflow of the file (and no task beside this one)."""
+        return (
+            isinstance(directive, str) and directive in self.workflows and directive not in siblings
+        )
 
     def loop_item(self, each: str, at: str, element: Any, index: Any) -> None:
         """The original's loops read their item from `$data` (`$data.item`)."""

@@ -7,6 +7,7 @@ zigflow_runtime.py for the state these tasks read and write, docs/zigflow.md for
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -65,6 +66,8 @@ class Host(Protocol):
 
     async def _run_list(self, tasks: list[Any], path: str, data: Any, scope: Any) -> Any: ...
 
+    def root_scope(self) -> Any: ...
+
 
 def variables(
     host: Host, extras: Mapping[str, Any], task: dict[str, Any] | None, drawing: bool
@@ -116,6 +119,9 @@ async def execute(
         return True, await host.runners.call_activity(_activity_call(host, task, arguments, path))
     if "for" in task and "do" in task:
         return True, await _for(host, item, data, variables, scope)
+    if "run" in task and "workflow" in task["run"] and model.task_type(task) is None:
+        target = host._evaluate(task["run"]["workflow"], data, variables, path)
+        return True, await run_workflow(host, str(target.get("type", "")), data, path)
     if "run" in task and ({"shell", "script"} & set(task["run"])):
         return True, await host.runners.run_process(
             _run_process_call(host, task, data, variables, path)
@@ -152,14 +158,38 @@ async def _for(
     collection = host._expression(loop["in"], data, variables, path + "/for/in")
     size = int(collection) if isinstance(collection, int | float) else collection
     if isinstance(size, int) and not isinstance(size, bool):
-        host.meter.for_collection(range(min(size, 1 << 62)), path)  # the forItems budget
+        # The forItems budget, without building a list as long as the count.
+        host.meter.for_collection([None] * min(size, host.meter.budgets["forItems"] + 1), path)
     elif collection is not None:
         host.meter.for_collection(collection, path)
+    by_key = isinstance(collection, dict)
+    current = data
+    run.last_output = None  # `$output` in `while`: the previous iteration's output (none yet).
+    # `$context` exported inside the loop is the loop's own: the next iteration sees it, the
+    # tasks after the loop do not (Zigflow runs the loop on a copy of the state).
+    outer_context = host.context
+    try:
+        return await _iterate(host, item, collection, current, variables, scope, by_key)
+    finally:
+        host.context = outer_context
+
+
+async def _iterate(
+    host: Host,
+    item: model.TaskItem,
+    collection: Any,
+    current: Any,
+    variables: dict[str, Any],
+    scope: Any,
+    by_key: bool,
+) -> Any:
+    task, path = item.definition, item.path
+    run = host.zigflow
+    assert run is not None
+    loop = task["for"]
     each = loop.get("each", model.DEFAULT_EACH)
     at = loop.get("at", model.DEFAULT_AT)
-    by_key = isinstance(collection, dict)
     outputs: dict[str, Any] | list[Any] = {} if by_key else []
-    current = data
     for key, element in zigflow_runtime.iteration(collection if collection is not None else []):
         inner = scope.with_values(**{each: element, at: key})
         run.loop_item(each, at, element, key)
@@ -169,11 +199,38 @@ async def _for(
                 break
         current = await host._run_list(task["do"], path + "/do", current, inner)
         run.data[item.name] = current
+        run.last_output = current
         if isinstance(outputs, dict):
             outputs[str(key)] = current
         else:
             outputs.append(current)
     return outputs
+
+
+async def run_workflow(host: Host, name: str, data: Any, path: str) -> Any:
+    """Another workflow of the file, in this task's place (Zigflow starts it as a child workflow
+    with a copy of the state): it sees `$data` as it is, its own changes to `$data` stay its own,
+    and its output is this task's result."""
+    run = host.zigflow
+    assert run is not None
+    if name not in run.workflows:
+        known = ", ".join(run.workflows) or "none"
+        raise DslException(
+            DslError(
+                errors.CONFIGURATION,
+                400,
+                "Unknown workflow",
+                f"{name!r} (this file: {known})",
+                path,
+            )
+        )
+    saved = copy.deepcopy(run.data)
+    try:
+        position = list(run.workflows).index(name)
+        where = f"/do/{position}/{model.escape_pointer(name)}/do"
+        return await host._run_list(run.workflows[name], where, data, host.root_scope())
+    finally:
+        run.data = saved
 
 
 def _activity_call(

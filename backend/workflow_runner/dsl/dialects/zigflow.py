@@ -147,6 +147,32 @@ def activity_options(document: dict[str, Any], task: dict[str, Any]) -> dict[str
     return result
 
 
+def update_names(document: Any) -> frozenset[str]:
+    """The ids of every listen on a Temporal update anywhere in the file (read before it runs)."""
+    names: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if value.get("type") == "update" and isinstance(value.get("id"), str):
+                names.add(value["id"])
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(document.get("do") if isinstance(document, dict) else None)
+    return frozenset(names)
+
+
+def workflow_bodies(document: dict[str, Any]) -> dict[str, list[Any]]:
+    """The task list of each workflow of a multi-workflow file, by name (empty otherwise)."""
+    types = workflow_types(document)
+    if types == [document.get("document", {}).get("workflowType")]:
+        return {}
+    return {name: entry[name]["do"] for entry in document["do"] for name in entry if name in types}
+
+
 def _is_plain_do(definition: dict[str, Any]) -> bool:
     # A `for` task has `do` too; only a bare `do` task is a workflow of its own.
     return not ({"for", "fork", "try", "call", "run", "listen", "set", "switch"} & set(definition))
