@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping
 from typing import Any, Protocol, TypeVar
-
-import jsonschema
 
 from backend.workflow_runner import calls, error_handling, event_tasks, timing, zigflow_tasks
 from backend.workflow_runner.agent_call.models import CallAgentInput
 from backend.workflow_runner.agent_call.secrets import run_scope
-from backend.workflow_runner.dsl import budgets, durations, errors, expressions, model
+from backend.workflow_runner.dsl import budgets, durations, errors, model
 from backend.workflow_runner.dsl.dialects import Dialect
 from backend.workflow_runner.dsl.errors import DslError, DslException
+from backend.workflow_runner.evaluation import Evaluation
 from backend.workflow_runner.models import HttpCallInput, ProgressEntry
 from backend.workflow_runner.zigflow_runtime import ZigflowRun
 
@@ -62,7 +60,7 @@ class _Scope:
         return dataclasses.replace(self, inside_try=True)
 
 
-class Interpreter:
+class Interpreter(Evaluation):
     """Runs one workflow document once; `progress` lists the tasks that finished, in order.
 
     Any exception other than a DslException becomes a `runtime` DslException naming the task,
@@ -397,45 +395,3 @@ class Interpreter:
     def evaluate(self, value: Any, path: str) -> Any:
         """`value` with the run's variables as they are now (Zigflow's listeners; `.` is null)."""
         return self._evaluate(value, None, self._variables(_Scope(), None, None, None, False), path)
-
-    def _evaluate(self, value: Any, data: Any, variables: Mapping[str, Any], path: str) -> Any:
-        try:
-            return expressions.evaluate_value(value, data, variables, self.budgets.limits)
-        except expressions.ExpressionError as error:
-            raise budgets.expression_failure(error, path) from None
-
-    def _condition(self, value: Any, data: Any, variables: Mapping[str, Any], path: str) -> bool:
-        try:
-            return expressions.evaluate_condition(value, data, variables, self.budgets.limits)
-        except expressions.ExpressionError as error:
-            raise budgets.expression_failure(error, path) from None
-
-    def _conditions(self, data: Any, variables: Mapping[str, Any]) -> error_handling.Condition:
-        """Conditions on `data` with `variables`, each evaluated where the document writes it."""
-        return lambda value, path: self._condition(value, data, variables, path)
-
-    def _expression(self, value: Any, data: Any, variables: Mapping[str, Any], path: str) -> Any:
-        """A field that is always an expression, with or without `${ }`."""
-        program = expressions.program_of(str(value))
-        try:
-            return expressions.evaluate(program, data, variables, self.budgets.limits)
-        except expressions.ExpressionError as error:
-            raise budgets.expression_failure(error, path) from None
-
-    def _transform(self, spec: Any, data: Any, variables: Mapping[str, Any], path: str) -> Any:
-        if spec is None:
-            return data
-        try:
-            return expressions.evaluate_transform(spec, data, variables, self.budgets.limits)
-        except expressions.ExpressionError as error:
-            raise budgets.expression_failure(error, path) from None
-
-    def _check_schema(self, spec: Any, value: Any, path: str, what: str) -> None:
-        if spec is None:
-            return
-        validator = jsonschema.Draft202012Validator(spec["document"])
-        problem = next(iter(validator.iter_errors(value)), None)
-        if problem is not None:
-            raise errors.validation_error(
-                f"{what} does not match its schema: {problem.message}", path
-            )
