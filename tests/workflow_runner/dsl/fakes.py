@@ -14,7 +14,7 @@ from backend.workflow_runner.dsl import loader
 from backend.workflow_runner.event_inbox import EventInbox
 from backend.workflow_runner.events.contract import DeliveredEvent
 from backend.workflow_runner.interpreter import Interpreter
-from backend.workflow_runner.models import HttpCallInput
+from backend.workflow_runner.models import ActivityCallInput, HttpCallInput, RunProcessInput
 
 START = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -45,6 +45,17 @@ class FakeRunners:
         self.agent_calls.append(call)
         assert self.agent is not None
         return self.agent(call)
+
+    # The Zigflow dialect's side effects: these fakes run standard documents only.
+
+    async def call_activity(self, call: ActivityCallInput) -> Any:
+        raise AssertionError(f"unexpected call: activity {call.name}")
+
+    async def run_process(self, call: RunProcessInput) -> Any:
+        raise AssertionError("unexpected run task")
+
+    async def wait_condition(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        return ready()
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
