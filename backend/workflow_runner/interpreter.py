@@ -318,7 +318,10 @@ class Interpreter(Evaluation):
             if compete:
                 # Every branch failed: the first one's error stands for all.
                 raise next(b.exception() for b in branches if b.exception() is not None)  # type: ignore[misc]
-            return [branch.result()[0] for branch in branches]
+            outputs = [branch.result()[0] for branch in branches]
+            if self.zigflow is not None:  # Zigflow: each branch's output under its name.
+                return {item.name: output for item, output in zip(items, outputs, strict=True)}
+            return outputs
         finally:
             for branch in branches:
                 if not branch.done():

@@ -1,0 +1,144 @@
+"""The vendored Zigflow fixtures that call public HTTP APIs, run as their upstream e2e tests run
+them: the documents unchanged, their hosts answered by a local server with the routes and bodies
+upstream registers (expectations.yaml `http_mock`; upstream uses an HTTPS proxy for the same).
+
+Only the test's HTTP transport differs: requests to a mocked host go to the local server, over
+plain HTTP, with the path and query unchanged; every other host is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+
+from backend.common import egress
+from backend.workflow_runner.dsl import loader
+from backend.workflow_runner.worker import build_worker
+from backend.workflow_runner.workflows import DslWorkflow
+from tests.workflow_runner.scenarios import FAKE_AGENT_ACTIVITIES
+from tests.workflow_runner.test_zigflow_fixtures import (
+    EXPECTATIONS,
+    FIXTURES,
+    _dialect,
+    _id,
+    _interact,
+    _run_input,
+    mismatches,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _mockable(entry: dict[str, Any]) -> bool:
+    mock = entry.get("http_mock") or {}
+    return bool(mock) and set(entry["outside_services"]) <= set(mock["hosts"])
+
+
+MOCKED = [e for e in EXPECTATIONS if _mockable(e)]
+
+
+class _Routes(BaseHTTPRequestHandler):
+    routes: ClassVar[dict[str, Any]] = {}
+    seen: ClassVar[list[tuple[str, str]]] = []
+
+    def _answer(self) -> None:
+        path = self.path.split("?", 1)[0]
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.seen.append((self.command, path))
+        route = self.routes.get(path, self.routes.get("*"))
+        status, body = (
+            (404, {"error": "not found"})
+            if route is None
+            else (
+                route.get("status", 200),
+                route.get("body"),
+            )
+        )
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:  # - the base's name
+        pass
+
+
+@contextlib.contextmanager
+def _serving(routes: dict[str, Any]) -> Iterator[tuple[int, list[tuple[str, str]]]]:
+    """A local server answering `routes` (by path; `*` for any); (its port, requests seen)."""
+    seen: list[tuple[str, str]] = []
+    handler = type("Routes", (_Routes,), {"routes": routes, "seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _ToLocal(httpx.AsyncBaseTransport):
+    """Sends requests for `hosts` to the local server; refuses any other host."""
+
+    def __init__(self, hosts: set[str], port: int) -> None:
+        self.hosts, self.port = hosts, port
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host not in self.hosts:
+            raise httpx.ConnectError(f"{request.url.host} is not mocked in this test")
+        request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=self.port)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("entry", MOCKED, ids=_id)
+async def test_fixture_runs_against_upstreams_mock(
+    entry: dict[str, Any], temporal_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in (entry.get("env") or {}).items():
+        monkeypatch.setenv(name, value)
+    document = loader.load_file(FIXTURES / entry["fixture"], _dialect(entry))
+    task_queue = f"zigflow-mocked-{uuid.uuid4()}"
+    with _serving(entry["http_mock"]["routes"]) as (port, seen):
+        hosts = set(entry["http_mock"]["hosts"])
+        monkeypatch.setattr(egress, "guarded_transport", lambda policy: _ToLocal(hosts, port))
+        async with build_worker(
+            temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES
+        ):
+            handle = await temporal_client.start_workflow(
+                DslWorkflow.run,
+                _run_input(entry, document),
+                id=f"zigflow-mocked-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
+            await _interact(handle, entry)
+            if entry["completes"] is False:
+                with pytest.raises(WorkflowFailureError):
+                    await asyncio.wait_for(handle.result(), 150)
+                return
+            result = await asyncio.wait_for(handle.result(), 150)
+    assert seen, "the workflow made no request to the mocked hosts"
+    if entry["expected_output"] is not None:
+        assert mismatches(entry["expected_output"], result) == [], result
+    for fragment in entry.get("output_must_not_contain") or []:
+        assert fragment not in json.dumps(result)
