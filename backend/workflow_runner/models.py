@@ -22,15 +22,13 @@ class DslRunInput:
 @dataclasses.dataclass
 class ActivityCallInput:
     """A Zigflow `call: activity`: an activity of another worker, by name, on its task queue;
-    the options come from `metadata.activityOptions` (None: the runner's default)."""
+    `metadata.activityOptions` (absent ones: the runner's defaults)."""
 
     name: str
     task_queue: str
     arguments: list[Any] = dataclasses.field(default_factory=list)
-    start_to_close_seconds: float | None = None
-    heartbeat_seconds: float | None = None
-    maximum_attempts: int | None = None
     task_path: str = ""
+    activity_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -93,6 +91,9 @@ class HttpCallInput:
     # placeholders that carry both (agent_call.models.SecretScope).
     secret_seal: str = ""
     secret_names: list[str] = dataclasses.field(default_factory=list)
+    # Zigflow: `metadata.activityOptions` (dsl/dialects/zigflow.py::activity_options) replace the
+    # engine's defaults for this call's activity.
+    activity_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

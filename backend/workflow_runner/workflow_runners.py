@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -74,6 +75,49 @@ def _is_cancellation(error: ActivityError) -> bool:
     return isinstance(error.cause, CancelledError)
 
 
+def scheduling(
+    options: dict[str, Any],
+    *,
+    start_to_close: timedelta,
+    heartbeat: timedelta | None,
+    retry: RetryPolicy | None,
+    summary: str,
+) -> dict[str, Any]:
+    """execute_activity's options: the engine's defaults, replaced by a Zigflow document's
+    `metadata.activityOptions` (zigflow.activity_options) where it sets them."""
+
+    def seconds(name: str, default: timedelta | None) -> timedelta | None:
+        return timedelta(seconds=options[name]) if name in options else default
+
+    result: dict[str, Any] = {
+        "start_to_close_timeout": seconds("start_to_close_seconds", start_to_close),
+        "schedule_to_close_timeout": seconds("schedule_to_close_seconds", None),
+        "schedule_to_start_timeout": seconds("schedule_to_start_seconds", None),
+        "heartbeat_timeout": seconds("heartbeat_seconds", heartbeat),
+        "retry_policy": retry,
+        "summary": options.get("summary", summary),
+    }
+    retried: dict[str, Any] = {
+        "initial_interval": seconds("initial_interval_seconds", None),
+        "maximum_interval": seconds("maximum_interval_seconds", None),
+        "backoff_coefficient": options.get("backoff_coefficient"),
+        "maximum_attempts": options.get("maximum_attempts"),
+        "non_retryable_error_types": options.get("non_retryable_error_types"),
+    }
+    if any(value is not None for value in retried.values()):
+        base = retry or RetryPolicy()
+        result["retry_policy"] = dataclasses.replace(
+            base, **{key: value for key, value in retried.items() if value is not None}
+        )
+    if any(key in options for key in ("priority_key", "fairness_key", "fairness_weight")):
+        result["priority"] = Priority(
+            priority_key=options.get("priority_key"),
+            fairness_key=options.get("fairness_key"),
+            fairness_weight=options.get("fairness_weight"),
+        )
+    return result
+
+
 class WorkflowRunners:
     """The interpreter's side effects as activities and timers of this workflow."""
 
@@ -92,10 +136,13 @@ class WorkflowRunners:
                 CALL_HTTP_ACTIVITY,
                 call,
                 result_type=HttpCallOutput,
-                start_to_close_timeout=DEFAULT_HTTP_TIMEOUT,
-                heartbeat_timeout=HTTP_HEARTBEAT_TIMEOUT,
-                retry_policy=retry_policy(call),
-                summary=f"{call.method} {call.uri}",
+                **scheduling(
+                    call.activity_options,
+                    start_to_close=DEFAULT_HTTP_TIMEOUT,
+                    heartbeat=HTTP_HEARTBEAT_TIMEOUT,
+                    retry=retry_policy(call),
+                    summary=f"{call.method} {call.uri}",
+                ),
             )
         except ActivityError as error:
             if _is_cancellation(error):
@@ -116,20 +163,18 @@ class WorkflowRunners:
             ) from None
 
     async def call_activity(self, call: ActivityCallInput) -> Any:
-        attempts = call.maximum_attempts
         try:
             return await workflow.execute_activity(
                 call.name,
                 args=call.arguments,
                 task_queue=call.task_queue,
-                start_to_close_timeout=timedelta(
-                    seconds=call.start_to_close_seconds or DEFAULT_HTTP_TIMEOUT.total_seconds()
+                **scheduling(
+                    call.activity_options,
+                    start_to_close=DEFAULT_HTTP_TIMEOUT,
+                    heartbeat=None,
+                    retry=None,
+                    summary=f"activity {call.name} on {call.task_queue}",
                 ),
-                heartbeat_timeout=(
-                    timedelta(seconds=call.heartbeat_seconds) if call.heartbeat_seconds else None
-                ),
-                retry_policy=RetryPolicy(maximum_attempts=attempts) if attempts else None,
-                summary=f"activity {call.name} on {call.task_queue}",
             )
         except ActivityError as error:
             if _is_cancellation(error):

@@ -15,7 +15,7 @@ from backend.workflow_runner import calls, zigflow_runtime
 from backend.workflow_runner.dsl import durations, errors, model
 from backend.workflow_runner.dsl.dialects import zigflow
 from backend.workflow_runner.dsl.errors import DslError, DslException
-from backend.workflow_runner.models import ActivityCallInput, RunProcessInput
+from backend.workflow_runner.models import ActivityCallInput, HttpCallInput, RunProcessInput
 from backend.workflow_runner.zigflow_runtime import FreshFunctions, ZigflowRun
 
 RUNTIME = {"name": "stigmer-workflow-runner", "dialect": "zigflow"}
@@ -24,6 +24,8 @@ DEFAULT_RUN_TIMEOUT = 60.0
 
 
 class ZigflowRunners(zigflow_runtime.MessageRunners, Protocol):
+    async def call_http(self, call: HttpCallInput) -> Any: ...
+
     async def call_activity(self, call: ActivityCallInput) -> Any:
         """Runs an activity of another worker (`call: activity`); raises DslException."""
         ...
@@ -43,6 +45,7 @@ class Host(Protocol):
     workflow_descriptor: dict[str, Any]
     zigflow: ZigflowRun | None
     document: dict[str, Any]
+    secret_scope: Any
 
     @property
     def runners(self) -> ZigflowRunners: ...
@@ -114,6 +117,13 @@ async def execute(
             ) from None
         await host.runners.sleep(seconds)
         return True, data
+    if task.get("call") == "http" and _has_activity_options(host.document, task):
+        arguments = host._evaluate(task.get("with", {}), data, variables, path)
+        call = calls.http_call(
+            task["with"], arguments, data, path, host.secret_scope, inside_try=scope.inside_try
+        )
+        call.activity_options = zigflow.activity_options(host.document, task)
+        return True, await host.runners.call_http(call)
     if task.get("call") == "activity":
         arguments = host._evaluate(task["with"], data, variables, path)
         return True, await host.runners.call_activity(_activity_call(host, task, arguments, path))
@@ -233,6 +243,13 @@ async def run_workflow(host: Host, name: str, data: Any, path: str) -> Any:
         run.data = saved
 
 
+def _has_activity_options(document: dict[str, Any], task: dict[str, Any]) -> bool:
+    return any(
+        isinstance(source, dict) and "activityOptions" in source
+        for source in (document.get("document", {}).get("metadata"), task.get("metadata"))
+    )
+
+
 def _activity_call(
     host: Host, task: dict[str, Any], arguments: dict[str, Any], path: str
 ) -> ActivityCallInput:
@@ -241,10 +258,8 @@ def _activity_call(
         name=str(arguments["name"]),
         task_queue=str(arguments["taskQueue"]),
         arguments=list(arguments.get("arguments") or []),
-        start_to_close_seconds=options.get("start_to_close_seconds"),
-        heartbeat_seconds=options.get("heartbeat_seconds"),
-        maximum_attempts=_int_or_none(options.get("maximum_attempts")),
         task_path=path,
+        activity_options=options,
     )
 
 

@@ -18,7 +18,7 @@ from backend.workflow_runner.dsl import loader
 from backend.workflow_runner.models import DslRunInput
 from backend.workflow_runner.worker import build_worker
 from backend.workflow_runner.workflows import DslWorkflow
-from tests.workflow_runner.scenarios import FAKE_AGENT_ACTIVITIES
+from tests.workflow_runner.scenarios import FAKE_AGENT_ACTIVITIES, http_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -182,3 +182,62 @@ do:
         with pytest.raises(WorkflowFailureError) as failure:
             await asyncio.wait_for(handle.result(), 30)
     assert "no message after 1 s" in str(failure.value.cause)
+
+
+async def test_activity_options_of_the_document_and_the_task_govern_an_http_call(
+    temporal_client: Client, task_queue: str
+) -> None:
+    with http_server() as server:
+        document = loader.load_text(
+            f"""
+document:
+  dsl: 1.0.0
+  taskQueue: zigflow
+  workflowType: options
+  version: 0.0.1
+  metadata:
+    activityOptions:
+      startToCloseTimeout:
+          seconds: 20
+      retryPolicy:
+        maximumAttempts: 5
+        initialInterval:
+          milliseconds: 100
+        backoffCoefficient: 1
+do:
+  - flaky:
+      metadata:
+        activityOptions:
+          retryPolicy:
+            maximumAttempts: 2
+          priority:
+            priorityKey: 2
+            fairnessKey: tenant-a
+            fairnessWeight: 1.5
+      call: http
+      with:
+        method: get
+        endpoint: {server.url}/unavailable
+"""
+        )
+        async with build_worker(
+            temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES
+        ):
+            handle = await _start(temporal_client, task_queue, document)
+            with pytest.raises(WorkflowFailureError):
+                await asyncio.wait_for(handle.result(), 30)
+        assert server.hits["/unavailable"] == 2  # The task's maximumAttempts, not the document's.
+    history = await handle.fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "call_http"
+    ]
+    assert len(scheduled) == 1
+    attributes = scheduled[0]
+    assert attributes.start_to_close_timeout.seconds == 20
+    assert attributes.retry_policy.maximum_attempts == 2
+    assert attributes.retry_policy.initial_interval.ToMilliseconds() == 100
+    assert attributes.priority.priority_key == 2
+    assert attributes.priority.fairness_key == "tenant-a"

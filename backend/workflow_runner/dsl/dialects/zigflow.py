@@ -122,9 +122,22 @@ def is_wait_extension(wait: Any) -> bool:
     )
 
 
-def activity_options(document: dict[str, Any], task: dict[str, Any]) -> dict[str, float | int]:
-    """`metadata.activityOptions` of the document, overridden by the task's, as the options the
-    runner applies: start_to_close_seconds, heartbeat_seconds, maximum_attempts."""
+_DURATIONS = (
+    ("startToCloseTimeout", "start_to_close_seconds"),
+    ("scheduleToCloseTimeout", "schedule_to_close_seconds"),
+    ("scheduleToStartTimeout", "schedule_to_start_seconds"),
+    ("heartbeatTimeout", "heartbeat_seconds"),
+)
+_RETRY_DURATIONS = (
+    ("initialInterval", "initial_interval_seconds"),
+    ("maximumInterval", "maximum_interval_seconds"),
+)
+
+
+def activity_options(document: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    """`metadata.activityOptions` of the document, overridden key by key by the task's, as the
+    options the runner applies to the task's activity (Zigflow's metadata/activity_options.go):
+    timeouts in seconds, the retry policy, priority and fairness, the summary."""
     merged: dict[str, Any] = {}
     for source in (document.get("document", {}).get("metadata"), task.get("metadata")):
         options = (source or {}).get("activityOptions") if isinstance(source, dict) else None
@@ -134,16 +147,26 @@ def activity_options(document: dict[str, Any], task: dict[str, Any]) -> dict[str
                     merged[key] = {**merged[key], **value}
                 else:
                     merged[key] = value
-    result: dict[str, float | int] = {}
-    for key, name in (
-        ("startToCloseTimeout", "start_to_close_seconds"),
-        ("heartbeatTimeout", "heartbeat_seconds"),
-    ):
+    result: dict[str, Any] = {}
+    for key, name in _DURATIONS:
         if key in merged:
             result[name] = durations.to_seconds(merged[key])
-    attempts = (merged.get("retryPolicy") or {}).get("maximumAttempts")
-    if isinstance(attempts, int) and not isinstance(attempts, bool):
-        result["maximum_attempts"] = attempts
+    retry = merged.get("retryPolicy") or {}
+    for key, name in _RETRY_DURATIONS:
+        if key in retry:
+            result[name] = durations.to_seconds(retry[key])
+    for source, key, name, kind in (
+        (retry, "maximumAttempts", "maximum_attempts", int),
+        (retry, "backoffCoefficient", "backoff_coefficient", float),
+        (retry, "nonRetryableErrorTypes", "non_retryable_error_types", list),
+        (merged.get("priority") or {}, "priorityKey", "priority_key", int),
+        (merged.get("priority") or {}, "fairnessKey", "fairness_key", str),
+        (merged.get("priority") or {}, "fairnessWeight", "fairness_weight", float),
+        (merged, "summary", "summary", str),
+    ):
+        value = source.get(key)
+        if value is not None and not isinstance(value, bool):
+            result[name] = kind(value)
     return result
 
 
