@@ -19,6 +19,7 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from backend.workflow_runner import search_attributes
     from backend.workflow_runner.activities import (
         CALL_HTTP_ACTIVITY,
         DEFAULT_HTTP_TIMEOUT,
@@ -161,6 +162,16 @@ class WorkflowRunners:
             raise DslException(
                 activity_failure(error, call.task_path, "Agent call failed")
             ) from None
+
+    async def upsert_search_attributes(self, attributes: dict[str, Any], path: str) -> None:
+        try:
+            updates = search_attributes.updates(attributes)
+        except ValueError as error:
+            raise DslException(
+                DslError(errors.VALIDATION, 400, "Invalid search attribute", str(error), path)
+            ) from None
+        if updates:
+            workflow.upsert_search_attributes(updates)
 
     async def call_activity(self, call: ActivityCallInput) -> Any:
         try:

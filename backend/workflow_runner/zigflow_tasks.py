@@ -26,6 +26,10 @@ DEFAULT_RUN_TIMEOUT = 60.0
 class ZigflowRunners(zigflow_runtime.MessageRunners, Protocol):
     async def call_http(self, call: HttpCallInput) -> Any: ...
 
+    async def upsert_search_attributes(self, attributes: dict[str, Any], path: str) -> None:
+        """`metadata.searchAttributes`: {name: {type, value}} (a null value unsets it)."""
+        ...
+
     async def call_activity(self, call: ActivityCallInput) -> Any:
         """Runs an activity of another worker (`call: activity`); raises DslException."""
         ...
@@ -102,6 +106,10 @@ async def execute(
     task, path = item.definition, item.path
     run = host.zigflow
     assert run is not None
+    attributes = task.get("metadata", {}).get("searchAttributes")
+    if isinstance(attributes, dict) and attributes:
+        evaluated = host._evaluate(attributes, data, variables, path + "/metadata/searchAttributes")
+        await host.runners.upsert_search_attributes(evaluated, path)
     if "listen" in task and zigflow_runtime.is_message_listen(task):
         await run.listen(item.name, task, host.runners, path)
         return True, None

@@ -68,6 +68,7 @@ RANKS: dict[str, int] = {
     "backend.workflow_runner.zigflow_runtime": 3,
     "backend.workflow_runner.zigflow_tasks": 4,
     "backend.workflow_runner.workflow_env": 4,
+    "backend.workflow_runner.search_attributes": 1,
     "backend.workflow_runner.run_tasks": 4,
     "backend.workflow_runner.evaluation": 4,
     "backend.workflow_runner.interpreter": 5,

@@ -12,7 +12,10 @@ import uuid
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributeKey
 
 from backend.workflow_runner.dsl import loader
 from backend.workflow_runner.models import DslRunInput
@@ -241,3 +244,71 @@ do:
     assert attributes.retry_policy.initial_interval.ToMilliseconds() == 100
     assert attributes.priority.priority_key == 2
     assert attributes.priority.fairness_key == "tenant-a"
+
+
+async def test_search_attributes_are_upserted_with_their_types(
+    temporal_client: Client, task_queue: str
+) -> None:
+    await temporal_client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=temporal_client.namespace,
+            search_attributes={
+                "zigflowStep": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+                "zigflowCount": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+            },
+        )
+    )
+    document = _document(
+        """
+do:
+  - first:
+      metadata:
+        searchAttributes:
+          zigflowStep:
+            type: keyword
+            value: ${ $data.task.name }
+          zigflowCount:
+            type: int
+            value: 5
+      set:
+        ok: true
+  - second:
+      metadata:
+        searchAttributes:
+          zigflowCount:
+            type: int
+            value: ${ $data.workflow.attempt + 6 }
+      set:
+        ok: true
+"""
+    )
+    async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
+        handle = await _start(temporal_client, task_queue, document)
+        await asyncio.wait_for(handle.result(), 30)
+    described = await handle.describe()
+    attributes = described.typed_search_attributes
+    assert attributes.get(SearchAttributeKey.for_keyword("zigflowStep")) == "first"
+    assert attributes.get(SearchAttributeKey.for_int("zigflowCount")) == 7
+
+
+async def test_an_invalid_search_attribute_fails_the_task_with_its_name(
+    temporal_client: Client, task_queue: str
+) -> None:
+    document = _document(
+        """
+do:
+  - first:
+      metadata:
+        searchAttributes:
+          zigflowCount:
+            type: int
+            value: many
+      set:
+        ok: true
+"""
+    )
+    async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
+        handle = await _start(temporal_client, task_queue, document)
+        with pytest.raises(WorkflowFailureError) as failure:
+            await asyncio.wait_for(handle.result(), 30)
+    assert "zigflowCount: 'many' is not a number" in str(failure.value.cause)

@@ -54,6 +54,9 @@ class FakeRunners:
     async def run_process(self, call: RunProcessInput) -> Any:
         raise AssertionError("unexpected run task")
 
+    async def upsert_search_attributes(self, attributes: dict[str, Any], path: str) -> None:
+        raise AssertionError("unexpected search attributes")
+
     async def wait_condition(self, ready: Callable[[], bool], timeout: float | None) -> bool:
         return ready()
 
