@@ -8,18 +8,18 @@ fake runners, without Temporal.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any, Protocol, TypeVar
 
 from backend.workflow_runner import calls, error_handling, event_tasks, timing, zigflow_tasks
 from backend.workflow_runner.agent_call.models import CallAgentInput
 from backend.workflow_runner.agent_call.secrets import run_scope
 from backend.workflow_runner.dsl import budgets, durations, errors, model
-from backend.workflow_runner.dsl.dialects import Dialect
+from backend.workflow_runner.dsl.dialects import Dialect, zigflow
 from backend.workflow_runner.dsl.errors import DslError, DslException
 from backend.workflow_runner.evaluation import Evaluation
 from backend.workflow_runner.models import HttpCallInput, ProgressEntry
-from backend.workflow_runner.zigflow_runtime import ZigflowRun
+from backend.workflow_runner.scope import Scope as _Scope
+from backend.workflow_runner.zigflow_runtime import ContinueAsNew, ZigflowRun
 
 _T = TypeVar("_T")
 
@@ -45,21 +45,6 @@ class _EndWorkflow(Exception):
         self.output = output
 
 
-@dataclasses.dataclass
-class _Scope:
-    """Expression arguments added by enclosing tasks (`$item`, `$index`, `$error`, ...)."""
-
-    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
-    # Inside the `try` list of a try task: calls leave their errors to the document's catch.
-    inside_try: bool = False
-
-    def with_values(self, **values: Any) -> _Scope:
-        return dataclasses.replace(self, extras={**self.extras, **values})
-
-    def trying(self) -> _Scope:
-        return dataclasses.replace(self, inside_try=True)
-
-
 class Interpreter(Evaluation):
     """Runs one workflow document once; `progress` lists the tasks that finished, in order.
 
@@ -82,7 +67,12 @@ class Interpreter(Evaluation):
         self.document = document
         self.runners = runners
         self.workflow_id = workflow_id
-        self.passthrough: tuple[type[Exception], ...] = (_EndWorkflow, DslException, *passthrough)
+        self.passthrough: tuple[type[Exception], ...] = (
+            _EndWorkflow,
+            DslException,
+            ContinueAsNew,
+            *passthrough,
+        )
         self.budgets = budgets.Budgets.of(document)
         self.meter = budgets.Meter(self.budgets)
         self.context: Any = {}
@@ -97,6 +87,7 @@ class Interpreter(Evaluation):
         self.zigflow: ZigflowRun | None = None
         if dialect is Dialect.ZIGFLOW:
             self.zigflow = ZigflowRun(workflow_facts or {}, env or {}, workflows or {})
+            self.zigflow.max_history = zigflow.max_history_length(document)
             self.zigflow.evaluator = self
 
     async def run(self, workflow_input: Any) -> Any:
@@ -140,9 +131,15 @@ class Interpreter(Evaluation):
     async def _run_list(self, tasks: list[Any], path: str, data: Any, scope: _Scope) -> Any:
         items = model.task_items(tasks, path)
         names = frozenset(item.name for item in items)
-        index = 0
+        index = start = 0
+        top = self.zigflow is not None and path == "/do"  # Zigflow continues as new here.
+        if top:
+            start, data = await zigflow_tasks.resume_point(self, items, data)
+            index = start
         while index < len(items):
             item = items[index]
+            if top and index != start:
+                zigflow_tasks.checkpoint(self, index, data)
             data, directive = await self._run_task(item, data, scope, names)
             if directive in (None, "continue"):
                 index += 1

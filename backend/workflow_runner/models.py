@@ -17,6 +17,8 @@ class DslRunInput:
     # Zigflow: which workflow of a file that defines several (None: the first); the whole file
     # travels, since its workflows can run one another (`run: workflow`, `then: <workflow>`).
     workflow_type: str | None = None
+    # Zigflow: the state a run continued as new starts from (zigflow_tasks.checkpoint).
+    resume: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass

@@ -216,6 +216,12 @@ class WorkflowRunners:
             raise DslException(activity_failure(error, call.task_path, "Run task failed")) from None
         return result.value
 
+    def history_length(self) -> int:
+        return workflow.info().get_current_history_length()
+
+    def continue_as_new_suggested(self) -> bool:
+        return workflow.info().is_continue_as_new_suggested()
+
     async def wait_condition(self, ready: Callable[[], bool], timeout: float | None) -> bool:
         try:
             await workflow.wait_condition(ready, timeout=timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from backend.workflow_runner.workflow_env import READ_ENV_ACTIVITY
     from backend.workflow_runner.workflow_runners import WorkflowRunners
+    from backend.workflow_runner.zigflow_runtime import ContinueAsNew
 
 WORKFLOW_NAME = "DslWorkflow"
 PROGRESS_QUERY = "progress"
@@ -126,10 +128,16 @@ class DslWorkflow:
                 interpreter.zigflow.on_signal(name, payload)
         self._early_signals.clear()
         self._progress = interpreter.progress
+        if interpreter.zigflow is not None:
+            interpreter.zigflow.resume = run_input.resume
         try:
             return await interpreter.run(run_input.input)
         except DslException as failure:
             raise _failed(failure.error) from None
+        except ContinueAsNew as point:
+            # Handlers (updates) finish first, as Zigflow waits for them.
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(dataclasses.replace(run_input, resume=point.state))
 
     @workflow.signal(name=contract.EVENT_SIGNAL)
     def deliver_event(self, delivered: contract.DeliveredEvent) -> None:

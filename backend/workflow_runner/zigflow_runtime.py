@@ -38,10 +38,24 @@ _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+class ContinueAsNew(Exception):  # - Temporal's name for what it asks for
+    """The run continues as a new one from `state` (Zigflow's `canMaxHistoryLength`)."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        super().__init__("continue as new")
+        self.state = state
+
+
 class MessageRunners(Protocol):
     def now(self) -> datetime: ...
 
     def new_event_id(self) -> str: ...
+
+    def history_length(self) -> int:
+        """The run's history length so far."""
+        ...
+
+    def continue_as_new_suggested(self) -> bool: ...
 
     async def wait_condition(self, ready: Callable[[], bool], timeout: float | None) -> bool:
         """Waits until `ready()` (True) or the timeout passes (False)."""
@@ -96,6 +110,10 @@ class ZigflowRun:
     ) -> None:
         # The other workflows of a multi-workflow file: `run: workflow` and `then: <name>`.
         self.workflows = workflows or {}
+        # `document.metadata.canMaxHistoryLength` (0: only when Temporal suggests it); `resume`,
+        # the state a continued run starts from (DslRunInput.resume).
+        self.max_history = 0
+        self.resume: dict[str, Any] | None = None
         self.workflow_input: Any = None
         self.data: dict[str, Any] = {"workflow": dict(workflow_facts)}
         self.env = dict(env)
@@ -109,10 +127,19 @@ class ZigflowRun:
     # Variables and state.
 
     def begin(self, workflow_input: Any) -> None:
-        """`$data` starts as the workflow input (when an object) and `$data.workflow`."""
+        """`$data` starts as the workflow input (when an object) and `$data.workflow`; a
+        continued run's, as its predecessor left it (with this run's workflow facts)."""
         self.workflow_input = workflow_input
-        if isinstance(workflow_input, dict):
+        if self.resume is not None:
+            self.data = {**self.resume["data"], "workflow": self.data["workflow"]}
+            self.last_output = self.resume.get("output")
+        elif isinstance(workflow_input, dict):
             self.data = {**workflow_input, "workflow": self.data["workflow"]}
+
+    def should_continue_as_new(self, runners: MessageRunners) -> bool:
+        if runners.continue_as_new_suggested():
+            return True
+        return self.max_history > 0 and runners.history_length() > self.max_history
 
     def variables(self) -> dict[str, Any]:
         return {"data": self.data, "env": self.env}

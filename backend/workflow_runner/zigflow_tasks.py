@@ -251,6 +251,46 @@ async def run_workflow(host: Host, name: str, data: Any, path: str) -> Any:
         run.data = saved
 
 
+async def resume_point(host: Host, items: list[model.TaskItem], data: Any) -> tuple[int, Any]:
+    """Where the top-level list starts: 0, or for a continued run the task its predecessor
+    stopped before, after registering again the query listeners it had passed (a query must
+    still be answered; Zigflow never skips listen tasks)."""
+    run = host.zigflow
+    assert run is not None
+    if run.resume is None:
+        return 0, data
+    start = int(run.resume["next"])
+    host.context = run.resume.get("context")
+    for item in items[:start]:
+        task = item.definition
+        if "listen" in task and zigflow_runtime.is_message_listen(task) and _only_queries(task):
+            await run.listen(item.name, task, host.runners, item.path)
+    return start, run.resume.get("value")
+
+
+def checkpoint(host: Host, index: int, data: Any) -> None:
+    """Before a top-level task: continue as new when the history is past the document's
+    `canMaxHistoryLength` or Temporal suggests it, carrying the run's state."""
+    run = host.zigflow
+    assert run is not None
+    if run.should_continue_as_new(host.runners):
+        raise zigflow_runtime.ContinueAsNew(
+            {
+                "next": index,
+                "value": data,
+                "data": {k: v for k, v in run.data.items() if k != "workflow"},
+                "context": host.context,
+                "output": run.last_output,
+            }
+        )
+
+
+def _only_queries(task: dict[str, Any]) -> bool:
+    to = task["listen"]["to"]
+    filters = [to["one"]] if "one" in to else list(to.get("all") or to.get("any") or [])
+    return all(f["with"]["type"] == "query" for f in filters)
+
+
 def _has_activity_options(document: dict[str, Any], task: dict[str, Any]) -> bool:
     return any(
         isinstance(source, dict) and "activityOptions" in source

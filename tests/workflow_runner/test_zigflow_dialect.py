@@ -312,3 +312,60 @@ do:
         with pytest.raises(WorkflowFailureError) as failure:
             await asyncio.wait_for(handle.result(), 30)
     assert "zigflowCount: 'many' is not a number" in str(failure.value.cause)
+
+
+async def test_a_run_past_can_max_history_length_continues_as_new_with_its_state(
+    temporal_client: Client, task_queue: str
+) -> None:
+    document = loader.load_text(
+        """
+document:
+  dsl: 1.0.0
+  taskQueue: zigflow
+  workflowType: long
+  version: 0.0.1
+  metadata:
+    canMaxHistoryLength: 10
+do:
+  - state:
+      listen:
+        to:
+          one:
+            with:
+              id: state
+              type: query
+              data:
+                step: ${ $data.step }
+  - one:
+      export:
+        as: '${ {first: .step} }'
+      set:
+        step: 1
+  - pause1:
+      wait:
+        milliseconds: 10
+  - two:
+      set:
+        step: 2
+  - pause2:
+      wait:
+        milliseconds: 10
+  - three:
+      set:
+        step: 3
+        first: ${ $context.first }
+        previous: ${ $output.step }
+        input: ${ $input.n }
+"""
+    )
+    async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
+        handle = await _start(temporal_client, task_queue, document, {"n": 7})
+        result = await asyncio.wait_for(handle.result(), 30)
+        assert await handle.query("state") == {"step": 3}  # Registered again.
+    assert result == {"step": 3, "first": 1, "previous": 2, "input": 7}
+    history = await temporal_client.get_workflow_handle(
+        handle.id, run_id=handle.first_execution_run_id
+    ).fetch_history()
+    assert any(
+        e.HasField("workflow_execution_continued_as_new_event_attributes") for e in history.events
+    )

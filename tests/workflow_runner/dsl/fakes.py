@@ -57,6 +57,12 @@ class FakeRunners:
     async def upsert_search_attributes(self, attributes: dict[str, Any], path: str) -> None:
         raise AssertionError("unexpected search attributes")
 
+    def history_length(self) -> int:
+        return 0
+
+    def continue_as_new_suggested(self) -> bool:
+        return False
+
     async def wait_condition(self, ready: Callable[[], bool], timeout: float | None) -> bool:
         return ready()
 

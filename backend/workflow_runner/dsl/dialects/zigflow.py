@@ -170,6 +170,12 @@ def activity_options(document: dict[str, Any], task: dict[str, Any]) -> dict[str
     return result
 
 
+def max_history_length(document: dict[str, Any]) -> int:
+    """`document.metadata.canMaxHistoryLength`: continue as new past this history length."""
+    value = (document.get("document", {}).get("metadata") or {}).get("canMaxHistoryLength")
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
 def update_names(document: Any) -> frozenset[str]:
     """The ids of every listen on a Temporal update anywhere in the file (read before it runs)."""
     names: set[str] = set()
