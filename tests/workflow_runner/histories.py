@@ -33,6 +33,61 @@ class Recording:
     document: Callable[[str], dict[str, Any]]  # Given the local HTTP server's URL.
     input: Callable[[str], Any]
     fails: bool = False
+    dialect: str = "standard"
+
+
+# The Zigflow dialect: $data, uuid() and timestamp() drawn from the workflow, a loop over a count,
+# a fork's object output, a query listener, an HTTP call with activityOptions.
+ZIGFLOW_DOCUMENT = """
+document:
+  dsl: 1.0.0
+  taskQueue: zigflow
+  workflowType: history
+  version: 0.0.1
+  metadata:
+    activityOptions:
+      retryPolicy:
+        maximumAttempts: 3
+do:
+  - state:
+      listen:
+        to:
+          one:
+            with:
+              id: state
+              type: query
+              data:
+                id: ${ $data.id }
+  - ids:
+      set:
+        id: ${ uuid }
+        at: ${ timestamp_iso8601 }
+  - loop:
+      for:
+        in: ${ 3 }
+      do:
+        - square:
+            set:
+              value: ${ $data.item * $data.item }
+  - both:
+      fork:
+        branches:
+          - left:
+              set:
+                side: left
+          - right:
+              wait:
+                milliseconds: 10
+  - weather:
+      call: http
+      with:
+        method: get
+        endpoint: ${ $input.baseUrl + "/weather/oslo" }
+  - done:
+      set:
+        squares: ${ [$data.loop[].value] }
+        city: ${ $data.weather.city }
+"""
 
 
 RECORDINGS = [
@@ -61,6 +116,12 @@ RECORDINGS = [
         "http_503_then_200", lambda url: scenarios.http_document(url, "/flaky"), lambda _: {"n": 1}
     ),
     Recording(
+        "zigflow_data_loop_fork_http",
+        lambda _: scenarios.inline(ZIGFLOW_DOCUMENT),
+        lambda url: {"baseUrl": url},
+        dialect="zigflow",
+    ),
+    Recording(
         "http_404_fails",
         lambda url: scenarios.http_document(url, "/missing"),
         lambda _: {"n": 1},
@@ -78,7 +139,11 @@ async def record(client: Client, output: pathlib.Path) -> list[pathlib.Path]:
             with scenarios.http_server() as server:
                 handle = await client.start_workflow(
                     DslWorkflow.run,
-                    DslRunInput(recording.document(server.url), recording.input(server.url)),
+                    DslRunInput(
+                        recording.document(server.url),
+                        recording.input(server.url),
+                        recording.dialect,
+                    ),
                     id=f"history-{recording.name}",
                     task_queue=task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
