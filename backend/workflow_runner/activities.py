@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import dataclasses
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -37,6 +35,7 @@ from backend.workflow_runner.agent_call import secrets
 from backend.workflow_runner.agent_call.models import SecretScope
 from backend.workflow_runner.dsl import errors
 from backend.workflow_runner.dsl.errors import DslError
+from backend.workflow_runner.heartbeats import heartbeating
 from backend.workflow_runner.models import HttpCallInput, HttpCallOutput
 
 CALL_HTTP_ACTIVITY = "call_http"
@@ -159,7 +158,7 @@ async def call_http(call: HttpCallInput) -> HttpCallOutput:
     transport = egress.guarded_transport(settings.policy)
     try:
         async with (
-            _heartbeating(),
+            heartbeating(HEARTBEAT_SECONDS),
             httpx.AsyncClient(transport=transport, follow_redirects=False) as client,
         ):
             async with asyncio.timeout(settings.total_timeout_seconds):
@@ -220,25 +219,6 @@ def _transport_error(call: HttpCallInput, detail: str, *, retryable: bool) -> Ap
         non_retryable=not retryable,
         category=ApplicationErrorCategory.BENIGN,
     )
-
-
-@contextlib.asynccontextmanager
-async def _heartbeating() -> AsyncIterator[None]:
-    """Heartbeats while the request runs, so that a cancellation reaches the activity (and a
-    heartbeat timeout, where the workflow sets one, sees it alive)."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-
-    beating = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        beating.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beating
 
 
 def _resolved_request(

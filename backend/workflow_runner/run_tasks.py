@@ -21,7 +21,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError
 
 from backend.workflow_runner.dsl import errors
 from backend.workflow_runner.dsl.errors import DslError
+from backend.workflow_runner.heartbeats import heartbeating
 from backend.workflow_runner.models import RunProcessInput, RunProcessOutput
 
 RUN_PROCESS_ACTIVITY = "run_process"
@@ -240,7 +241,7 @@ class RunTasks:
         log.info("run task started", kind=call.kind, program=_name(call), pid=process.pid)
         limit = self.settings.output_max_bytes
         try:
-            async with _heartbeating(call.heartbeat_seconds or DEFAULT_HEARTBEAT_SECONDS):
+            async with heartbeating(call.heartbeat_seconds or DEFAULT_HEARTBEAT_SECONDS):
                 stdout, stderr, code, _ = await asyncio.wait_for(
                     asyncio.gather(
                         _read_bounded(process.stdout, limit),
@@ -303,25 +304,6 @@ async def _kill_group(process: asyncio.subprocess.Process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     # Reap it (shielded: this also runs while the activity is being cancelled).
     await asyncio.shield(process.wait())
-
-
-@contextlib.asynccontextmanager
-async def _heartbeating(interval: float) -> AsyncIterator[None]:
-    """Heartbeats while the process runs: the document's heartbeat timeout sees the activity
-    alive, and a cancellation reaches it (and so the process)."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(interval)
-
-    beating = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        beating.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beating
 
 
 def _shaped(finished: _Finished, mode: str) -> Any:

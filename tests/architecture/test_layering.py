@@ -72,6 +72,7 @@ RANKS: dict[str, int] = {
     "backend.workflow_runner.run_tasks": 4,
     "backend.workflow_runner.evaluation": 4,
     "backend.workflow_runner.scope": 1,
+    "backend.workflow_runner.heartbeats": 1,
     "backend.workflow_runner.interpreter": 5,
     "backend.workflow_runner.workflow_runners": 6,
     "backend.workflow_runner.workflows": 6,

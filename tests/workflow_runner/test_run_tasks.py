@@ -25,23 +25,13 @@ from backend.workflow_runner.models import DslRunInput, RunProcessInput
 from backend.workflow_runner.run_tasks import RunTasks, RunTaskSettings
 from backend.workflow_runner.worker import build_worker
 from backend.workflow_runner.workflows import DslWorkflow
+from tests.workflow_runner import zigflow_documents
 from tests.workflow_runner.scenarios import FAKE_AGENT_ACTIVITIES
 
 pytestmark = pytest.mark.timeout(90)
 
 FIXTURES = pathlib.Path(__file__).parent / "zigflow_fixtures" / "zigflow"
 BOTH = RunTaskSettings(frozenset({"shell", "script"}))
-HEADER = """
-document:
-  dsl: 1.0.0
-  taskQueue: zigflow
-  workflowType: probe
-  version: 0.0.1
-"""
-
-
-def _document(tasks: str) -> dict[str, Any]:
-    return loader.load_text(HEADER + tasks)
 
 
 async def _run(
@@ -74,7 +64,7 @@ async def _failure(
 async def test_shell_echo_and_its_arguments_as_argv(
     temporal_client: Client, task_queue: str
 ) -> None:
-    document = _document(
+    document = zigflow_documents.document(
         """
 do:
   - greet:
@@ -93,7 +83,7 @@ async def test_environment_is_the_documents_plus_path_only(
     temporal_client: Client, task_queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STIGMER_TEST_WORKER_SECRET", "do-not-leak")
-    document = _document(
+    document = zigflow_documents.document(
         """
 do:
   - env:
@@ -115,7 +105,7 @@ do:
 async def test_a_non_zero_exit_fails_the_run_with_the_code_and_stderr(
     temporal_client: Client, task_queue: str
 ) -> None:
-    document = _document(
+    document = zigflow_documents.document(
         """
 do:
   - fail:
@@ -134,7 +124,7 @@ async def test_a_timeout_kills_the_whole_process_group(
     temporal_client: Client, task_queue: str
 ) -> None:
     marker = f"{30 + uuid.uuid4().int % 1000 / 1000:.3f}"  # A sleep no other test runs.
-    document = _document(
+    document = zigflow_documents.document(
         f"""
 do:
   - slow:
@@ -159,7 +149,7 @@ async def test_a_cancelled_run_kills_its_process(temporal_client: Client, task_q
     # The process's own timeout is 60 s: the workflow's cancellation reaches the activity on a
     # heartbeat's answer (so heartbeat often here), and the activity kills the process.
     marker = f"{40 + uuid.uuid4().int % 1000 / 1000:.3f}"
-    document = _document(
+    document = zigflow_documents.document(
         f"""
 do:
   - slow:
@@ -211,7 +201,7 @@ def _processes_with(text: str) -> list[str]:
 
 
 async def test_output_is_bounded(temporal_client: Client, task_queue: str) -> None:
-    document = _document(
+    document = zigflow_documents.document(
         f"""
 do:
   - loud:
@@ -235,7 +225,7 @@ async def test_off_by_default_with_a_clear_error_and_nothing_run(
 ) -> None:
     monkeypatch.delenv("STIGMER_RUN_TASKS", raising=False)
     touched = tmp_path / "ran"
-    document = _document(
+    document = zigflow_documents.document(
         f"""
 do:
   - touch:
@@ -258,7 +248,7 @@ do:
 async def test_python_script_with_arguments_and_environment(
     temporal_client: Client, task_queue: str
 ) -> None:
-    document = _document(
+    document = zigflow_documents.document(
         """
 do:
   - python:
@@ -284,7 +274,7 @@ do:
 async def test_js_script_sees_its_arguments_where_node_puts_them(
     temporal_client: Client, task_queue: str
 ) -> None:
-    document = _document(
+    document = zigflow_documents.document(
         """
 do:
   - nodejs:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
-from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
@@ -18,42 +16,17 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailed
 from temporalio.common import SearchAttributeKey
 
 from backend.workflow_runner.dsl import loader
-from backend.workflow_runner.models import DslRunInput
 from backend.workflow_runner.worker import build_worker
-from backend.workflow_runner.workflows import DslWorkflow
+from tests.workflow_runner import zigflow_documents
 from tests.workflow_runner.scenarios import FAKE_AGENT_ACTIVITIES, http_server
 
 pytestmark = pytest.mark.timeout(60)
-
-HEADER = """
-document:
-  dsl: 1.0.0
-  taskQueue: zigflow
-  workflowType: probe
-  version: 0.0.1
-"""
-
-
-def _document(tasks: str) -> dict[str, Any]:
-    document = loader.load_text(HEADER + tasks)
-    return document
-
-
-async def _start(
-    client: Client, task_queue: str, document: dict[str, Any], workflow_input: Any = None
-) -> Any:
-    return await client.start_workflow(
-        DslWorkflow.run,
-        DslRunInput(document, workflow_input, "zigflow"),
-        id=f"zf-{uuid.uuid4()}",
-        task_queue=task_queue,
-    )
 
 
 async def test_data_accumulates_set_keys_task_results_and_the_input(
     temporal_client: Client, task_queue: str
 ) -> None:
-    document = _document(
+    document = zigflow_documents.document(
         """
 do:
   - first:
@@ -84,7 +57,7 @@ do:
 """
     )
     async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
-        handle = await _start(temporal_client, task_queue, document, {"x": 4})
+        handle = await zigflow_documents.start(temporal_client, task_queue, document, {"x": 4})
         data = await asyncio.wait_for(handle.result(), 30)
     assert data["x"] == 4 and data["a"] == 5 and data["b"] == 50
     assert data["first"]["a"] == 5 and data["second"]["b"] == 50
@@ -96,7 +69,7 @@ do:
 
 
 async def test_signal_query_and_update_listeners(temporal_client: Client, task_queue: str) -> None:
-    document = _document(
+    document = zigflow_documents.document(
         """
 do:
   - state:
@@ -141,7 +114,7 @@ do:
 """
     )
     async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
-        handle = await _start(temporal_client, task_queue, document)
+        handle = await zigflow_documents.start(temporal_client, task_queue, document)
         await handle.signal("approve", {"ok": False, "by": "mallory"})  # Not accepted.
         for _ in range(100):
             try:
@@ -166,7 +139,7 @@ do:
 
 
 async def test_a_listen_timeout_fails_the_run(temporal_client: Client, task_queue: str) -> None:
-    document = _document(
+    document = zigflow_documents.document(
         """
 do:
   - approve:
@@ -181,7 +154,7 @@ do:
 """
     )
     async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
-        handle = await _start(temporal_client, task_queue, document)
+        handle = await zigflow_documents.start(temporal_client, task_queue, document)
         with pytest.raises(WorkflowFailureError) as failure:
             await asyncio.wait_for(handle.result(), 30)
     assert "no message after 1 s" in str(failure.value.cause)
@@ -226,7 +199,7 @@ do:
         async with build_worker(
             temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES
         ):
-            handle = await _start(temporal_client, task_queue, document)
+            handle = await zigflow_documents.start(temporal_client, task_queue, document)
             with pytest.raises(WorkflowFailureError):
                 await asyncio.wait_for(handle.result(), 30)
         assert server.hits["/unavailable"] == 2  # The task's maximumAttempts, not the document's.
@@ -258,7 +231,7 @@ async def test_search_attributes_are_upserted_with_their_types(
             },
         )
     )
-    document = _document(
+    document = zigflow_documents.document(
         """
 do:
   - first:
@@ -283,7 +256,7 @@ do:
 """
     )
     async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
-        handle = await _start(temporal_client, task_queue, document)
+        handle = await zigflow_documents.start(temporal_client, task_queue, document)
         await asyncio.wait_for(handle.result(), 30)
     described = await handle.describe()
     attributes = described.typed_search_attributes
@@ -294,7 +267,7 @@ do:
 async def test_an_invalid_search_attribute_fails_the_task_with_its_name(
     temporal_client: Client, task_queue: str
 ) -> None:
-    document = _document(
+    document = zigflow_documents.document(
         """
 do:
   - first:
@@ -308,7 +281,7 @@ do:
 """
     )
     async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
-        handle = await _start(temporal_client, task_queue, document)
+        handle = await zigflow_documents.start(temporal_client, task_queue, document)
         with pytest.raises(WorkflowFailureError) as failure:
             await asyncio.wait_for(handle.result(), 30)
     assert "zigflowCount: 'many' is not a number" in str(failure.value.cause)
@@ -359,7 +332,7 @@ do:
 """
     )
     async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
-        handle = await _start(temporal_client, task_queue, document, {"n": 7})
+        handle = await zigflow_documents.start(temporal_client, task_queue, document, {"n": 7})
         result = await asyncio.wait_for(handle.result(), 30)
         assert await handle.query("state") == {"step": 3}  # Registered again.
     assert result == {"step": 3, "first": 1, "previous": 2, "input": 7}
