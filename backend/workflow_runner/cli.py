@@ -179,19 +179,20 @@ def run(
             typer.echo(f"{file}: {problem}", err=True)
         raise typer.Exit(1) from None
     chosen = dialects.resolve(document, dialect)
-    name = document["document"].get("name")
+    name, selected = document["document"].get("name"), document
     if chosen is dialects.Dialect.ZIGFLOW:
         try:
-            document = zigflow.select(zigflow.normalized(document), workflow_type)
+            # The whole file travels (its workflows can run one another); the worker selects.
+            selected = zigflow.select(zigflow.normalized(document), workflow_type)
         except KeyError as unknown:
             typer.echo(f"--workflow-type: {unknown.args[0]}", err=True)
             raise typer.Exit(1) from None
-        name = document["document"]["workflowType"]
+        name = workflow_type = selected["document"]["workflowType"]
     elif workflow_type is not None:
         typer.echo("--workflow-type: only a Zigflow document defines workflow types", err=True)
         raise typer.Exit(1)
     workflow_input = _read_input(input_)
-    problems = loader.validate_input(document, workflow_input)
+    problems = loader.validate_input(selected, workflow_input)
     if problems:
         for problem in problems:
             typer.echo(f"input: {problem}", err=True)
@@ -201,7 +202,7 @@ def run(
     try:
         exit_code = asyncio.run(
             _run(
-                DslRunInput(document, workflow_input, chosen.value),
+                DslRunInput(document, workflow_input, chosen.value, workflow_type),
                 workflow_id,
                 task_queue,
                 wait=not no_wait,
