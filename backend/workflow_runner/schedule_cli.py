@@ -32,8 +32,9 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from backend.workflow_runner import worker as worker_module
+from backend.workflow_runner import zigflow_schedule
 from backend.workflow_runner.claim_check import config as claim_check
-from backend.workflow_runner.dsl import durations, loader
+from backend.workflow_runner.dsl import dialects, durations, loader
 from backend.workflow_runner.models import DslRunInput
 from backend.workflow_runner.workflows import WORKFLOW_NAME
 
@@ -88,10 +89,8 @@ async def _connect() -> Client:
     )
 
 
-async def _apply(document: dict[str, Any], workflow_input: Any, task_queue: str) -> str:
+async def _apply(ident: str, schedule: Schedule) -> str:
     client = await _connect()
-    ident = schedule_id(document)
-    schedule = temporal_schedule(document, workflow_input, task_queue)
     try:
         await client.create_schedule(ident, schedule)
         return "created"
@@ -155,6 +154,16 @@ def apply(
     except json.JSONDecodeError as error:
         typer.echo(f"--input: not valid JSON: {error}", err=True)
         raise typer.Exit(1) from None
+    if dialects.detect(document) is dialects.Dialect.ZIGFLOW:
+        try:
+            ident = zigflow_schedule.schedule_id(document)
+            schedule = zigflow_schedule.temporal_schedule(document, task_queue)
+        except zigflow_schedule.ScheduleError as error:
+            typer.echo(f"{file}: {error}", err=True)
+            raise typer.Exit(1) from None
+        result = asyncio.run(_apply(ident, schedule))
+        typer.echo(json.dumps({"schedule_id": ident, "kind": "zigflow", "result": result}))
+        return
     ident = schedule_id(document)
     if "on" in document["schedule"]:
         try:
@@ -165,7 +174,8 @@ def apply(
         typer.echo(json.dumps({"schedule_id": ident, "kind": "on", "result": "registered"}))
         return
     (kind,) = (key for key in ("every", "cron", "after") if key in document["schedule"])
-    result = asyncio.run(_apply(document, workflow_input, task_queue))
+    schedule = temporal_schedule(document, workflow_input, task_queue)
+    result = asyncio.run(_apply(ident, schedule))
     typer.echo(json.dumps({"schedule_id": ident, "kind": kind, "result": result}))
 
 

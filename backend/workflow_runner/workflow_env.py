@@ -33,6 +33,11 @@ def visible(environ: dict[str, str], prefix: str) -> dict[str, str]:
     return dict(list(found.items())[:MAX_VARIABLES])
 
 
+def of_this_process() -> dict[str, str]:
+    """The variables this process's environment lets documents read."""
+    return visible(dict(os.environ), os.environ.get(PREFIX_VARIABLE, DEFAULT_PREFIX))
+
+
 @activity.defn(name=READ_ENV_ACTIVITY)
 async def read_workflow_env() -> dict[str, str]:
-    return visible(dict(os.environ), os.environ.get(PREFIX_VARIABLE, DEFAULT_PREFIX))
+    return of_this_process()

@@ -75,6 +75,7 @@ RANKS: dict[str, int] = {
     "backend.workflow_runner.heartbeats": 1,
     "backend.workflow_runner.interpreter": 5,
     "backend.workflow_runner.workflow_runners": 6,
+    "backend.workflow_runner.zigflow_schedule": 7,
     "backend.workflow_runner.workflows": 6,
     "backend.workflow_runner.worker": 7,
     "backend.workflow_runner.schedule_cli": 8,

@@ -12,9 +12,15 @@ from datetime import timedelta
 
 import pytest
 import yaml
-from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, ScheduleOverlapPolicy
+from temporalio.client import (
+    Client,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleActionStartWorkflow,
+    ScheduleOverlapPolicy,
+)
 
 from backend.common.temporal_dev_server import DevServer
+from backend.workflow_runner.models import DslRunInput
 from backend.workflow_runner.worker import build_worker
 from tests.support.eventually import eventually
 from tests.support.processes import child_env
@@ -150,3 +156,44 @@ async def test_apply_refuses_what_it_cannot_schedule(
     on = write(tmp_path, {"on": {"one": {"with": {"type": "order.placed"}}}}, "on")
     ran = await cli(temporal_server, "schedule", "apply", str(on), env={"NATS_URL": ""})
     assert ran.code == 1 and "NATS_URL" in ran.stderr, ran.stderr
+
+
+async def test_a_zigflow_schedule_is_made_as_zigflow_makes_it(
+    temporal_server: DevServer, temporal_client: Client, task_queue: str
+) -> None:
+    fixture = scenarios.WORKFLOWS.parent / "zigflow_fixtures/zigflow/schedule/workflow.yaml"
+    env = {"ZIGGY_EXAMPLE_ENVVAR": "some-example-envvar"}
+    async with build_worker(
+        temporal_client, task_queue, agent_activities=scenarios.FAKE_AGENT_ACTIVITIES
+    ):
+        applied = await cli(
+            temporal_server, "schedule", "apply", str(fixture), "--task-queue", task_queue, env=env
+        )
+        assert applied.code == 0, applied.stderr
+        assert '"schedule_id": "some-schedule"' in applied.stdout
+        handle = temporal_client.get_schedule_handle("some-schedule")
+        try:
+            described = await handle.describe()
+            spec = described.schedule.spec
+            assert [i.every for i in spec.intervals] == [timedelta(minutes=3)]
+            # The server keeps a cron expression as the calendar it means: 00:00 every day.
+            (calendar,) = spec.calendars
+            assert [(r.start, r.end) for r in calendar.hour] == [(0, 0)]
+            assert [(r.start, r.end) for r in calendar.minute] == [(0, 0)]
+            action = described.schedule.action
+            assert isinstance(action, ScheduleActionStartWorkflow)
+            (argument,) = await temporal_client.data_converter.decode(action.args, [DslRunInput])
+            assert argument.dialect == "zigflow" and argument.workflow_type == "schedule"
+            assert argument.input == {"msg": ["hello", "world"], "envvars": "some-example-envvar"}
+            await handle.trigger()
+
+            async def ran() -> object:
+                actions = (await handle.describe()).info.recent_actions
+                assert actions
+                started = actions[0].action
+                assert isinstance(started, ScheduleActionExecutionStartWorkflow)
+                return await temporal_client.get_workflow_handle(started.workflow_id).result()
+
+            await eventually(ran, timeout=60, every=1)
+        finally:
+            await handle.delete()
