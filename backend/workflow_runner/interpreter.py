@@ -160,6 +160,9 @@ class Interpreter(Evaluation):
         siblings: frozenset[str] = frozenset(),
     ) -> tuple[Any, Any]:
         task = item.definition
+        if self.zigflow is not None:
+            raw_input = None  # Zigflow: `.` is null in a task's own fields (see zigflow_runtime).
+            self.zigflow.task_started(item.name, self.runners)
         if self.meter.task_started():
             await self.runners.sleep(budgets.MIN_RETRY_DELAY_SECONDS)
         descriptor: dict[str, Any] = {
@@ -169,8 +172,6 @@ class Interpreter(Evaluation):
             "input": raw_input,
             "startedAt": timing.date_time(self.runners.now()),
         }
-        if self.zigflow is not None:
-            self.zigflow.task_started(item.name, self.runners)
         variables = self._variables(scope, raw_input, None, descriptor)
         if "if" in task and not self._condition(task["if"], raw_input, variables, item.path):
             self.progress.append(ProgressEntry(item.path, "skipped"))

@@ -8,7 +8,9 @@ workflow.now()), messages from the workflow's dynamic signal, query and update h
   original system's golden tests read both); every other task that produces a result (a call,
   a `run`, a loop) is kept under its name; a loop's `each`/`at` are in it while it runs; `$data.task.name`
   names the running task.
-- `$input` is the workflow input, unchanged; `$output` the latest task's output.
+- `$input` is the workflow input, unchanged; `$output` the latest task's output; `.` is null in a
+  task's own fields (`set`, `with`, `if`, ...: Zigflow and the Stigmer fork evaluate them without
+  an input) and the task's result in its `output.as` and `export.as`.
 - `listen` to `signal`, `query` or `update` (with an `id`) means Temporal messages, not events
   (see `Messages`).
 """

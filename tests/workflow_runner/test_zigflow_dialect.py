@@ -317,12 +317,12 @@ do:
   - pause1:
       wait:
         milliseconds: 10
-  - two:
-      set:
-        step: 2
   - pause2:
       wait:
         milliseconds: 10
+  - two:
+      set:
+        step: 2
   - three:
       set:
         step: 3
