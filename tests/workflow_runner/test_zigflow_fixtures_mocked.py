@@ -23,6 +23,7 @@ from temporalio.client import Client, WorkflowFailureError
 
 from backend.common import egress
 from backend.workflow_runner.dsl import loader
+from backend.workflow_runner.models import DslRunInput
 from backend.workflow_runner.worker import build_worker
 from backend.workflow_runner.workflows import DslWorkflow
 from tests.workflow_runner.scenarios import FAKE_AGENT_ACTIVITIES
@@ -142,3 +143,64 @@ async def test_fixture_runs_against_upstreams_mock(
         assert mismatches(entry["expected_output"], result) == [], result
     for fragment in entry.get("output_must_not_contain") or []:
         assert fragment not in json.dumps(result)
+
+
+# The golden workflows that call jsonplaceholder: upstream runs them against the real site and
+# asserts nothing on their results (golden_test.go only loads them; the test-*.sh scripts print
+# what to look for). Here they run unchanged against a local jsonplaceholder, with the inputs
+# golden_test.go declares and the signals the scripts say they wait for; the requests each makes
+# show the path its control flow took.
+JSONPLACEHOLDER: dict[str, Any] = {
+    "/posts/7": {"body": {"userId": 7, "id": 7, "title": "magnam facilis autem"}},
+    "/posts": {"status": 201, "body": {"id": 101}},
+}
+GOLDEN_RUNS = [
+    # (fixture, input, signals sent once it runs, requests it makes)
+    ("02-switch-conditional.yaml", {}, [], [("GET", "/posts/7"), ("POST", "/posts")]),
+    ("03-foreach-loop.yaml", {"items": [1, 2, 3, 4, 5]}, [], [("POST", "/posts")] * 5),
+    ("04-parallel-concurrent.yaml", {}, [], [("POST", "/posts")] * 3),
+    ("05-event-signal.yaml", {}, ["approval_signal"], [("POST", "/posts")]),
+    ("06-sleep-delay.yaml", {}, [], [("POST", "/posts")] * 2),
+    ("07-inject-transform.yaml", {"a": 10, "b": 20}, [], [("POST", "/posts")]),
+    ("08-error-retry.yaml", {}, [], [("POST", "/post"), ("POST", "/posts")]),
+    ("09-nested-states.yaml", {}, [], [("POST", "/posts")] * 4),
+    (
+        "10-complex-workflow.yaml",
+        {"valid": True, "items": [1, 2, 3], "threshold": 5},
+        ["approval"],
+        [("POST", "/posts")] * 4,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "workflow_input", "signals", "requests"),
+    GOLDEN_RUNS,
+    ids=[run[0] for run in GOLDEN_RUNS],
+)
+async def test_golden_workflow_runs_against_a_local_jsonplaceholder(
+    fixture: str,
+    workflow_input: Any,
+    signals: list[str],
+    requests: list[tuple[str, str]],
+    temporal_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    document = loader.load_file(FIXTURES / "golden" / fixture)
+    task_queue = f"golden-mocked-{uuid.uuid4()}"
+    with _serving(JSONPLACEHOLDER) as (port, seen):
+        hosts = {"jsonplaceholder.typicode.com"}
+        monkeypatch.setattr(egress, "guarded_transport", lambda policy: _ToLocal(hosts, port))
+        async with build_worker(
+            temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES
+        ):
+            handle = await temporal_client.start_workflow(
+                DslWorkflow.run,
+                DslRunInput(document, workflow_input, "zigflow"),
+                id=f"golden-mocked-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
+            for signal in signals:
+                await handle.signal(signal, {"approved": True})
+            await asyncio.wait_for(handle.result(), 60)
+    assert sorted(seen) == sorted(requests)
