@@ -19,7 +19,10 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.common import SearchAttributeKey
 
 from backend.common import egress
 from backend.workflow_runner.dsl import loader
@@ -204,3 +207,43 @@ async def test_golden_workflow_runs_against_a_local_jsonplaceholder(
                 await handle.signal(signal, {"approved": True})
             await asyncio.wait_for(handle.result(), 60)
     assert sorted(seen) == sorted(requests)
+
+
+async def test_the_search_attributes_example_sets_its_attributes(
+    temporal_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The attributes its upstream starter registers (examples/search-attributes/main.go).
+    await temporal_client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=temporal_client.namespace,
+            search_attributes={
+                "call": IndexedValueType.INDEXED_VALUE_TYPE_TEXT,
+                "hello": IndexedValueType.INDEXED_VALUE_TYPE_TEXT,
+                "waitTime": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+                "userId": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+            },
+        )
+    )
+    document = loader.load_file(FIXTURES / "zigflow/search-attributes/workflow.yaml")
+    task_queue = f"zigflow-search-{uuid.uuid4()}"
+    routes = {"/users/3": {"body": {"id": 3, "name": "Clementine Bauch"}}}
+    with _serving(routes) as (port, seen):
+        hosts = {"jsonplaceholder.typicode.com"}
+        monkeypatch.setattr(egress, "guarded_transport", lambda policy: _ToLocal(hosts, port))
+        async with build_worker(
+            temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES
+        ):
+            handle = await temporal_client.start_workflow(
+                DslWorkflow.run,
+                DslRunInput(document, {"userId": 3}, "zigflow"),
+                id=f"zigflow-search-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
+            result = await asyncio.wait_for(handle.result(), 60)
+    assert seen == [("GET", "/users/3")]
+    attributes = (await handle.describe()).typed_search_attributes
+    assert attributes.get(SearchAttributeKey.for_text("hello")) == "world"
+    assert attributes.get(SearchAttributeKey.for_text("call")) == "getUser"  # $data.task.name
+    assert attributes.get(SearchAttributeKey.for_int("userId")) == 3
+    assert attributes.get(SearchAttributeKey.for_int("waitTime")) == 3  # The last wait's.
+    assert result is None  # A wait task ends it; Zigflow's wait outputs nothing.
