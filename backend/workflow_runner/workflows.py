@@ -87,15 +87,16 @@ class DslWorkflow:
         dialect = Dialect(run_input.dialect)
         document, workflows = run_input.document, {}
         if dialect is Dialect.ZIGFLOW:
+            whole = zigflow.normalized(document)
+            workflows = zigflow.workflow_bodies(whole)
             try:
-                document = zigflow.select(zigflow.normalized(document), run_input.workflow_type)
+                document = zigflow.select(whole, run_input.workflow_type)
             except KeyError as unknown:
                 raise _failed(
                     DslError(
                         errors.CONFIGURATION, 400, "Unknown workflow type", unknown.args[0], "/"
                     )
                 ) from None
-            workflows = zigflow.workflow_bodies(zigflow.normalized(run_input.document))
         info = workflow.info()
         facts = {
             "workflow_execution_id": info.workflow_id,

@@ -235,9 +235,8 @@ class ZigflowRun:
         """A listen task on Temporal messages: registers its queries (which do not block) and
         waits for its signals and updates (all of them for `one`/`all`, any one for `any`) until
         `metadata.timeout` (default 60 s), then fails with a timeout error."""
-        to = task["listen"]["to"]
-        filters = [to["one"]] if "one" in to else list(to.get("all") or to.get("any") or [])
-        wait_all = "any" not in to
+        filters = listen_filters(task)
+        wait_all = "any" not in task["listen"]["to"]
         waiting: list[Callable[[], bool]] = []
         for index, event_filter in enumerate(filters):
             attributes = event_filter["with"]
@@ -295,10 +294,15 @@ def _accepted_check(listener: _UpdateListener) -> Callable[[], bool]:
     return lambda: listener.accepted
 
 
+def listen_filters(task: dict[str, Any]) -> list[Any]:
+    """A listen task's event filters, whichever of `one`, `all` or `any` holds them."""
+    to = task.get("listen", {}).get("to", {})
+    return [to["one"]] if "one" in to else list(to.get("all") or to.get("any") or [])
+
+
 def is_message_listen(task: dict[str, Any]) -> bool:
     """A listen task whose filters are all Temporal messages (`type` signal, query or update)."""
-    to = task.get("listen", {}).get("to", {})
-    filters = [to["one"]] if "one" in to else list(to.get("all") or to.get("any") or [])
+    filters = listen_filters(task)
     return bool(filters) and all(
         isinstance(f, dict) and f.get("with", {}).get("type") in zigflow.MESSAGE_TYPES
         for f in filters

@@ -125,7 +125,7 @@ async def execute(
             ) from None
         await host.runners.sleep(seconds)
         return True, data
-    if task.get("call") == "http" and _has_activity_options(host.document, task):
+    if task.get("call") == "http":  # With the document's and the task's activityOptions.
         arguments = host._evaluate(task.get("with", {}), data, variables, path)
         call = calls.http_call(
             task["with"], arguments, data, path, host.secret_scope, inside_try=scope.inside_try
@@ -286,16 +286,7 @@ def checkpoint(host: Host, index: int, data: Any) -> None:
 
 
 def _only_queries(task: dict[str, Any]) -> bool:
-    to = task["listen"]["to"]
-    filters = [to["one"]] if "one" in to else list(to.get("all") or to.get("any") or [])
-    return all(f["with"]["type"] == "query" for f in filters)
-
-
-def _has_activity_options(document: dict[str, Any], task: dict[str, Any]) -> bool:
-    return any(
-        isinstance(source, dict) and "activityOptions" in source
-        for source in (document.get("document", {}).get("metadata"), task.get("metadata"))
-    )
+    return all(f["with"]["type"] == "query" for f in zigflow_runtime.listen_filters(task))
 
 
 def _activity_call(
