@@ -140,8 +140,28 @@ def test_zigflow_variables_and_functions_are_gaps(expression: str, construct: st
 
 
 def test_a_field_or_a_message_named_like_a_function_is_not_a_call() -> None:
-    result = migrated([{"a": {"set": {"x": '${ .uuid + "now" + $input.timestamp }'}}}])
+    result = migrated([{"a": {"set": {"x": '${ $context.uuid + "now" + $input.timestamp }'}}}])
     assert result.unmigrated == []
+
+
+@pytest.mark.parametrize("expression", ["${ . }", "${ .a + .b }", "${ [.[0]] }", "${ 1 + .n }"])
+def test_dot_in_a_tasks_own_fields_is_a_gap(expression: str) -> None:
+    # Zigflow evaluates a task's own fields with `.` null; the spec reads the task input there.
+    result = migrated([{"a": {"set": {"x": expression}}}])
+    assert gaps(result) == {"/do/0/a/set/x": ". (input)"}
+
+
+@pytest.mark.parametrize(
+    "expression", ["${ $data.a.b }", "${ ($context).x }", "${ 1.5 }", '${ "a.b" }', "${ .. }"]
+)
+def test_dot_that_does_not_read_the_input_is_not_a_gap(expression: str) -> None:
+    result = migrated([{"a": {"set": {"x": expression}}}])
+    assert ". (input)" not in gaps(result).values()
+
+
+def test_dot_in_output_and_export_is_the_tasks_result_in_both() -> None:
+    task = {"set": {"x": 1}, "output": {"as": "${ .x }"}, "export": {"as": {"y": "${ .x }"}}}
+    assert migrated([{"a": task}]).unmigrated == []
 
 
 @pytest.mark.parametrize(

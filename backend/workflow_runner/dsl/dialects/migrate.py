@@ -364,6 +364,15 @@ class _Migrator:
         found = scan.scan(text)
         for construct, reason in found.gaps:
             self.gap(path, construct, reason)
+        if found.reads_dot and not path.endswith(("/output/as", "/export/as")) and (
+            "/output/as/" not in path and "/export/as/" not in path
+        ):
+            self.gap(
+                path,
+                ". (input)",
+                "Zigflow evaluates a task's own fields with `.` null; standard DSL reads the "
+                "task's input there, so the same expression would see other data",
+            )
         if not found.reads_input or self._input_exempt(path):
             return text
         self.change(path, "$input", "Zigflow's $input is the workflow input: $workflow.input")

@@ -34,6 +34,9 @@ _FUNCTION_CALL = re.compile(r"(?<![$.\w])(" + "|".join(zigflow.FUNCTIONS) + r")(
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _VARIABLE = re.compile(r"\$(data|env|input)(?![\w])")
+# A path on the expression's input: `.`, `.name`, `.[0]` where a term starts (not `$x.y`,
+# `f(x).y`, `1.5` or `..`).
+_INPUT_PATH = re.compile(r"(?:^|(?<=[\s(\[,|{:+\-*/<>=!;]))\.(?![\d.])")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,8 @@ class Findings:
 
     gaps: list[tuple[str, str]]
     reads_input: bool
+    # Reads `.`: null in a Zigflow task's own fields, the task's input in standard DSL.
+    reads_dot: bool = False
 
 
 def is_expression_at(value: Any, path: str) -> bool:
@@ -63,7 +68,7 @@ def scan(text: str) -> Findings:
         gaps.append(("$env", "worker environment variables; standard DSL has none"))
     for name in sorted({m.group(1) for m in _FUNCTION_CALL.finditer(code)}):
         gaps.append((f"{name}()", FUNCTION_REASONS[name]))
-    return Findings(gaps, "input" in found)
+    return Findings(gaps, "input" in found, _INPUT_PATH.search(code) is not None)
 
 
 def workflow_input(text: str) -> str:
