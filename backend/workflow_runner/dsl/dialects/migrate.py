@@ -364,8 +364,10 @@ class _Migrator:
         found = scan.scan(text)
         for construct, reason in found.gaps:
             self.gap(path, construct, reason)
-        if found.reads_dot and not path.endswith(("/output/as", "/export/as")) and (
-            "/output/as/" not in path and "/export/as/" not in path
+        if (
+            found.reads_dot
+            and not path.endswith(("/output/as", "/export/as"))
+            and ("/output/as/" not in path and "/export/as/" not in path)
         ):
             self.gap(
                 path,
