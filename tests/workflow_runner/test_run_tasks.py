@@ -41,24 +41,16 @@ async def _run(
     settings: RunTaskSettings | None = BOTH,
     workflow_input: Any = None,
 ) -> Any:
-    async with build_worker(
-        client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES, run_tasks=settings
-    ):
-        handle = await client.start_workflow(
-            DslWorkflow.run,
-            DslRunInput(document, workflow_input, "zigflow"),
-            id=f"run-{uuid.uuid4()}",
-            task_queue=task_queue,
-        )
-        return await asyncio.wait_for(handle.result(), 60)
+    result, _ = await zigflow_documents.run(
+        client, task_queue, document, workflow_input, timeout=60, run_tasks=settings
+    )
+    return result
 
 
 async def _failure(
     client: Client, task_queue: str, document: dict[str, Any], settings: RunTaskSettings | None
 ) -> str:
-    with pytest.raises(WorkflowFailureError) as failed:
-        await _run(client, task_queue, document, settings)
-    return str(failed.value.cause)
+    return await zigflow_documents.failure(client, task_queue, document, run_tasks=settings)
 
 
 async def test_shell_echo_and_its_arguments_as_argv(

@@ -5,9 +5,8 @@ Go worker beside Zigflow. Here the worker is a Python port of examples/activity-
 
 from __future__ import annotations
 
-import asyncio
-import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,14 +15,19 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from backend.workflow_runner.dsl import loader
-from backend.workflow_runner.models import DslRunInput
-from backend.workflow_runner.worker import build_worker
-from backend.workflow_runner.workflows import DslWorkflow
-from tests.workflow_runner.scenarios import FAKE_AGENT_ACTIVITIES
-from tests.workflow_runner.test_zigflow_fixtures import EXPECTATIONS, FIXTURES, mismatches
+from tests.workflow_runner.test_zigflow_fixtures import EXPECTATIONS, run_as_upstream
 
 pytestmark = pytest.mark.timeout(60)
+
+
+async def _run_with(
+    client: Client, example: str, activity_queue: str, activities: list[Callable[..., Any]]
+) -> Any:
+    """Runs the example as upstream does, with `activities` served on the task queue its
+    document names; checks and returns its result (test_zigflow_fixtures.run_as_upstream)."""
+    entry = next(e for e in EXPECTATIONS if e["fixture"] == f"zigflow/{example}/workflow.yaml")
+    async with Worker(client, task_queue=activity_queue, activities=activities):
+        return await run_as_upstream(client, entry, f"zigflow-{example}-{uuid.uuid4()}")
 
 
 @activity.defn(name="activitycall.FetchProfile")
@@ -47,26 +51,9 @@ async def generate_welcome(profile: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_activity_call_runs_on_the_other_workers_task_queue(temporal_client: Client) -> None:
-    entry = next(e for e in EXPECTATIONS if e["fixture"] == "zigflow/activity-call/workflow.yaml")
-    document = loader.load_file(FIXTURES / entry["fixture"], "zigflow")
-    task_queue = f"zigflow-activity-call-{uuid.uuid4()}"
-    activities = Worker(
-        temporal_client,
-        task_queue="activity-call-worker",  # The document names it.
-        activities=[fetch_profile, generate_welcome],
+    result = await _run_with(
+        temporal_client, "activity-call", "activity-call-worker", [fetch_profile, generate_welcome]
     )
-    async with (
-        activities,
-        build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES),
-    ):
-        handle = await temporal_client.start_workflow(
-            DslWorkflow.run,
-            DslRunInput(document, entry["input"], "zigflow", entry["workflow_type"]),
-            id=f"zigflow-activity-call-{uuid.uuid4()}",
-            task_queue=task_queue,
-        )
-        result = await asyncio.wait_for(handle.result(), 40)
-    assert mismatches(entry["expected_output"], result) == [], result
     assert result["message"] == "Welcome back u-123! Your tier is gold and you've visited 7 times."
     assert result["profile"]["requestId"] == result["workflowId"]  # The uuid the set task drew.
 
@@ -102,27 +89,5 @@ async def summarise_partial_result(request: dict[str, Any]) -> dict[str, Any]:
 async def test_the_agentic_example_loops_routes_to_its_workflows_and_answers(
     temporal_client: Client,
 ) -> None:
-    entry = next(
-        e for e in EXPECTATIONS if e["fixture"] == "zigflow/agentic-workflow/workflow.yaml"
-    )
-    document = loader.load_file(FIXTURES / entry["fixture"], "zigflow")
-    task_queue = f"zigflow-agentic-{uuid.uuid4()}"
-    activities = Worker(
-        temporal_client,
-        task_queue="agent-worker",  # The document names it.
-        activities=[plan_next_step, lookup, summarise_partial_result],
-    )
-    async with (
-        activities,
-        build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES),
-    ):
-        handle = await temporal_client.start_workflow(
-            DslWorkflow.run,
-            DslRunInput(document, entry["input"], "zigflow", entry["workflow_type"]),
-            id=f"zigflow-agentic-{uuid.uuid4()}",
-            task_queue=task_queue,
-        )
-        result = await asyncio.wait_for(handle.result(), 40)
-    assert mismatches(entry["expected_output"], result) == [], result
-    for fragment in entry["output_must_not_contain"]:
-        assert fragment not in json.dumps(result)
+    activities = [plan_next_step, lookup, summarise_partial_result]
+    await _run_with(temporal_client, "agentic-workflow", "agent-worker", activities)

@@ -56,9 +56,7 @@ do:
         done: true
 """
     )
-    async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
-        handle = await zigflow_documents.start(temporal_client, task_queue, document, {"x": 4})
-        data = await asyncio.wait_for(handle.result(), 30)
+    data, _ = await zigflow_documents.run(temporal_client, task_queue, document, {"x": 4})
     assert data["x"] == 4 and data["a"] == 5 and data["b"] == 50
     assert data["first"]["a"] == 5 and data["second"]["b"] == 50
     assert re.fullmatch(r"[0-9a-f-]{36}", data["id"]) and data["id"] != data["other"]
@@ -153,11 +151,8 @@ do:
               type: signal
 """
     )
-    async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
-        handle = await zigflow_documents.start(temporal_client, task_queue, document)
-        with pytest.raises(WorkflowFailureError) as failure:
-            await asyncio.wait_for(handle.result(), 30)
-    assert "no message after 1 s" in str(failure.value.cause)
+    failure = await zigflow_documents.failure(temporal_client, task_queue, document)
+    assert "no message after 1 s" in failure
 
 
 async def test_activity_options_of_the_document_and_the_task_govern_an_http_call(
@@ -255,9 +250,7 @@ do:
         ok: true
 """
     )
-    async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
-        handle = await zigflow_documents.start(temporal_client, task_queue, document)
-        await asyncio.wait_for(handle.result(), 30)
+    _, handle = await zigflow_documents.run(temporal_client, task_queue, document)
     described = await handle.describe()
     attributes = described.typed_search_attributes
     assert attributes.get(SearchAttributeKey.for_keyword("zigflowStep")) == "first"
@@ -280,11 +273,8 @@ do:
         ok: true
 """
     )
-    async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
-        handle = await zigflow_documents.start(temporal_client, task_queue, document)
-        with pytest.raises(WorkflowFailureError) as failure:
-            await asyncio.wait_for(handle.result(), 30)
-    assert "zigflowCount: 'many' is not a number" in str(failure.value.cause)
+    failure = await zigflow_documents.failure(temporal_client, task_queue, document)
+    assert "zigflowCount: 'many' is not a number" in failure
 
 
 async def test_a_run_past_can_max_history_length_continues_as_new_with_its_state(

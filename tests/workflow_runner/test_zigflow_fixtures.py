@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import pathlib
 import re
 import uuid
@@ -180,24 +181,33 @@ async def _interact(handle: WorkflowHandle[Any, Any], entry: dict[str, Any]) -> 
             raise AssertionError(f"unknown interaction {step['kind']}")
 
 
-@pytest.mark.parametrize("entry", RUNNABLE, ids=_id)
-async def test_fixture_runs_as_upstream_expects(
-    entry: dict[str, Any], temporal_client: Client
-) -> None:
+async def run_as_upstream(client: Client, entry: dict[str, Any], task_queue: str) -> Any:
+    """Runs the fixture on a worker of this process as its upstream test does (its input, its
+    interactions) and checks what upstream checks: the failure it expects (None), or its
+    result (returned)."""
     document = loader.load_file(FIXTURES / entry["fixture"], _dialect(entry))
-    task_queue = f"zigflow-fixtures-{uuid.uuid4()}"
-    async with build_worker(temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
-        handle = await temporal_client.start_workflow(
+    async with build_worker(client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES):
+        handle = await client.start_workflow(
             DslWorkflow.run,
             _run_input(entry, document),
-            id=f"zigflow-fixture-{uuid.uuid4()}",
+            id=f"{task_queue}-{uuid.uuid4()}",
             task_queue=task_queue,
         )
         await _interact(handle, entry)
         if entry["completes"] is False:
             with pytest.raises(WorkflowFailureError):
                 await asyncio.wait_for(handle.result(), 150)
-            return
+            return None
         result = await asyncio.wait_for(handle.result(), 150)
     if entry["expected_output"] is not None:
         assert mismatches(entry["expected_output"], result) == [], result
+    for fragment in entry.get("output_must_not_contain") or []:
+        assert fragment not in json.dumps(result)
+    return result
+
+
+@pytest.mark.parametrize("entry", RUNNABLE, ids=_id)
+async def test_fixture_runs_as_upstream_expects(
+    entry: dict[str, Any], temporal_client: Client
+) -> None:
+    await run_as_upstream(temporal_client, entry, f"zigflow-fixtures-{uuid.uuid4()}")

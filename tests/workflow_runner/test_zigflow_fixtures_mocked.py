@@ -21,7 +21,7 @@ import httpx
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 
 from backend.common import egress
@@ -33,11 +33,8 @@ from tests.workflow_runner.scenarios import FAKE_AGENT_ACTIVITIES
 from tests.workflow_runner.test_zigflow_fixtures import (
     EXPECTATIONS,
     FIXTURES,
-    _dialect,
     _id,
-    _interact,
-    _run_input,
-    mismatches,
+    run_as_upstream,
 )
 
 pytestmark = pytest.mark.timeout(180)
@@ -121,31 +118,11 @@ async def test_fixture_runs_against_upstreams_mock(
 ) -> None:
     for name, value in (entry.get("env") or {}).items():
         monkeypatch.setenv(name, value)
-    document = loader.load_file(FIXTURES / entry["fixture"], _dialect(entry))
-    task_queue = f"zigflow-mocked-{uuid.uuid4()}"
     with _serving(entry["http_mock"]["routes"]) as (port, seen):
         hosts = set(entry["http_mock"]["hosts"])
         monkeypatch.setattr(egress, "guarded_transport", lambda policy: _ToLocal(hosts, port))
-        async with build_worker(
-            temporal_client, task_queue, agent_activities=FAKE_AGENT_ACTIVITIES
-        ):
-            handle = await temporal_client.start_workflow(
-                DslWorkflow.run,
-                _run_input(entry, document),
-                id=f"zigflow-mocked-{uuid.uuid4()}",
-                task_queue=task_queue,
-            )
-            await _interact(handle, entry)
-            if entry["completes"] is False:
-                with pytest.raises(WorkflowFailureError):
-                    await asyncio.wait_for(handle.result(), 150)
-                return
-            result = await asyncio.wait_for(handle.result(), 150)
+        await run_as_upstream(temporal_client, entry, f"zigflow-mocked-{uuid.uuid4()}")
     assert seen, "the workflow made no request to the mocked hosts"
-    if entry["expected_output"] is not None:
-        assert mismatches(entry["expected_output"], result) == [], result
-    for fragment in entry.get("output_must_not_contain") or []:
-        assert fragment not in json.dumps(result)
 
 
 # The golden workflows that call jsonplaceholder: upstream runs them against the real site and

@@ -14,7 +14,6 @@ import yaml
 from backend.workflow_runner.dsl import (
     budgets,
     dialects,
-    durations,
     event_schema,
     expressions,
     model,
@@ -23,6 +22,7 @@ from backend.workflow_runner.dsl import (
 )
 from backend.workflow_runner.dsl.dialects import Dialect, zigflow
 from backend.workflow_runner.dsl.event_checks import EventChecks
+from backend.workflow_runner.dsl.value_checks import ValueChecks
 
 _TASK_SCHEMAS = {**schema.TASK_SCHEMAS, **event_schema.TASK_SCHEMAS}
 
@@ -125,7 +125,7 @@ def validate_input(document: dict[str, Any], value: Any) -> list[Problem]:
     ]
 
 
-class _Validator(EventChecks):
+class _Validator(ValueChecks, EventChecks):
     def __init__(self, document: Any, dialect: Dialect = Dialect.STANDARD) -> None:
         self.document = document
         self.problems: list[Problem] = []
@@ -374,44 +374,3 @@ class _Validator(EventChecks):
         limit = policy.get("limit", {})
         self._duration_at(limit, "duration", path + "/limit", required=False)
         self._duration_at(limit.get("attempt"), "duration", path + "/limit/attempt", required=False)
-
-    def _duration_at(self, parent: Any, key: str, path: str, required: bool) -> None:
-        if isinstance(parent, dict) and key in parent:
-            self._duration(parent[key], f"{path}/{key}")
-
-    def _duration(self, value: Any, path: str) -> None:
-        try:
-            durations.to_seconds(value)
-        except durations.DurationError as error:
-            self._add(path, str(error))
-
-    def _condition(self, value: Any, path: str, variables: Iterable[str]) -> None:
-        if isinstance(value, bool):
-            return
-        self._expression(expressions.program_of(str(value)), path, variables)
-
-    def _transform(self, value: Any, path: str, variables: Iterable[str]) -> None:
-        """`input.from`, `output.as`, `export.as`: a string is an expression even without `${ }`."""
-        if isinstance(value, str):
-            self._expression(expressions.program_of(value), path, variables)
-        else:
-            self._value_expressions(value, path, variables)
-
-    def _value_expressions(self, value: Any, path: str, variables: Iterable[str]) -> None:
-        if isinstance(value, str):
-            if expressions.is_expression(value):
-                self._expression(expressions.program_of(value), path, variables)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                self._value_expressions(item, f"{path}/{model.escape_pointer(str(key))}", variables)
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                self._value_expressions(item, f"{path}/{index}", variables)
-
-    def _expression(self, program: str, path: str, variables: Iterable[str]) -> None:
-        if not program:
-            self._add(path, "empty expression")
-            return
-        error = expressions.check(program, variables)
-        if error:
-            self._add(path, f"invalid expression: {error}")
